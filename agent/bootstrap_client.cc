@@ -1,0 +1,217 @@
+#include "agent/bootstrap_client.h"
+
+#include <grpcpp/security/tls_credentials_options.h>
+
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "common/duration.h"
+#include "common/grpc_status.h"
+#include "common/kdf.h"
+#include "common/transcript.h"
+#include "simprov/v1/bootstrap.grpc.pb.h"
+
+namespace simprov {
+
+namespace {
+
+absl::Status Rpc(const grpc::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  absl::Status st = FromGrpcStatus(s);
+  return absl::Status(st.code(), absl::StrCat(what, ": ", st.message()));
+}
+
+}  // namespace
+
+absl::StatusOr<BrokerEndpoint> ParseBroker(absl::string_view broker) {
+  auto hp = ParseHostPort(broker);
+  if (!hp.ok()) return hp.status();
+  if (hp->port == 0) {
+    return absl::InvalidArgumentError("--broker needs a non-zero port");
+  }
+  return BrokerEndpoint{std::string(broker), hp->host};
+}
+
+std::shared_ptr<grpc::Channel> MakeBrokerChannel(
+    const BrokerEndpoint& broker, const std::string& pinned_ca_pem) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 1 << 20);
+  if (!pinned_ca_pem.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = pinned_ca_pem;
+    return grpc::CreateCustomChannel(broker.target,
+                                     grpc::SslCredentials(ssl), args);
+  }
+  // No anchor yet: TLS for confidentiality only. The broker proves itself
+  // through the sealed answer (keys only K's holder can derive).
+  grpc::experimental::TlsChannelCredentialsOptions tls;
+  tls.set_verify_server_certs(false);
+  tls.set_check_call_host(false);
+  tls.set_certificate_verifier(
+      std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
+  return grpc::CreateCustomChannel(
+      broker.target, grpc::experimental::TlsCredentials(tls), args);
+}
+
+BootstrapClient::BootstrapClient(std::shared_ptr<grpc::Channel> channel,
+                                 BrokerEndpoint broker, Clock& clock,
+                                 Random& random, AgentOptions options)
+    : channel_(std::move(channel)),
+      broker_(std::move(broker)),
+      clock_(clock),
+      random_(random),
+      options_(options) {}
+
+absl::StatusOr<Credentials> BootstrapClient::Run(SimCard& sim) {
+  auto imsi = sim.Imsi();
+  if (!imsi.ok()) return imsi.status();
+  auto stub = v1::Bootstrap::NewStub(channel_);
+  auto deadline = [&] {
+    return std::chrono::system_clock::now() +
+           absl::ToChronoMilliseconds(options_.rpc_timeout);
+  };
+
+  // The key is made here and never leaves the device.
+  EvpPkeyPtr key = GenerateP256Key();
+  auto csr = CreateCsr(key.get(), *imsi);
+  if (!csr.ok()) return csr.status();
+
+  v1::ChallengeRequest creq;
+  creq.set_imsi(*imsi);
+  v1::ChallengeResponse challenge;
+  std::optional<SimAuthResult> auth;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    challenge.Clear();
+    if (absl::Status s =
+            Rpc(stub->Challenge(&ctx, creq, &challenge), "challenge");
+        !s.ok()) {
+      return s;
+    }
+    if (challenge.rand().size() != 16 || challenge.autn().size() != 16) {
+      return absl::UnauthenticatedError(
+          "broker sent a malformed challenge (RAND/AUTN not 16 bytes)");
+    }
+    auto r = sim.Authenticate(ToBytes(challenge.rand()),
+                              ToBytes(challenge.autn()));
+    if (!r.ok()) return r.status();
+    if (r->kind == SimAuthResult::Kind::kSuccess) {
+      auth.emplace(std::move(*r));
+      break;
+    }
+    if (r->kind == SimAuthResult::Kind::kMacFailure) {
+      return absl::UnauthenticatedError(
+          "the SIM rejected the broker's challenge (AUTN MAC failure): this "
+          "broker does not hold this SIM's key");
+    }
+    // Sync failure: resynchronise once with AUTS, then a fresh challenge.
+    creq.set_resync_rand(challenge.rand());
+    creq.set_auts(ToString(r->auts));
+  }
+  if (!auth) {
+    return absl::UnauthenticatedError(
+        "the SIM still finds the broker's sequence number stale after "
+        "resynchronisation");
+  }
+
+  EnrolTranscript t;
+  t.broker_identity = broker_.identity;
+  t.session_id = ToBytes(challenge.session_id());
+  t.imsi = *imsi;
+  t.rand = ToBytes(challenge.rand());
+  t.autn = ToBytes(challenge.autn());
+  t.res = auth->res;
+  t.nonce = random_.Generate(kNonceSize);
+  t.csr_der = *csr;
+  DeviceIdentity ident = sim.Identity();
+  t.imei = ident.imei;
+  t.iccid = ident.iccid;
+  SessionKeys keys =
+      DeriveSessionKeys(auth->ck, auth->ik, t.rand, t.imsi, t.broker_identity);
+  const Bytes encoded = EncodeTranscript(t);
+  const Bytes request_hash = Sha256Digest(encoded);
+
+  v1::EnrolRequest ereq;
+  ereq.set_version(t.version);
+  ereq.set_session_id(challenge.session_id());
+  ereq.set_imsi(t.imsi);
+  ereq.set_broker_identity(t.broker_identity);
+  ereq.set_res(ToString(t.res));
+  ereq.set_nonce(ToString(t.nonce));
+  ereq.set_csr(ToString(t.csr_der));
+  ereq.mutable_device_info()->set_imei(t.imei);
+  ereq.mutable_device_info()->set_iccid(t.iccid);
+  ereq.set_mac(ToString(TranscriptMac(keys, encoded)));
+
+  v1::EnrolResponse eresp;
+  const absl::Time sent = clock_.Now();
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    if (absl::Status s = Rpc(stub->Enrol(&ctx, ereq, &eresp), "enrol");
+        !s.ok()) {
+      return s;
+    }
+  }
+  const absl::Time received = clock_.Now();
+
+  auto plain =
+      OpenAnswer(keys, request_hash, ToBytes(eresp.sealed_answer()));
+  if (!plain.ok()) return plain.status();
+  v1::Answer answer;
+  if (!answer.ParseFromArray(plain->data(), static_cast<int>(plain->size())) ||
+      answer.chain_size() < 1 || answer.trust_anchors_size() < 1) {
+    return absl::UnauthenticatedError("broker answer is malformed");
+  }
+  if (!ConstantTimeEqual(ToBytes(answer.request_hash()), request_hash)) {
+    return absl::UnauthenticatedError("broker answer is for another request");
+  }
+
+  auto leaf = CertFromDer(ToBytes(answer.chain(0)));
+  if (!leaf.ok()) return absl::UnauthenticatedError("leaf does not parse");
+  if (!SamePublicKey(X509_get0_pubkey(leaf->get()), key.get())) {
+    return absl::UnauthenticatedError(
+        "certificate is not for the key this device generated");
+  }
+  std::vector<X509Ptr> intermediates, anchors;
+  for (int i = 1; i < answer.chain_size(); ++i) {
+    auto c = CertFromDer(ToBytes(answer.chain(i)));
+    if (!c.ok()) return absl::UnauthenticatedError("chain does not parse");
+    intermediates.push_back(std::move(*c));
+  }
+  for (const std::string& der : answer.trust_anchors()) {
+    auto c = CertFromDer(ToBytes(der));
+    if (!c.ok()) return absl::UnauthenticatedError("anchor does not parse");
+    anchors.push_back(std::move(*c));
+  }
+  std::vector<X509*> inter_ptrs, anchor_ptrs;
+  for (auto& c : intermediates) inter_ptrs.push_back(c.get());
+  for (auto& c : anchors) anchor_ptrs.push_back(c.get());
+  const absl::Time server_time =
+      absl::FromUnixMillis(answer.server_time_unix_ms());
+  if (absl::Status s = VerifyChain(leaf->get(), inter_ptrs, anchor_ptrs,
+                                   server_time, "sslclient");
+      !s.ok()) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("certificate chain does not verify: ", s.message()));
+  }
+
+  Credentials out;
+  auto key_pem = PrivateKeyToPkcs8Pem(key.get());
+  if (!key_pem.ok()) return key_pem.status();
+  out.key_pem = std::move(*key_pem);
+  out.cert_pem = CertToPem(leaf->get());
+  out.chain_pem = out.cert_pem;
+  for (auto& c : intermediates) out.chain_pem += CertToPem(c.get());
+  for (auto& c : anchors) out.ca_pem += CertToPem(c.get());
+  out.imsi = t.imsi;
+  out.device_id = answer.device_id();
+  out.leaf = DescribeCert(leaf->get());
+  out.server_time = server_time;
+  out.round_trip = received - sent;
+  out.registry_info_json = answer.registry_info_json();
+  return out;
+}
+
+}  // namespace simprov

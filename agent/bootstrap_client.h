@@ -1,0 +1,75 @@
+// The agent's side of a bootstrap: AKA through the SIM, a fresh key pair,
+// a CSR, and a verified answer. Writes nothing: the caller decides where
+// the credentials go (credential_dir.h), so the benchmark runs the very
+// same code.
+//
+// The answer is trusted only after (1) its tag verifies under keys derived
+// from this SIM's CK/IK and bound to this request, (2) the leaf's public key
+// is the key generated here, and (3) the chain verifies to the returned
+// trust anchor at the server's time, for clientAuth.
+#ifndef SIMPROV_AGENT_BOOTSTRAP_CLIENT_H_
+#define SIMPROV_AGENT_BOOTSTRAP_CLIENT_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "agent/sim.h"
+#include "common/clock.h"
+#include "common/x509.h"
+
+namespace simprov {
+
+struct BrokerEndpoint {
+  std::string target;    // HOST:PORT as given to --broker
+  std::string identity;  // HOST, bound into the key derivation
+};
+absl::StatusOr<BrokerEndpoint> ParseBroker(absl::string_view broker);
+
+// A TLS channel to the broker. With `pinned_ca_pem` the broker's
+// certificate must chain to it, carry serverAuth and match the host;
+// without it the channel is encrypted but unauthenticated, and the sealed
+// answer is what authenticates the broker.
+std::shared_ptr<grpc::Channel> MakeBrokerChannel(
+    const BrokerEndpoint& broker, const std::string& pinned_ca_pem);
+
+struct Credentials {
+  std::string key_pem;    // PKCS#8
+  std::string cert_pem;   // leaf
+  std::string chain_pem;  // leaf + issuing CA(s)
+  std::string ca_pem;     // trust anchors
+  std::string imsi;
+  std::string device_id;
+  CertInfo leaf;
+  absl::Time server_time;
+  absl::Duration round_trip;  // the Enrol round trip: bounds server_time
+  std::string registry_info_json;
+};
+
+struct AgentOptions {
+  absl::Duration rpc_timeout = absl::Seconds(10);
+};
+
+class BootstrapClient {
+ public:
+  BootstrapClient(std::shared_ptr<grpc::Channel> channel, BrokerEndpoint broker,
+                  Clock& clock, Random& random,
+                  AgentOptions options = AgentOptions());
+
+  // One full bootstrap. Unauthenticated/PermissionDenied: refused (by the
+  // SIM or the broker); Unavailable/DeadlineExceeded: retryable.
+  absl::StatusOr<Credentials> Run(SimCard& sim);
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  const BrokerEndpoint broker_;
+  Clock& clock_;
+  Random& random_;
+  const AgentOptions options_;
+};
+
+}  // namespace simprov
+
+#endif  // SIMPROV_AGENT_BOOTSTRAP_CLIENT_H_

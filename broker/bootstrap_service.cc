@@ -1,0 +1,355 @@
+#include "broker/bootstrap_service.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/aka.h"
+#include "common/grpc_status.h"
+#include "common/log.h"
+#include "common/milenage.h"
+#include "common/sealed_box.h"
+#include "common/transcript.h"
+#include "common/x509.h"
+
+namespace simprov {
+
+namespace {
+
+constexpr size_t kSessionIdSize = 16;
+constexpr size_t kMaxCsrSize = 16 * 1024;
+constexpr size_t kMaxResSize = 16;
+constexpr size_t kMaxInfoSize = 32;
+
+absl::StatusOr<Milenage> MilenageFor(const Bytes& kek, const std::string& imsi,
+                                     const Bytes& sealed) {
+  auto keys = OpenBox(kek, sealed, ToBytes(imsi));
+  if (!keys.ok()) {
+    return absl::InternalError(
+        absl::StrCat("sealed keys of IMSI ", imsi, " do not open"));
+  }
+  if (keys->size() != 32) {
+    SecureWipe(*keys);
+    return absl::InternalError("sealed keys have the wrong size");
+  }
+  Bytes k(keys->begin(), keys->begin() + 16);
+  Bytes opc(keys->begin() + 16, keys->end());
+  SecureWipe(*keys);
+  auto m = Milenage::Create(k, opc);
+  SecureWipe(k);
+  SecureWipe(opc);
+  return m;
+}
+
+bool PrintableInfo(const std::string& s) {
+  if (s.size() > kMaxInfoSize) return false;
+  for (char c : s) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool IsValidImsi(absl::string_view imsi) {
+  if (imsi.size() < 6 || imsi.size() > 15) return false;
+  for (char c : imsi) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+std::string Bootstrapper::DeviceIdUri(const std::string& device_id) {
+  return absl::StrCat("urn:simprov:device:", device_id);
+}
+
+Bootstrapper::Bootstrapper(BootstrapOptions options, Store& store,
+                           CertificateAuthority& ca, Bytes kek, Clock& clock,
+                           Random& random)
+    : options_(std::move(options)),
+      store_(store),
+      ca_(ca),
+      kek_(std::move(kek)),
+      clock_(clock),
+      random_(random),
+      sessions_(options_.max_sessions_per_imsi, options_.max_sessions),
+      limiter_(options_.rate_burst, options_.rate_refill) {}
+
+void Bootstrapper::Sweep() {
+  absl::Time now = clock_.Now();
+  sessions_.ExpireBefore(now - options_.session_ttl);
+  limiter_.ForgetIdle(now);
+}
+
+absl::StatusOr<v1::ChallengeResponse> Bootstrapper::Challenge(
+    const v1::ChallengeRequest& req) {
+  const std::string& imsi = req.imsi();
+  if (!IsValidImsi(imsi)) {
+    return absl::InvalidArgumentError("IMSI must be 6 to 15 decimal digits");
+  }
+  if (!limiter_.Allow(imsi, clock_.Now())) {
+    LogWarning("challenge: IMSI %s rate-limited", imsi);
+    return absl::ResourceExhaustedError(
+        "too many challenges for this IMSI; retry later");
+  }
+  if (!req.auts().empty() || !req.resync_rand().empty()) {
+    if (req.auts().size() != 14 || req.resync_rand().size() != 16) {
+      return absl::InvalidArgumentError(
+          "resynchronisation needs a 16-byte RAND and a 14-byte AUTS");
+    }
+    absl::Status s =
+        Resynchronise(imsi, ToBytes(req.resync_rand()), ToBytes(req.auts()));
+    if (!s.ok()) return s;
+  }
+  return NewChallenge(imsi);
+}
+
+absl::Status Bootstrapper::Resynchronise(const std::string& imsi,
+                                         const Bytes& rand, const Bytes& auts) {
+  std::optional<Session> s = sessions_.TakeByRand(imsi, rand);
+  const absl::Status refused = absl::UnauthenticatedError(
+      "resynchronisation refused: no outstanding challenge with that RAND, "
+      "or AUTS does not verify");
+  if (!s || clock_.Now() - s->created > options_.session_ttl) {
+    LogWarning("resync: IMSI %s: no outstanding challenge with that RAND",
+               imsi);
+    return refused;
+  }
+  if (s->decoy) {
+    LogWarning("resync: IMSI %s refused: %s", imsi, s->decoy_reason);
+    return refused;
+  }
+  auto sub = store_.GetSubscriber(imsi);
+  if (!sub.ok()) {
+    return sub.status().code() == absl::StatusCode::kNotFound
+               ? refused
+               : absl::UnavailableError(sub.status().message());
+  }
+  auto m = MilenageFor(kek_, imsi, sub->sealed_keys);
+  if (!m.ok()) return m.status();
+  auto sqn_ms = RecoverSqnMs(*m, rand, auts);
+  if (!sqn_ms.ok()) {
+    LogWarning("resync: IMSI %s: MAC-S does not verify", imsi);
+    (void)store_.AppendAudit({clock_.Now(), "resync.refused", imsi,
+                              "MAC-S does not verify"});
+    return refused;
+  }
+  if (absl::Status st = store_.ResyncSqn(imsi, *sqn_ms); !st.ok()) {
+    return absl::UnavailableError(st.message());
+  }
+  LogInfo("resync: IMSI %s resynchronised", imsi);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ChallengeResponse> Bootstrapper::NewChallenge(
+    const std::string& imsi) {
+  Session session;
+  session.id = random_.Generate(kSessionIdSize);
+  session.imsi = imsi;
+  session.rand = random_.Generate(16);
+  session.created = clock_.Now();
+
+  auto material = store_.AdvanceSqn(imsi);
+  if (!material.ok() &&
+      material.status().code() != absl::StatusCode::kNotFound) {
+    return absl::UnavailableError(material.status().message());
+  }
+  if (!material.ok() || material->status != kStatusActive) {
+    // Decoy: random AUTN, no vector. Indistinguishable on the wire; the
+    // Enrol that follows fails like a wrong RES would.
+    session.decoy = true;
+    session.decoy_reason =
+        material.ok() ? absl::StrCat("subscriber is ", material->status)
+                      : "unknown IMSI";
+    session.autn = random_.Generate(16);
+    LogInfo("challenge: IMSI %s gets a decoy (%s)", imsi,
+            session.decoy_reason);
+  } else {
+    auto m = MilenageFor(kek_, imsi, material->sealed_keys);
+    if (!m.ok()) {
+      LogError("challenge: %s", m.status().message());
+      return absl::InternalError("subscriber keys unavailable");
+    }
+    AuthVector v = GenerateVector(*m, session.rand, material->sqn,
+                                  material->amf);
+    session.autn = v.autn;
+    session.xres = std::move(v.xres);
+    session.ck = std::move(v.ck);
+    session.ik = std::move(v.ik);
+    session.device_id = material->device_id;
+    session.group = material->group;
+  }
+  v1::ChallengeResponse resp;
+  resp.set_session_id(ToString(session.id));
+  resp.set_rand(ToString(session.rand));
+  resp.set_autn(ToString(session.autn));
+  resp.set_expires_in_ms(absl::ToInt64Milliseconds(options_.session_ttl));
+  sessions_.Insert(std::move(session));
+  return resp;
+}
+
+absl::Status Bootstrapper::Refuse(const std::string& imsi, absl::Status status,
+                                  absl::string_view reason) {
+  LogWarning("enrol: IMSI %s refused: %s", imsi, reason);
+  (void)store_.AppendAudit(
+      {clock_.Now(), "bootstrap.refused", imsi, std::string(reason)});
+  return status;
+}
+
+absl::StatusOr<v1::EnrolResponse> Bootstrapper::Enrol(
+    const v1::EnrolRequest& req) {
+  // Structure first: nothing here needs the session.
+  if (req.version() != kProtocolVersion) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported protocol version ", req.version()));
+  }
+  if (req.session_id().size() != kSessionIdSize) {
+    return absl::InvalidArgumentError("session id must be 16 bytes");
+  }
+  if (!IsValidImsi(req.imsi())) {
+    return absl::InvalidArgumentError("IMSI must be 6 to 15 decimal digits");
+  }
+  if (req.res().size() > kMaxResSize || req.nonce().size() != kNonceSize ||
+      req.mac().size() != kMacSize) {
+    return absl::InvalidArgumentError(
+        "malformed request: RES at most 16 bytes, nonce and MAC 32 bytes");
+  }
+  if (req.csr().empty() || req.csr().size() > kMaxCsrSize) {
+    return absl::InvalidArgumentError("CSR missing or larger than 16 KiB");
+  }
+  if (!PrintableInfo(req.device_info().imei()) ||
+      !PrintableInfo(req.device_info().iccid())) {
+    return absl::InvalidArgumentError(
+        "device info: IMEI and ICCID must be at most 32 letters or digits");
+  }
+  if (req.broker_identity().empty() || req.broker_identity().size() > 255) {
+    return absl::InvalidArgumentError("broker identity missing");
+  }
+
+  const std::string& imsi = req.imsi();
+  const absl::Status auth_failed =
+      absl::UnauthenticatedError("authentication failed");
+  // Uses the session up, whatever follows.
+  std::optional<Session> s = sessions_.Take(ToBytes(req.session_id()));
+  if (!s) {
+    return Refuse(imsi,
+                  absl::UnauthenticatedError("unknown or already used session"),
+                  "unknown or already used session");
+  }
+  if (s->imsi != imsi) {
+    return Refuse(imsi, auth_failed, "session belongs to another IMSI");
+  }
+  const absl::Time now = clock_.Now();
+  if (now - s->created > options_.session_ttl) {
+    return Refuse(imsi, absl::UnauthenticatedError("session expired"),
+                  "session expired");
+  }
+  if (s->decoy) return Refuse(imsi, auth_failed, s->decoy_reason);
+  if (!options_.names.contains(req.broker_identity())) {
+    return Refuse(
+        imsi,
+        absl::InvalidArgumentError(absl::StrCat(
+            "broker identity '", req.broker_identity(),
+            "' is not a name of this broker (use its listen host or a "
+            "--public-name)")),
+        "unknown broker identity");
+  }
+  // Both comparisons are constant-time; the lengths are not secret.
+  const Bytes res = ToBytes(req.res());
+  if (!ConstantTimeEqual(res, s->xres)) {
+    return Refuse(imsi, auth_failed, "RES does not match");
+  }
+  SessionKeys keys = DeriveSessionKeys(s->ck, s->ik, s->rand, imsi,
+                                       req.broker_identity());
+  EnrolTranscript t;
+  t.version = req.version();
+  t.broker_identity = req.broker_identity();
+  t.session_id = s->id;
+  t.imsi = imsi;
+  t.rand = s->rand;
+  t.autn = s->autn;
+  t.res = res;
+  t.nonce = ToBytes(req.nonce());
+  t.csr_der = ToBytes(req.csr());
+  t.imei = req.device_info().imei();
+  t.iccid = req.device_info().iccid();
+  const Bytes encoded = EncodeTranscript(t);
+  if (!ConstantTimeEqual(TranscriptMac(keys, encoded), ToBytes(req.mac()))) {
+    return Refuse(imsi, auth_failed, "request MAC does not verify");
+  }
+
+  auto csr = ParseAndVerifyCsr(t.csr_der);
+  if (!csr.ok()) {
+    return Refuse(imsi, csr.status(),
+                  absl::StrCat("bad CSR: ", csr.status().message()));
+  }
+  const std::string device_id = s->device_id.empty() ? imsi : s->device_id;
+  DeviceCertRequest cert_req;
+  cert_req.public_key = csr->public_key.get();
+  cert_req.common_name = imsi;
+  cert_req.device_id_uri = DeviceIdUri(device_id);
+  cert_req.ttl = options_.cert_ttl;
+  auto cert = ca_.IssueDeviceCertificate(cert_req);
+  if (!cert.ok()) {
+    LogError("enrol: IMSI %s: signing failed: %s", imsi,
+             cert.status().message());
+    return absl::InternalError("certificate signing failed");
+  }
+  CertInfo info = DescribeCert(cert->get());
+  CertificateRecord record;
+  record.serial = info.serial_hex;
+  record.imsi = imsi;
+  record.device_id = device_id;
+  record.not_before = info.not_before;
+  record.not_after = info.not_after;
+  record.der = CertToDer(cert->get());
+  record.issued_at = now;
+  absl::Status recorded = store_.RecordIssuance(
+      record, {now, "bootstrap.issued", imsi,
+               absl::StrCat("serial=", info.serial_hex, " device_id=",
+                            device_id, " key=", csr->key_type,
+                            t.imei.empty() ? "" : " imei=", t.imei)});
+  if (!recorded.ok()) {
+    if (recorded.code() == absl::StatusCode::kFailedPrecondition) {
+      return Refuse(imsi, auth_failed, recorded.message());
+    }
+    LogError("enrol: IMSI %s: store: %s", imsi, recorded.message());
+    return absl::UnavailableError("store unavailable; retry");
+  }
+
+  v1::Answer answer;
+  answer.set_request_hash(ToString(Sha256Digest(encoded)));
+  answer.add_chain(ToString(record.der));
+  for (const Bytes& der : ca_.ChainDer()) answer.add_chain(ToString(der));
+  for (const Bytes& der : ca_.TrustAnchorsDer()) {
+    answer.add_trust_anchors(ToString(der));
+  }
+  answer.set_server_time_unix_ms(absl::ToUnixMillis(clock_.Now()));
+  answer.set_device_id(device_id);
+  std::string plain;
+  answer.SerializeToString(&plain);
+  v1::EnrolResponse resp;
+  resp.set_sealed_answer(ToString(
+      SealAnswer(keys, Sha256Digest(encoded), ToBytes(plain), random_)));
+  LogInfo("enrol: IMSI %s issued serial %s (device %s)", imsi,
+          info.serial_hex, device_id);
+  return resp;
+}
+
+grpc::Status BootstrapGrpcService::Challenge(grpc::ServerContext*,
+                                             const v1::ChallengeRequest* req,
+                                             v1::ChallengeResponse* resp) {
+  auto r = b_.Challenge(*req);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *resp = std::move(*r);
+  return grpc::Status::OK;
+}
+
+grpc::Status BootstrapGrpcService::Enrol(grpc::ServerContext*,
+                                         const v1::EnrolRequest* req,
+                                         v1::EnrolResponse* resp) {
+  auto r = b_.Enrol(*req);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *resp = std::move(*r);
+  return grpc::Status::OK;
+}
+
+}  // namespace simprov

@@ -1,0 +1,84 @@
+// The device API: AKA challenge and enrolment (proto/simprov/v1/bootstrap).
+//
+// What holds (see docs/security.md): unknown and inactive IMSIs get decoy
+// challenges; challenges are rate-limited per IMSI; a session is used up by
+// the first Enrol whatever its outcome and expires after session_ttl; RES
+// and MAC are compared in constant time; the certificate's names come from
+// policy, never from the CSR; the answer is sealed under keys derived from
+// CK||IK and bound to the request. Nothing secret is logged.
+#ifndef SIMPROV_BROKER_BOOTSTRAP_SERVICE_H_
+#define SIMPROV_BROKER_BOOTSTRAP_SERVICE_H_
+
+#include <set>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "broker/ca.h"
+#include "broker/session_table.h"
+#include "broker/store.h"
+#include "common/clock.h"
+#include "simprov/v1/bootstrap.grpc.pb.h"
+
+namespace simprov {
+
+struct BootstrapOptions {
+  // The names the broker answers to: its listen host and every
+  // --public-name. An agent's broker identity must be one of them.
+  std::set<std::string> names;
+  absl::Duration session_ttl = absl::Seconds(60);
+  absl::Duration cert_ttl = absl::Hours(24 * 30);
+  int rate_burst = 10;
+  absl::Duration rate_refill = absl::Seconds(2);
+  size_t max_sessions_per_imsi = 4;
+  size_t max_sessions = 1 << 20;
+};
+
+// Stateless apart from the session table and rate limiter; thread-safe.
+class Bootstrapper {
+ public:
+  Bootstrapper(BootstrapOptions options, Store& store,
+               CertificateAuthority& ca, Bytes kek, Clock& clock,
+               Random& random);
+
+  absl::StatusOr<v1::ChallengeResponse> Challenge(
+      const v1::ChallengeRequest& req);
+  absl::StatusOr<v1::EnrolResponse> Enrol(const v1::EnrolRequest& req);
+  // Drops expired sessions and idle rate-limit buckets; call periodically.
+  void Sweep();
+
+  static std::string DeviceIdUri(const std::string& device_id);
+
+ private:
+  absl::StatusOr<v1::ChallengeResponse> NewChallenge(const std::string& imsi);
+  absl::Status Resynchronise(const std::string& imsi, const Bytes& rand,
+                             const Bytes& auts);
+  absl::Status Refuse(const std::string& imsi, absl::Status status,
+                      absl::string_view reason);
+
+  const BootstrapOptions options_;
+  Store& store_;
+  CertificateAuthority& ca_;
+  const Bytes kek_;
+  Clock& clock_;
+  Random& random_;
+  SessionTable sessions_;
+  RateLimiter limiter_;
+};
+
+class BootstrapGrpcService final : public v1::Bootstrap::Service {
+ public:
+  explicit BootstrapGrpcService(Bootstrapper& b) : b_(b) {}
+  grpc::Status Challenge(grpc::ServerContext*, const v1::ChallengeRequest* req,
+                         v1::ChallengeResponse* resp) override;
+  grpc::Status Enrol(grpc::ServerContext*, const v1::EnrolRequest* req,
+                     v1::EnrolResponse* resp) override;
+
+ private:
+  Bootstrapper& b_;
+};
+
+bool IsValidImsi(absl::string_view imsi);
+
+}  // namespace simprov
+
+#endif  // SIMPROV_BROKER_BOOTSTRAP_SERVICE_H_

@@ -1,0 +1,262 @@
+// simprov-broker: the cloud service. Thin: flags, data dir, servers,
+// signals. The logic lives in bootstrap_service, admin_service and store.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <condition_variable>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "broker/admin_service.h"
+#include "broker/bootstrap_service.h"
+#include "broker/data_dir.h"
+#include "broker/sqlite_store.h"
+#include "common/atomic_file.h"
+#include "common/duration.h"
+#include "common/exit_codes.h"
+#include "common/log.h"
+
+namespace simprov {
+namespace {
+
+struct Flags {
+  std::string data_dir;
+  std::string listen = "127.0.0.1:7443";
+  std::string http_listen;
+  std::vector<std::string> public_names;
+  std::string cert_ttl = "30d";
+  std::string session_ttl = "60s";
+  int rate_burst = 10;
+  std::string rate_refill = "2s";
+  std::string log_level = "info";
+};
+
+int Fail(const absl::Status& s) {
+  std::cerr << "simprov-broker: " << s.message() << "\n";
+  return ExitCodeFor(s) == kExitOk ? kExitError : ExitCodeFor(s);
+}
+
+bool IsWildcard(const std::string& host) {
+  return host == "0.0.0.0" || host == "::" || host.empty();
+}
+
+int Run(const Flags& f) {
+  if (f.log_level == "debug") SetLogLevel(LogLevel::kDebug);
+  if (f.log_level == "warning") SetLogLevel(LogLevel::kWarning);
+  if (f.log_level == "error") SetLogLevel(LogLevel::kError);
+
+  auto listen = ParseHostPort(f.listen);
+  if (!listen.ok()) return Fail(listen.status());
+  auto cert_ttl = ParseHumanDuration(f.cert_ttl);
+  if (!cert_ttl.ok()) return Fail(cert_ttl.status());
+  auto session_ttl = ParseHumanDuration(f.session_ttl);
+  if (!session_ttl.ok()) return Fail(session_ttl.status());
+  if (*session_ttl <= absl::ZeroDuration() ||
+      *session_ttl > absl::Seconds(60)) {
+    return Fail(absl::InvalidArgumentError(
+        "--session-ttl must be between 1ms and 60s"));
+  }
+  if (*cert_ttl < absl::Seconds(1)) {
+    return Fail(absl::InvalidArgumentError("--cert-ttl must be at least 1s"));
+  }
+  auto refill = ParseHumanDuration(f.rate_refill);
+  if (!refill.ok()) return Fail(refill.status());
+  if (f.rate_burst < 1) {
+    return Fail(absl::InvalidArgumentError("--rate-burst must be at least 1"));
+  }
+
+  // Every file the broker creates is private: keys, store, socket.
+  umask(077);
+  DataDirPaths paths(f.data_dir);
+  if (absl::Status s = MakeDirectories(paths.root, 0700); !s.ok()) {
+    return Fail(s);
+  }
+  Clock& clock = Clock::Real();
+  Random& random = Random::Real();
+  auto kek = LoadOrCreateKek(paths.kek(), random);
+  if (!kek.ok()) return Fail(kek.status());
+  auto ca = LoadOrCreateCa(paths, clock, random);
+  if (!ca.ok()) return Fail(ca.status());
+  auto store = SqliteStore::Open(paths.store());
+  if (!store.ok()) return Fail(store.status());
+
+  BootstrapOptions options;
+  std::vector<std::string> names;
+  if (!IsWildcard(listen->host)) names.push_back(listen->host);
+  for (const std::string& n : f.public_names) names.push_back(n);
+  if (names.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "listening on a wildcard address needs at least one --public-name"));
+  }
+  options.names.insert(names.begin(), names.end());
+  options.cert_ttl = *cert_ttl;
+  options.session_ttl = *session_ttl;
+  options.rate_burst = f.rate_burst;
+  options.rate_refill = *refill;
+  auto tls = IssueTlsIdentity(paths, **ca, names);
+  if (!tls.ok()) return Fail(tls.status());
+
+  Bootstrapper bootstrapper(options, **store, **ca, *kek, clock, random);
+  BootstrapGrpcService bootstrap_service(bootstrapper);
+  AdminGrpcService admin_service(**store, *kek, clock, random);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->chain_pem});
+  int bound_port = 0;
+  grpc::ServerBuilder device_builder;
+  device_builder.AddListeningPort(f.listen, grpc::SslServerCredentials(ssl),
+                                  &bound_port);
+  device_builder.RegisterService(&bootstrap_service);
+  std::unique_ptr<grpc::Server> device_server = device_builder.BuildAndStart();
+  if (!device_server || bound_port == 0) {
+    return Fail(absl::UnavailableError(
+        absl::StrCat("cannot listen on ", f.listen)));
+  }
+
+  unlink(paths.admin_socket().c_str());
+  grpc::ServerBuilder admin_builder;
+  admin_builder.AddListeningPort("unix:" + paths.admin_socket(),
+                                 grpc::InsecureServerCredentials());
+  admin_builder.RegisterService(&admin_service);
+  std::unique_ptr<grpc::Server> admin_server = admin_builder.BuildAndStart();
+  if (!admin_server) {
+    return Fail(absl::UnavailableError(
+        absl::StrCat("cannot listen on ", paths.admin_socket())));
+  }
+  chmod(paths.admin_socket().c_str(), 0600);
+
+  std::unique_ptr<httplib::Server> http;
+  std::thread http_thread;
+  if (!f.http_listen.empty()) {
+    auto hp = ParseHostPort(f.http_listen);
+    if (!hp.ok()) return Fail(hp.status());
+    http = std::make_unique<httplib::Server>();
+    const std::string anchors = (*ca)->TrustAnchorsPem();
+    http->Get("/healthz", [](const httplib::Request&, httplib::Response& r) {
+      r.set_content("ok\n", "text/plain");
+    });
+    http->Get("/ca.pem", [anchors](const httplib::Request&,
+                                   httplib::Response& r) {
+      r.set_content(anchors, "application/x-pem-file");
+    });
+    if (!http->bind_to_port(hp->host, hp->port)) {
+      return Fail(absl::UnavailableError(
+          absl::StrCat("cannot listen on ", f.http_listen)));
+    }
+    http_thread = std::thread([&http] { http->listen_after_bind(); });
+  }
+
+  const std::string bound =
+      listen->host.find(':') != std::string::npos
+          ? absl::StrCat("[", listen->host, "]:", bound_port)
+          : absl::StrCat(listen->host, ":", bound_port);
+  if (absl::Status s =
+          WriteFileAtomic(paths.listen_address(), bound + "\n", 0644);
+      !s.ok()) {
+    return Fail(s);
+  }
+  LogInfo("simprov-broker serving the device API on %s (names: %s), admin on %s",
+          bound, absl::StrJoin(names, ", "), paths.admin_socket());
+
+  // Sweeper: expires sessions and idle rate-limit buckets.
+  std::mutex stop_mu;
+  std::condition_variable stop_cv;
+  bool stopping = false;
+  std::thread sweeper([&] {
+    std::unique_lock<std::mutex> lock(stop_mu);
+    while (!stop_cv.wait_for(lock, std::chrono::seconds(5),
+                             [&] { return stopping; })) {
+      bootstrapper.Sweep();
+    }
+  });
+
+  // Signals were blocked in main(); wait for one here.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  LogInfo("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+
+  const auto deadline =
+      std::chrono::system_clock::now() + std::chrono::seconds(5);
+  device_server->Shutdown(deadline);
+  admin_server->Shutdown(deadline);
+  if (http) {
+    http->stop();
+    http_thread.join();
+  }
+  {
+    std::lock_guard<std::mutex> lock(stop_mu);
+    stopping = true;
+  }
+  stop_cv.notify_all();
+  sweeper.join();
+  unlink(paths.admin_socket().c_str());
+  unlink(paths.listen_address().c_str());
+  LogInfo("stopped");
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace simprov
+
+int main(int argc, char** argv) {
+  // Block termination signals in every thread; Run() waits for them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  simprov::Flags f;
+  CLI::App app{
+      "simprov-broker: SIM-authenticated provisioning service (device API "
+      "over gRPC/TLS, admin API on DIR/admin.sock)"};
+  app.add_option("--data-dir", f.data_dir,
+                 "Data directory (store, CA, keys); created on first start")
+      ->required();
+  app.add_option("--listen", f.listen, "Device API address HOST:PORT")
+      ->capture_default_str();
+  app.add_option("--http-listen", f.http_listen,
+                 "HTTP address HOST:PORT for /healthz and /ca.pem");
+  app.add_option("--public-name", f.public_names,
+                 "Name devices use to reach the broker (repeatable); goes "
+                 "into the TLS certificate and the key derivation");
+  app.add_option("--cert-ttl", f.cert_ttl, "Device certificate lifetime")
+      ->capture_default_str();
+  app.add_option("--session-ttl", f.session_ttl,
+                 "Lifetime of an AKA challenge (at most 60s)")
+      ->capture_default_str();
+  app.add_option("--rate-burst", f.rate_burst,
+                 "Challenges an IMSI may request at once")
+      ->capture_default_str();
+  app.add_option("--rate-refill", f.rate_refill,
+                 "Time to regain one challenge after the burst")
+      ->capture_default_str();
+  app.add_option("--log-level", f.log_level, "debug, info, warning or error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : simprov::kExitUsage;
+  }
+  return simprov::Run(f);
+}

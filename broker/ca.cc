@@ -1,0 +1,776 @@
+#include "broker/ca.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/x509.h"
+
+namespace simprov {
+namespace {
+
+constexpr char kRootCommonName[] = "simprov development root CA";
+constexpr char kIssuingCommonName[] = "simprov development issuing CA";
+// Serial numbers are exactly this many bytes (RFC 5280 allows up to 20).
+constexpr size_t kSerialBytes = 16;
+constexpr size_t kMaxCommonNameBytes = 64;  // ub-common-name
+constexpr size_t kMaxUriBytes = 1024;
+constexpr size_t kMaxDnsNameBytes = 253;
+constexpr size_t kMaxServerNames = 100;
+// Bound on files read by Load(), in bytes.
+constexpr size_t kMaxFileBytes = 1024 * 1024;
+
+struct GeneralNameDeleter {
+  void operator()(GENERAL_NAME* g) const { GENERAL_NAME_free(g); }
+};
+using GeneralNamePtr = std::unique_ptr<GENERAL_NAME, GeneralNameDeleter>;
+struct GeneralNamesDeleter {
+  void operator()(GENERAL_NAMES* g) const { GENERAL_NAMES_free(g); }
+};
+using GeneralNamesPtr = std::unique_ptr<GENERAL_NAMES, GeneralNamesDeleter>;
+struct Asn1StringDeleter {
+  void operator()(ASN1_STRING* s) const { ASN1_STRING_free(s); }
+};
+using Asn1StringPtr = std::unique_ptr<ASN1_STRING, Asn1StringDeleter>;
+struct AuthorityKeyIdDeleter {
+  void operator()(AUTHORITY_KEYID* a) const { AUTHORITY_KEYID_free(a); }
+};
+using AuthorityKeyIdPtr =
+    std::unique_ptr<AUTHORITY_KEYID, AuthorityKeyIdDeleter>;
+
+// ---- Files ---------------------------------------------------------------
+
+// Owns a file descriptor.
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd) : fd_(fd) {}
+  ~ScopedFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  int get() const { return fd_; }
+  // Closes now, reporting the error (close can report deferred write
+  // errors).
+  int Close() {
+    int rc = ::close(fd_);
+    fd_ = -1;
+    return rc;
+  }
+
+ private:
+  int fd_;
+};
+
+absl::Status ErrnoError(std::string_view what, const std::string& path,
+                        int err) {
+  std::string msg =
+      absl::StrCat(std::string(what), " ", path, ": ", std::strerror(err));
+  if (err == EEXIST) return absl::AlreadyExistsError(msg);
+  if (err == ENOENT) return absl::NotFoundError(msg);
+  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
+  return absl::InternalError(msg);
+}
+
+std::string ParentDir(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+absl::Status FsyncDir(const std::string& dir) {
+  ScopedFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoError("open", dir, errno);
+  if (::fsync(fd.get()) != 0) return ErrnoError("fsync", dir, errno);
+  return absl::OkStatus();
+}
+
+// Writes `contents` to `path` atomically with permissions `mode`: a fresh
+// temporary file is created with O_CREAT|O_EXCL and `mode` (so a secret is
+// never readable by others, even briefly), written, fsync'ed, renamed over
+// `path`, and the directory is fsync'ed.
+absl::Status WriteCaFile(const std::string& path, std::string_view contents,
+                         mode_t mode, Random& random) {
+  std::string tmp = absl::StrCat(path, ".tmp.", HexEncode(random.Generate(8)));
+  ScopedFd fd(::open(
+      tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (fd.get() < 0) return ErrnoError("create", tmp, errno);
+  auto fail = [&tmp](std::string_view what, int err) {
+    absl::Status s = ErrnoError(what, tmp, err);
+    ::unlink(tmp.c_str());
+    return s;
+  };
+  // The umask may have cleared bits; never widened, but make `mode` exact.
+  if (::fchmod(fd.get(), mode) != 0) return fail("chmod", errno);
+  size_t done = 0;
+  while (done < contents.size()) {
+    ssize_t n =
+        ::write(fd.get(), contents.data() + done, contents.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail("write", errno);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0) return fail("fsync", errno);
+  if (fd.Close() != 0) return fail("close", errno);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("rename", errno);
+  return FsyncDir(ParentDir(path));
+}
+
+// Writes a secret and wipes the in-memory copy.
+absl::Status WriteSecretFile(const std::string& path, std::string& secret,
+                             Random& random) {
+  absl::Status s = WriteCaFile(path, secret, 0600, random);
+  OPENSSL_cleanse(secret.data(), secret.size());
+  secret.clear();
+  return s;
+}
+
+absl::StatusOr<std::string> ReadCaFile(const std::string& path) {
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoError("open", path, errno);
+  std::string out;
+  char buf[4096];
+  while (true) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      OPENSSL_cleanse(out.data(), out.size());
+      return ErrnoError("read", path, err);
+    }
+    if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > kMaxFileBytes) {
+      OPENSSL_cleanse(out.data(), out.size());
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " is larger than ", kMaxFileBytes, " bytes"));
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  OPENSSL_cleanse(buf, sizeof buf);
+  return out;
+}
+
+// Creates directory `path` with `mode` unless it exists; an existing
+// directory is left as is unless `force_mode`, which chmods it to `mode`.
+absl::Status MakeDir(const std::string& path, mode_t mode, bool force_mode) {
+  if (::mkdir(path.c_str(), mode) == 0) {
+    // mkdir's mode is filtered by the umask; make it exact.
+    if (::chmod(path.c_str(), mode) != 0) {
+      return ErrnoError("chmod", path, errno);
+    }
+    return absl::OkStatus();
+  }
+  if (errno != EEXIST) return ErrnoError("mkdir", path, errno);
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return ErrnoError("stat", path, errno);
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " exists and is not a directory"));
+  }
+  if (force_mode && (st.st_mode & 07777) != mode &&
+      ::chmod(path.c_str(), mode) != 0) {
+    return ErrnoError("chmod", path, errno);
+  }
+  return absl::OkStatus();
+}
+
+bool CaPathExists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+// ---- Certificate construction --------------------------------------------
+
+// The digest to sign with `key`: SHA-256, or none for EdDSA keys.
+const EVP_MD* SigningDigestFor(EVP_PKEY* key) {
+  if (EVP_PKEY_is_a(key, "ED25519") || EVP_PKEY_is_a(key, "ED448")) {
+    return nullptr;
+  }
+  return EVP_sha256();
+}
+
+// A serial number: kSerialBytes from `random`, top bit cleared (positive)
+// and the next bit set (fixed DER length, never zero).
+Bytes MakeSerial(Random& random) {
+  Bytes serial = random.Generate(kSerialBytes);
+  serial[0] = static_cast<uint8_t>((serial[0] & 0x3f) | 0x40);
+  return serial;
+}
+
+struct SanEntry {
+  int type;           // GEN_DNS, GEN_IPADD or GEN_URI.
+  std::string value;  // ASCII text, or 4/16 raw address bytes for GEN_IPADD.
+};
+
+// Everything that varies between the certificates this CA creates.
+struct CertSpec {
+  EVP_PKEY* public_key = nullptr;
+  std::string common_name;
+  Bytes serial;
+  int64_t not_before = 0;  // Unix seconds.
+  int64_t not_after = 0;   // Unix seconds.
+  // Null for a self-signed certificate (issuer = subject, no AKI).
+  const X509_NAME* issuer_name = nullptr;
+  const Bytes* issuer_ski = nullptr;
+  // X509V3 config values (compile-time constants only: never user input).
+  const char* basic_constraints = nullptr;
+  const char* key_usage = nullptr;
+  const char* ext_key_usage = nullptr;  // Null: no EKU.
+  std::vector<SanEntry> sans;
+};
+
+absl::Status AddConfExtension(X509* cert, int nid, const char* value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, nullptr, cert, nullptr, nullptr, 0);
+  X509ExtensionPtr ext(X509V3_EXT_nconf_nid(nullptr, &ctx, nid, value));
+  if (ext == nullptr || X509_add_ext(cert, ext.get(), -1) != 1) {
+    return absl::InternalError(absl::StrCat("cannot add ", OBJ_nid2sn(nid),
+                                            ": ", OpenSslErrorString()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AddSubjectAltNames(X509* cert, const std::vector<SanEntry>& sans) {
+  GeneralNamesPtr names(sk_GENERAL_NAME_new_null());
+  if (names == nullptr) return absl::InternalError("allocation failed");
+  for (const SanEntry& san : sans) {
+    Asn1StringPtr value(san.type == GEN_IPADD ? ASN1_OCTET_STRING_new()
+                                              : ASN1_IA5STRING_new());
+    GeneralNamePtr name(GENERAL_NAME_new());
+    if (value == nullptr || name == nullptr ||
+        ASN1_STRING_set(value.get(), san.value.data(),
+                        static_cast<int>(san.value.size())) != 1) {
+      return absl::InternalError("allocation failed");
+    }
+    GENERAL_NAME_set0_value(name.get(), san.type, value.release());
+    if (sk_GENERAL_NAME_push(names.get(), name.get()) <= 0) {
+      return absl::InternalError("allocation failed");
+    }
+    name.release();  // Now owned by `names`.
+  }
+  if (X509_add1_ext_i2d(cert, NID_subject_alt_name, names.get(), 0,
+                        X509V3_ADD_DEFAULT) != 1) {
+    return absl::InternalError(
+        absl::StrCat("cannot add subjectAltName: ", OpenSslErrorString()));
+  }
+  return absl::OkStatus();
+}
+
+// SKI by RFC 5280 method 1 (SHA-1 of the subjectPublicKey bits) and, when
+// there is an issuer, AKI keyid = the issuer's SKI.
+absl::Status AddKeyIdentifiers(X509* cert, const Bytes* issuer_ski) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  Asn1StringPtr ski(ASN1_OCTET_STRING_new());
+  if (ski == nullptr ||
+      X509_pubkey_digest(cert, EVP_sha1(), md, &md_len) != 1 ||
+      ASN1_OCTET_STRING_set(ski.get(), md, static_cast<int>(md_len)) != 1 ||
+      X509_add1_ext_i2d(cert, NID_subject_key_identifier, ski.get(), 0,
+                        X509V3_ADD_DEFAULT) != 1) {
+    return absl::InternalError(absl::StrCat("cannot add subjectKeyIdentifier: ",
+                                            OpenSslErrorString()));
+  }
+  if (issuer_ski == nullptr) return absl::OkStatus();
+  AuthorityKeyIdPtr akid(AUTHORITY_KEYID_new());
+  if (akid == nullptr) return absl::InternalError("allocation failed");
+  akid->keyid = ASN1_OCTET_STRING_new();
+  if (akid->keyid == nullptr ||
+      ASN1_OCTET_STRING_set(akid->keyid, issuer_ski->data(),
+                            static_cast<int>(issuer_ski->size())) != 1 ||
+      X509_add1_ext_i2d(cert, NID_authority_key_identifier, akid.get(), 0,
+                        X509V3_ADD_DEFAULT) != 1) {
+    return absl::InternalError(absl::StrCat(
+        "cannot add authorityKeyIdentifier: ", OpenSslErrorString()));
+  }
+  return absl::OkStatus();
+}
+
+// An unsigned X.509 v3 certificate per `spec`.
+absl::StatusOr<X509Ptr> BuildCertificate(const CertSpec& spec) {
+  X509Ptr cert(X509_new());
+  BignumPtr serial_bn(BN_bin2bn(spec.serial.data(),
+                                static_cast<int>(spec.serial.size()), nullptr));
+  if (cert == nullptr || serial_bn == nullptr) {
+    return absl::InternalError("allocation failed");
+  }
+  Asn1IntegerPtr serial(BN_to_ASN1_INTEGER(serial_bn.get(), nullptr));
+  X509_NAME* subject = X509_get_subject_name(cert.get());
+  if (serial == nullptr || X509_set_version(cert.get(), X509_VERSION_3) != 1 ||
+      X509_set_serialNumber(cert.get(), serial.get()) != 1 ||
+      X509_NAME_add_entry_by_NID(
+          subject, NID_commonName, MBSTRING_UTF8,
+          reinterpret_cast<const unsigned char*>(spec.common_name.data()),
+          static_cast<int>(spec.common_name.size()), -1, 0) != 1 ||
+      X509_set_issuer_name(cert.get(), spec.issuer_name != nullptr
+                                           ? spec.issuer_name
+                                           : subject) != 1 ||
+      ASN1_TIME_set(X509_getm_notBefore(cert.get()),
+                    static_cast<time_t>(spec.not_before)) == nullptr ||
+      ASN1_TIME_set(X509_getm_notAfter(cert.get()),
+                    static_cast<time_t>(spec.not_after)) == nullptr ||
+      X509_set_pubkey(cert.get(), spec.public_key) != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot build certificate: ", OpenSslErrorString()));
+  }
+  absl::Status s = AddConfExtension(cert.get(), NID_basic_constraints,
+                                    spec.basic_constraints);
+  if (s.ok()) s = AddConfExtension(cert.get(), NID_key_usage, spec.key_usage);
+  if (s.ok() && spec.ext_key_usage != nullptr) {
+    s = AddConfExtension(cert.get(), NID_ext_key_usage, spec.ext_key_usage);
+  }
+  if (s.ok()) s = AddKeyIdentifiers(cert.get(), spec.issuer_ski);
+  if (s.ok() && !spec.sans.empty())
+    s = AddSubjectAltNames(cert.get(), spec.sans);
+  if (!s.ok()) return s;
+  return cert;
+}
+
+// ---- Input validation ----------------------------------------------------
+
+absl::Status CheckCommonName(std::string_view cn) {
+  if (cn.empty() || cn.size() > kMaxCommonNameBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("common name must be 1..", kMaxCommonNameBytes, " bytes"));
+  }
+  for (unsigned char c : cn) {
+    if (c < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError(
+          "common name contains a control character");
+    }
+  }
+  return absl::OkStatus();  // UTF-8 validity is checked by OpenSSL.
+}
+
+absl::Status CheckUri(std::string_view uri) {
+  if (uri.size() > kMaxUriBytes) {
+    return absl::InvalidArgumentError("device id URI is too long");
+  }
+  for (unsigned char c : uri) {
+    if (c <= 0x20 || c >= 0x7f) {
+      return absl::InvalidArgumentError(
+          "device id URI must be printable ASCII without spaces");
+    }
+  }
+  size_t colon = uri.find(':');
+  if (colon == std::string_view::npos || colon == 0 ||
+      !std::isalpha(static_cast<unsigned char>(uri[0]))) {
+    return absl::InvalidArgumentError("device id URI has no scheme");
+  }
+  return absl::OkStatus();
+}
+
+// A hostname: LDH labels of 1..63 bytes separated by dots, optionally a
+// leading "*." wildcard label.
+absl::Status CheckDnsName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxDnsNameBytes) {
+    return absl::InvalidArgumentError("DNS name must be 1..253 bytes");
+  }
+  std::string_view rest = name;
+  if (rest.substr(0, 2) == "*.") rest.remove_prefix(2);
+  size_t label_len = 0;
+  for (size_t i = 0; i <= rest.size(); ++i) {
+    if (i == rest.size() || rest[i] == '.') {
+      if (label_len == 0 || label_len > 63) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("invalid DNS name \"", std::string(name), "\""));
+      }
+      label_len = 0;
+      continue;
+    }
+    unsigned char c = static_cast<unsigned char>(rest[i]);
+    if (!std::isalnum(c) && c != '-') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid DNS name \"", std::string(name), "\""));
+    }
+    ++label_len;
+  }
+  return absl::OkStatus();
+}
+
+// The 4- or 16-byte binary form of an IPv4/IPv6 literal, or false.
+bool ParseIp(const std::string& text, std::string* out) {
+  unsigned char buf[16];
+  if (inet_pton(AF_INET, text.c_str(), buf) == 1) {
+    out->assign(reinterpret_cast<char*>(buf), 4);
+    return true;
+  }
+  if (inet_pton(AF_INET6, text.c_str(), buf) == 1) {
+    out->assign(reinterpret_cast<char*>(buf), 16);
+    return true;
+  }
+  return false;
+}
+
+// Validity bounds in Unix seconds for a certificate issued at `now`:
+// [now - kBackdate, now + lifetime], clamped into the issuer's validity.
+struct Validity {
+  int64_t not_before;
+  int64_t not_after;
+};
+absl::StatusOr<Validity> ComputeValidity(absl::Time now,
+                                         absl::Duration lifetime,
+                                         absl::Time issuer_not_before,
+                                         absl::Time issuer_not_after) {
+  if (lifetime <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("certificate lifetime must be positive");
+  }
+  if (now < issuer_not_before || now >= issuer_not_after) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("issuing CA is not valid at ", absl::FormatTime(now),
+                     " (valid ", absl::FormatTime(issuer_not_before), " to ",
+                     absl::FormatTime(issuer_not_after), ")"));
+  }
+  absl::Time nb =
+      std::max(now - CertificateAuthority::kBackdate, issuer_not_before);
+  absl::Time na = std::min(now + lifetime, issuer_not_after);
+  // Whole seconds, rounded inwards (never longer than asked).
+  Validity v{
+      absl::ToUnixSeconds(absl::Ceil(nb - absl::UnixEpoch(), absl::Seconds(1)) +
+                          absl::UnixEpoch()),
+      absl::ToUnixSeconds(na)};
+  if (v.not_after <= v.not_before) {
+    return absl::InvalidArgumentError("certificate lifetime is too short");
+  }
+  return v;
+}
+
+}  // namespace
+
+// ---- SoftwareCaSigner ----------------------------------------------------
+
+absl::Status SoftwareCaSigner::SignCertificate(X509* cert) const {
+  if (cert == nullptr) return absl::InvalidArgumentError("null certificate");
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  if (ctx == nullptr) return absl::InternalError("EVP_MD_CTX_new failed");
+  // EVP_DigestSignInit takes its own reference to the shared key; signing
+  // with one EVP_PKEY from many threads is safe in OpenSSL 3.
+  if (EVP_DigestSignInit(ctx.get(), nullptr, SigningDigestFor(key_.get()),
+                         nullptr, key_.get()) != 1 ||
+      X509_sign_ctx(cert, ctx.get()) <= 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot sign certificate: ", OpenSslErrorString()));
+  }
+  return absl::OkStatus();
+}
+
+// ---- CertificateAuthority ------------------------------------------------
+
+struct CertificateAuthority::LeafProfile {
+  EVP_PKEY* public_key = nullptr;
+  std::string common_name;
+  absl::Duration ttl;
+  const char* ext_key_usage = nullptr;  // "clientAuth" or "serverAuth".
+  std::vector<SanEntry> sans;
+};
+
+namespace {
+Bytes SkiOf(X509* cert) {
+  const ASN1_OCTET_STRING* ski = X509_get0_subject_key_id(cert);
+  if (ski == nullptr) return Bytes();
+  const unsigned char* p = ASN1_STRING_get0_data(ski);
+  return Bytes(p, p + ASN1_STRING_length(ski));
+}
+}  // namespace
+
+CertificateAuthority::CertificateAuthority(X509Ptr root, X509Ptr issuing,
+                                           std::unique_ptr<CaSigner> signer,
+                                           Clock& clock, Random& random)
+    : root_(std::move(root)),
+      issuing_(std::move(issuing)),
+      signer_(std::move(signer)),
+      clock_(clock),
+      random_(random),
+      issuing_not_before_(DescribeCert(issuing_.get()).not_before),
+      issuing_not_after_(DescribeCert(issuing_.get()).not_after),
+      issuing_ski_(SkiOf(issuing_.get())),
+      chain_der_{CertToDer(issuing_.get())},
+      anchors_der_{CertToDer(root_.get())},
+      chain_pem_(CertToPem(issuing_.get())),
+      anchors_pem_(CertToPem(root_.get())) {}
+
+absl::StatusOr<std::unique_ptr<CertificateAuthority>>
+CertificateAuthority::Create(X509Ptr root, X509Ptr issuing,
+                             std::unique_ptr<CaSigner> signer, Clock& clock,
+                             Random& random) {
+  if (root == nullptr || issuing == nullptr || signer == nullptr) {
+    return absl::InvalidArgumentError("missing root, issuing CA or signer");
+  }
+  EVP_PKEY* issuing_key = X509_get0_pubkey(issuing.get());
+  if (!SamePublicKey(issuing_key, signer->public_key())) {
+    return absl::FailedPreconditionError(
+        "issuing CA key does not match the issuing CA certificate");
+  }
+  // Also caches each certificate's decoded extensions, so later concurrent
+  // reads never race on OpenSSL's lazy caching.
+  if (X509_check_ca(root.get()) == 0 || X509_check_ca(issuing.get()) == 0 ||
+      !DescribeCert(issuing.get()).is_ca) {
+    return absl::FailedPreconditionError(
+        "root or issuing certificate is not a CA certificate");
+  }
+  if (X509_get0_subject_key_id(issuing.get()) == nullptr) {
+    return absl::FailedPreconditionError(
+        "issuing CA certificate has no subjectKeyIdentifier");
+  }
+  if (absl::Status s =
+          VerifyChain(issuing.get(), {}, {root.get()}, clock.Now(), "");
+      !s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("issuing CA does not chain to the root: ", s.message()));
+  }
+  return std::unique_ptr<CertificateAuthority>(new CertificateAuthority(
+      std::move(root), std::move(issuing), std::move(signer), clock, random));
+}
+
+absl::StatusOr<std::unique_ptr<CertificateAuthority>>
+CertificateAuthority::CreateDevelopment(const std::string& dir, Clock& clock,
+                                        Random& random) {
+  const std::string ca_dir = dir + "/ca";
+  const std::string root_pem_path = dir + "/ca.pem";
+  const std::string root_key_path = ca_dir + "/root.key";
+  const std::string issuing_key_path = ca_dir + "/issuing.key";
+  const std::string issuing_pem_path = ca_dir + "/issuing.pem";
+  const std::string chain_pem_path = ca_dir + "/chain.pem";
+
+  if (absl::Status s = MakeDir(dir, 0700, /*force_mode=*/false); !s.ok()) {
+    return s;
+  }
+  for (const std::string& path :
+       {root_pem_path, root_key_path, issuing_key_path}) {
+    if (CaPathExists(path)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          path, " already exists; refusing to overwrite an existing CA"));
+    }
+  }
+  if (absl::Status s = MakeDir(ca_dir, 0700, /*force_mode=*/true); !s.ok()) {
+    return s;
+  }
+
+  const absl::Time now = clock.Now();
+  EvpPkeyPtr root_key = GenerateP256Key();
+  EvpPkeyPtr issuing_key = GenerateP256Key();
+  if (root_key == nullptr || issuing_key == nullptr) {
+    return absl::InternalError(
+        absl::StrCat("key generation failed: ", OpenSslErrorString()));
+  }
+
+  // Root: self-signed.
+  absl::StatusOr<Validity> root_validity = ComputeValidity(
+      now, kRootValidity, absl::InfinitePast(), absl::InfiniteFuture());
+  if (!root_validity.ok()) return root_validity.status();
+  CertSpec root_spec;
+  root_spec.public_key = root_key.get();
+  root_spec.common_name = kRootCommonName;
+  root_spec.serial = MakeSerial(random);
+  root_spec.not_before = root_validity->not_before;
+  root_spec.not_after = root_validity->not_after;
+  root_spec.basic_constraints = "critical,CA:TRUE";
+  root_spec.key_usage = "critical,keyCertSign,cRLSign";
+  absl::StatusOr<X509Ptr> root = BuildCertificate(root_spec);
+  if (!root.ok()) return root.status();
+  SoftwareCaSigner root_signer(std::move(root_key));
+  if (absl::Status s = root_signer.SignCertificate(root->get()); !s.ok()) {
+    return s;
+  }
+  const Bytes root_ski = SkiOf(root->get());
+
+  // Issuing CA: signed by the root, never valid beyond it.
+  absl::StatusOr<Validity> issuing_validity = ComputeValidity(
+      now, kIssuingValidity, absl::FromUnixSeconds(root_validity->not_before),
+      absl::FromUnixSeconds(root_validity->not_after));
+  if (!issuing_validity.ok()) return issuing_validity.status();
+  CertSpec issuing_spec;
+  issuing_spec.public_key = issuing_key.get();
+  issuing_spec.common_name = kIssuingCommonName;
+  issuing_spec.serial = MakeSerial(random);
+  issuing_spec.not_before = issuing_validity->not_before;
+  issuing_spec.not_after = issuing_validity->not_after;
+  issuing_spec.issuer_name = X509_get_subject_name(root->get());
+  issuing_spec.issuer_ski = &root_ski;
+  issuing_spec.basic_constraints = "critical,CA:TRUE,pathlen:0";
+  issuing_spec.key_usage = "critical,keyCertSign,cRLSign,digitalSignature";
+  absl::StatusOr<X509Ptr> issuing = BuildCertificate(issuing_spec);
+  if (!issuing.ok()) return issuing.status();
+  if (absl::Status s = root_signer.SignCertificate(issuing->get()); !s.ok()) {
+    return s;
+  }
+
+  // Keys first, certificates next, DIR/ca.pem last: its presence marks a
+  // complete CA.
+  absl::StatusOr<std::string> root_key_pem =
+      PrivateKeyToPkcs8Pem(root_signer.public_key());
+  if (!root_key_pem.ok()) return root_key_pem.status();
+  if (absl::Status s = WriteSecretFile(root_key_path, *root_key_pem, random);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::string> issuing_key_pem =
+      PrivateKeyToPkcs8Pem(issuing_key.get());
+  if (!issuing_key_pem.ok()) return issuing_key_pem.status();
+  if (absl::Status s =
+          WriteSecretFile(issuing_key_path, *issuing_key_pem, random);
+      !s.ok()) {
+    return s;
+  }
+  const std::string issuing_pem = CertToPem(issuing->get());
+  const std::string root_pem = CertToPem(root->get());
+  for (const std::string* path : {&issuing_pem_path, &chain_pem_path}) {
+    if (absl::Status s = WriteCaFile(*path, issuing_pem, 0644, random);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::Status s = WriteCaFile(root_pem_path, root_pem, 0644, random);
+      !s.ok()) {
+    return s;
+  }
+
+  return Create(*std::move(root), *std::move(issuing),
+                std::make_unique<SoftwareCaSigner>(std::move(issuing_key)),
+                clock, random);
+}
+
+absl::StatusOr<std::unique_ptr<CertificateAuthority>>
+CertificateAuthority::Load(const std::string& dir, Clock& clock,
+                           Random& random) {
+  absl::StatusOr<std::string> root_pem = ReadCaFile(dir + "/ca.pem");
+  if (!root_pem.ok()) return root_pem.status();
+  absl::StatusOr<std::string> issuing_pem = ReadCaFile(dir + "/ca/issuing.pem");
+  if (!issuing_pem.ok()) return issuing_pem.status();
+  absl::StatusOr<X509Ptr> root = CertFromPem(*root_pem);
+  if (!root.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, "/ca.pem: ", root.status().message()));
+  }
+  absl::StatusOr<X509Ptr> issuing = CertFromPem(*issuing_pem);
+  if (!issuing.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, "/ca/issuing.pem: ", issuing.status().message()));
+  }
+  absl::StatusOr<std::string> key_pem = ReadCaFile(dir + "/ca/issuing.key");
+  if (!key_pem.ok()) return key_pem.status();
+  absl::StatusOr<EvpPkeyPtr> key = PrivateKeyFromPem(*key_pem);
+  OPENSSL_cleanse(key_pem->data(), key_pem->size());
+  if (!key.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, "/ca/issuing.key: ", key.status().message()));
+  }
+  return Create(*std::move(root), *std::move(issuing),
+                std::make_unique<SoftwareCaSigner>(*std::move(key)), clock,
+                random);
+}
+
+Bytes CertificateAuthority::NewSerial() const {
+  absl::MutexLock lock(&random_mu_);
+  return MakeSerial(random_);
+}
+
+absl::StatusOr<X509Ptr> CertificateAuthority::IssueLeaf(
+    const LeafProfile& profile) const {
+  if (profile.public_key == nullptr) {
+    return absl::InvalidArgumentError("null public key");
+  }
+  if (absl::Status s = CheckCommonName(profile.common_name); !s.ok()) return s;
+  absl::StatusOr<Validity> validity = ComputeValidity(
+      clock_.Now(), profile.ttl, issuing_not_before_, issuing_not_after_);
+  if (!validity.ok()) return validity.status();
+
+  CertSpec spec;
+  spec.public_key = profile.public_key;
+  spec.common_name = profile.common_name;
+  spec.serial = NewSerial();
+  spec.not_before = validity->not_before;
+  spec.not_after = validity->not_after;
+  spec.issuer_name = X509_get_subject_name(issuing_.get());
+  spec.issuer_ski = &issuing_ski_;
+  spec.basic_constraints = "critical,CA:FALSE";
+  spec.key_usage = "critical,digitalSignature";
+  spec.ext_key_usage = profile.ext_key_usage;
+  spec.sans = profile.sans;
+  absl::StatusOr<X509Ptr> cert = BuildCertificate(spec);
+  if (!cert.ok()) return cert.status();
+  if (absl::Status s = signer_->SignCertificate(cert->get()); !s.ok()) {
+    return s;
+  }
+  return cert;
+}
+
+absl::StatusOr<X509Ptr> CertificateAuthority::IssueDeviceCertificate(
+    const DeviceCertRequest& request) const {
+  LeafProfile profile;
+  profile.public_key = request.public_key;
+  profile.common_name = request.common_name;
+  profile.ttl = request.ttl;
+  profile.ext_key_usage = "clientAuth";
+  if (!request.device_id_uri.empty()) {
+    if (absl::Status s = CheckUri(request.device_id_uri); !s.ok()) return s;
+    profile.sans.push_back({GEN_URI, request.device_id_uri});
+  }
+  return IssueLeaf(profile);
+}
+
+absl::StatusOr<X509Ptr> CertificateAuthority::IssueServerCertificate(
+    EVP_PKEY* public_key, const std::vector<std::string>& dns_names,
+    const std::vector<std::string>& ip_addresses, absl::Duration ttl) const {
+  if (dns_names.empty() && ip_addresses.empty()) {
+    return absl::InvalidArgumentError("a server certificate needs a name");
+  }
+  if (dns_names.size() + ip_addresses.size() > kMaxServerNames) {
+    return absl::InvalidArgumentError("too many server names");
+  }
+  LeafProfile profile;
+  profile.public_key = public_key;
+  profile.common_name =
+      !dns_names.empty() ? dns_names.front() : ip_addresses.front();
+  profile.ttl = ttl;
+  profile.ext_key_usage = "serverAuth";
+  for (const std::string& name : dns_names) {
+    std::string ip;
+    if (ParseIp(name, &ip)) {
+      profile.sans.push_back({GEN_IPADD, std::move(ip)});
+      continue;
+    }
+    if (absl::Status s = CheckDnsName(name); !s.ok()) return s;
+    profile.sans.push_back({GEN_DNS, name});
+  }
+  for (const std::string& address : ip_addresses) {
+    std::string ip;
+    if (!ParseIp(address, &ip)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("not an IPv4/IPv6 address: \"", address, "\""));
+    }
+    profile.sans.push_back({GEN_IPADD, std::move(ip)});
+  }
+  return IssueLeaf(profile);
+}
+
+std::string CertificateAuthority::ChainPem() const { return chain_pem_; }
+std::vector<Bytes> CertificateAuthority::ChainDer() const { return chain_der_; }
+std::string CertificateAuthority::TrustAnchorsPem() const {
+  return anchors_pem_;
+}
+std::vector<Bytes> CertificateAuthority::TrustAnchorsDer() const {
+  return anchors_der_;
+}
+
+}  // namespace simprov

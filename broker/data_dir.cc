@@ -1,0 +1,77 @@
+#include "broker/data_dir.h"
+
+#include <arpa/inet.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
+#include "common/log.h"
+#include "common/sealed_box.h"
+#include "common/x509.h"
+
+namespace simprov {
+
+absl::StatusOr<Bytes> LoadOrCreateKek(const std::string& path,
+                                      Random& random) {
+  if (!PathExists(path)) {
+    Bytes kek = random.Generate(kKekSize);
+    std::string hex = HexEncode(kek) + "\n";
+    SecureWipe(kek);
+    if (absl::Status s = WriteFileAtomic(path, hex, 0600); !s.ok()) return s;
+    LogInfo("created key-encryption key %s", path);
+  }
+  auto text = ReadFileToString(path, 1024);
+  if (!text.ok()) return text.status();
+  auto kek = HexDecode(std::string(absl::StripAsciiWhitespace(*text)));
+  if (!kek.ok() || kek->size() != kKekSize) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " does not hold a key-encryption key (64 hex digits)"));
+  }
+  return *kek;
+}
+
+absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateCa(
+    const DataDirPaths& paths, Clock& clock, Random& random) {
+  if (PathExists(paths.ca_pem())) {
+    return CertificateAuthority::Load(paths.root, clock, random);
+  }
+  LogInfo("creating a development CA in %s", paths.root);
+  return CertificateAuthority::CreateDevelopment(paths.root, clock, random);
+}
+
+absl::StatusOr<TlsServerIdentity> IssueTlsIdentity(
+    const DataDirPaths& paths, CertificateAuthority& ca,
+    const std::vector<std::string>& names) {
+  std::vector<std::string> dns, ips;
+  for (const std::string& n : names) {
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, n.c_str(), buf) == 1 ||
+        inet_pton(AF_INET6, n.c_str(), buf) == 1) {
+      ips.push_back(n);
+    } else {
+      dns.push_back(n);
+    }
+  }
+  EvpPkeyPtr key = GenerateP256Key();
+  auto cert = ca.IssueServerCertificate(key.get(), dns, ips, absl::Hours(24 * 90));
+  if (!cert.ok()) return cert.status();
+  TlsServerIdentity id;
+  auto key_pem = PrivateKeyToPkcs8Pem(key.get());
+  if (!key_pem.ok()) return key_pem.status();
+  id.key_pem = *key_pem;
+  id.chain_pem = CertToPem(cert->get()) + ca.ChainPem();
+  if (absl::Status s = MakeDirectories(paths.tls_dir(), 0700); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = WriteFileAtomic(paths.tls_key(), id.key_pem, 0600);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = WriteFileAtomic(paths.tls_chain(), id.chain_pem, 0644);
+      !s.ok()) {
+    return s;
+  }
+  return id;
+}
+
+}  // namespace simprov

@@ -1,0 +1,58 @@
+// The broker's data directory: what it holds and how it is initialised.
+//
+//   DIR/simprov.db        SQLite store (WAL)
+//   DIR/kek               key-encryption key, 32 random bytes, hex, 0600
+//   DIR/ca.pem            trust anchor (root CA certificate)
+//   DIR/ca/               CA keys (0600) and certificates
+//   DIR/tls/server.{key,pem}  TLS server key and chain (leaf + issuing CA),
+//                         reissued at every start for the current names
+//   DIR/admin.sock        admin API (created under umask 077)
+//   DIR/listen-address    "HOST:PORT" actually bound, written when ready
+#ifndef SIMPROV_BROKER_DATA_DIR_H_
+#define SIMPROV_BROKER_DATA_DIR_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "broker/ca.h"
+#include "common/bytes.h"
+#include "common/clock.h"
+
+namespace simprov {
+
+struct DataDirPaths {
+  explicit DataDirPaths(std::string dir) : root(std::move(dir)) {}
+  std::string root;
+  std::string store() const { return root + "/simprov.db"; }
+  std::string kek() const { return root + "/kek"; }
+  std::string ca_pem() const { return root + "/ca.pem"; }
+  std::string tls_dir() const { return root + "/tls"; }
+  std::string tls_key() const { return root + "/tls/server.key"; }
+  std::string tls_chain() const { return root + "/tls/server.pem"; }
+  std::string admin_socket() const { return root + "/admin.sock"; }
+  std::string listen_address() const { return root + "/listen-address"; }
+};
+
+// Loads the KEK, creating it (0600) when absent.
+absl::StatusOr<Bytes> LoadOrCreateKek(const std::string& path, Random& random);
+
+// Loads the CA, creating a development CA in an empty data dir.
+absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateCa(
+    const DataDirPaths& paths, Clock& clock, Random& random);
+
+struct TlsServerIdentity {
+  std::string key_pem;
+  std::string chain_pem;  // leaf + issuing CA
+};
+
+// Issues a fresh TLS server certificate for `names` (an IP address becomes
+// an IP SAN) and writes it to DIR/tls.
+absl::StatusOr<TlsServerIdentity> IssueTlsIdentity(
+    const DataDirPaths& paths, CertificateAuthority& ca,
+    const std::vector<std::string>& names);
+
+}  // namespace simprov
+
+#endif  // SIMPROV_BROKER_DATA_DIR_H_

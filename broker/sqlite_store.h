@@ -1,0 +1,81 @@
+// The embedded store: SQLite in WAL mode with synchronous=FULL, versioned
+// schema migrations, and group commit.
+//
+// Group commit: every write is a closure queued to one writer thread, which
+// runs all queued closures in one transaction (each under its own
+// SAVEPOINT, so one failure rolls back only itself) and commits them with
+// one fsync. A caller returns only after its write is durable. Reads use a
+// separate connection (WAL readers never block the writer).
+#ifndef SIMPROV_BROKER_SQLITE_STORE_H_
+#define SIMPROV_BROKER_SQLITE_STORE_H_
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "broker/sqlite_db.h"
+#include "broker/store.h"
+
+namespace simprov {
+
+class SqliteStore : public Store {
+ public:
+  // Opens (creating if needed) the store at `path` and migrates its schema.
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(
+      const std::string& path);
+  ~SqliteStore() override;
+
+  // The schema version this binary migrates to.
+  static int LatestSchemaVersion();
+  absl::StatusOr<int> SchemaVersion();
+
+  absl::StatusOr<std::unique_ptr<SubscriberImport>> BeginImport() override;
+  absl::StatusOr<SubscriberRecord> GetSubscriber(
+      const std::string& imsi) override;
+  absl::Status ListSubscribers(
+      const std::string& group,
+      const std::function<bool(const SubscriberRecord&)>& fn) override;
+  absl::StatusOr<ChallengeMaterial> AdvanceSqn(
+      const std::string& imsi) override;
+  absl::Status ResyncSqn(const std::string& imsi, uint64_t sqn_ms) override;
+  absl::Status RecordIssuance(const CertificateRecord& cert,
+                              const AuditEvent& event) override;
+  absl::Status AppendAudit(const AuditEvent& event) override;
+  absl::StatusOr<std::vector<CertificateRecord>> CertificatesOf(
+      const std::string& imsi) override;
+  absl::StatusOr<std::vector<AuditEvent>> AuditOf(
+      const std::string& imsi) override;
+
+ private:
+  using WriteFn = std::function<absl::Status(SqliteConnection&)>;
+  struct PendingWrite;
+
+  SqliteStore(std::string path, std::unique_ptr<SqliteConnection> writer,
+              std::unique_ptr<SqliteConnection> reader);
+  // Queues `fn` for the next group commit and waits until it is durable.
+  absl::Status Write(WriteFn fn);
+  void WriterLoop();
+
+  // Constant after construction.
+  const std::string path_;
+
+  // Owned by the writer thread.
+  std::unique_ptr<SqliteConnection> writer_;
+
+  std::mutex read_mu_;
+  std::unique_ptr<SqliteConnection> reader_;  // guarded by read_mu_
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<PendingWrite*> queue_;  // guarded by queue_mu_
+  bool stopping_ = false;            // guarded by queue_mu_
+  std::thread writer_thread_;
+};
+
+}  // namespace simprov
+
+#endif  // SIMPROV_BROKER_SQLITE_STORE_H_

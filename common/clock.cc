@@ -1,0 +1,55 @@
+#include "common/clock.h"
+
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <cstdlib>
+
+namespace simprov {
+
+namespace {
+class RealClock : public Clock {
+ public:
+  absl::Time Now() const override { return absl::Now(); }
+};
+
+class OpenSslRandom : public Random {
+ public:
+  Bytes Generate(size_t len) override {
+    Bytes out(len);
+    if (len > 0 && RAND_bytes(out.data(), static_cast<int>(len)) != 1) {
+      // Without randomness nothing here is safe; never continue.
+      std::abort();
+    }
+    return out;
+  }
+};
+}  // namespace
+
+Clock& Clock::Real() {
+  static RealClock* clock = new RealClock;
+  return *clock;
+}
+
+Random& Random::Real() {
+  static OpenSslRandom* random = new OpenSslRandom;
+  return *random;
+}
+
+Bytes DeterministicRandom::Generate(size_t len) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Bytes out;
+  out.reserve(len + SHA256_DIGEST_LENGTH);
+  while (out.size() < len) {
+    uint8_t block[8];
+    for (int i = 0; i < 8; ++i) block[i] = (counter_ >> (56 - 8 * i)) & 0xff;
+    ++counter_;
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    SHA256(block, sizeof block, digest);
+    out.insert(out.end(), digest, digest + sizeof digest);
+  }
+  out.resize(len);
+  return out;
+}
+
+}  // namespace simprov

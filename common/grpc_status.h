@@ -1,0 +1,16 @@
+// The one place where absl::Status meets grpc::Status, in both directions.
+#ifndef SIMPROV_COMMON_GRPC_STATUS_H_
+#define SIMPROV_COMMON_GRPC_STATUS_H_
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+
+namespace simprov {
+
+grpc::Status ToGrpcStatus(const absl::Status& s);
+absl::Status FromGrpcStatus(const grpc::Status& s);
+
+}  // namespace simprov
+
+#endif  // SIMPROV_COMMON_GRPC_STATUS_H_

@@ -1,0 +1,532 @@
+#include "common/x509.h"
+
+#include <arpa/inet.h>
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+
+#include <climits>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace simprov {
+namespace {
+
+// Upper bound on an RSA modulus accepted in a CSR, in bits: verifying with
+// larger keys costs the broker more than it costs the client to send.
+constexpr int kMaxRsaBits = 8192;
+constexpr int kMinRsaBits = 2048;
+// ub-common-name (RFC 5280), in characters; we bound bytes, which is
+// stricter for non-ASCII names.
+constexpr size_t kMaxCommonNameBytes = 64;
+
+// Shallow owner of a STACK_OF(X509): frees the stack, not the certificates.
+struct X509StackDeleter {
+  void operator()(STACK_OF(X509) * s) const { sk_X509_free(s); }
+};
+using X509StackPtr = std::unique_ptr<STACK_OF(X509), X509StackDeleter>;
+
+struct GeneralNamesDeleter {
+  void operator()(GENERAL_NAMES* g) const { GENERAL_NAMES_free(g); }
+};
+using GeneralNamesPtr = std::unique_ptr<GENERAL_NAMES, GeneralNamesDeleter>;
+
+// Passphrase callback that refuses: parsing an encrypted key fails instead
+// of prompting on the terminal.
+int NoPassphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*u*/) {
+  return -1;
+}
+
+// A read-only memory BIO over `data`, or null if too large or on failure.
+BioPtr ReadOnlyBio(const void* data, size_t len) {
+  if (len > kMaxPemSize || len > static_cast<size_t>(INT_MAX)) return nullptr;
+  return BioPtr(BIO_new_mem_buf(data, static_cast<int>(len)));
+}
+
+std::string BioContents(BIO* bio) {
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  if (len <= 0 || data == nullptr) return std::string();
+  return std::string(data, static_cast<size_t>(len));
+}
+
+// True iff the most recent OpenSSL error on this thread is "no PEM start
+// line", i.e. the reader simply ran out of PEM blocks.
+bool LastErrorIsPemEof() {
+  unsigned long err = ERR_peek_last_error();
+  return ERR_GET_LIB(err) == ERR_LIB_PEM &&
+         ERR_GET_REASON(err) == PEM_R_NO_START_LINE;
+}
+
+// The digest to sign with `key`: SHA-256, or none for the EdDSA keys, which
+// hash internally.
+const EVP_MD* SigningDigestFor(EVP_PKEY* key) {
+  if (EVP_PKEY_is_a(key, "ED25519") || EVP_PKEY_is_a(key, "ED448")) {
+    return nullptr;
+  }
+  return EVP_sha256();
+}
+
+absl::Time Asn1TimeToAbsl(const ASN1_TIME* t) {
+  struct tm tm;
+  std::memset(&tm, 0, sizeof tm);
+  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return absl::InfinitePast();
+  return absl::FromCivil(
+      absl::CivilSecond(tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                        tm.tm_hour, tm.tm_min, tm.tm_sec),
+      absl::UTCTimeZone());
+}
+
+std::string NameToString(const X509_NAME* name) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (bio == nullptr || name == nullptr) return std::string();
+  if (X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253) < 0) {
+    return std::string();
+  }
+  return BioContents(bio.get());
+}
+
+std::string Asn1StringToString(const ASN1_STRING* s) {
+  if (s == nullptr) return std::string();
+  return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                     static_cast<size_t>(ASN1_STRING_length(s)));
+}
+
+std::string IpToString(const ASN1_OCTET_STRING* ip) {
+  const unsigned char* data = ASN1_STRING_get0_data(ip);
+  int len = ASN1_STRING_length(ip);
+  char buf[INET6_ADDRSTRLEN];
+  int family = len == 4 ? AF_INET : len == 16 ? AF_INET6 : AF_UNSPEC;
+  if (family == AF_UNSPEC ||
+      inet_ntop(family, data, buf, sizeof buf) == nullptr) {
+    // Malformed (e.g. a name-constraint style address/mask): show raw hex.
+    return HexEncode(data, static_cast<size_t>(len < 0 ? 0 : len));
+  }
+  return buf;
+}
+
+// Classifies a CSR's public key: the accepted key type name, or
+// InvalidArgument naming the unsupported type.
+absl::StatusOr<std::string> ClassifyCsrKey(EVP_PKEY* key) {
+  switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_EC: {
+      char group[80] = {0};
+      size_t group_len = 0;
+      if (EVP_PKEY_get_group_name(key, group, sizeof group, &group_len) != 1) {
+        ERR_clear_error();
+        return absl::InvalidArgumentError(
+            "unsupported CSR key type: EC with explicit curve parameters");
+      }
+      int nid = OBJ_txt2nid(group);
+      if (nid == NID_X9_62_prime256v1) return std::string("P-256");
+      if (nid == NID_secp384r1) return std::string("P-384");
+      const char* nist = nid == NID_undef ? nullptr : EC_curve_nid2nist(nid);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unsupported CSR key type: EC ", nist != nullptr ? nist : group,
+          " (accepted: P-256, P-384, Ed25519, RSA-2048..", kMaxRsaBits, ")"));
+    }
+    case EVP_PKEY_ED25519:
+      return std::string("Ed25519");
+    case EVP_PKEY_RSA: {
+      int bits = EVP_PKEY_get_bits(key);
+      std::string type = absl::StrCat("RSA-", bits);
+      if (bits < kMinRsaBits || bits > kMaxRsaBits) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "unsupported CSR key type: ", type, " (RSA keys must have ",
+            kMinRsaBits, " to ", kMaxRsaBits, " bits)"));
+      }
+      return type;
+    }
+    default: {
+      const char* name = EVP_PKEY_get0_type_name(key);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unsupported CSR key type: ", name != nullptr ? name : "unknown",
+          " (accepted: P-256, P-384, Ed25519, RSA-2048..", kMaxRsaBits, ")"));
+    }
+  }
+}
+
+// Rejects CSR signatures over weak digests (MD5, SHA-1).
+absl::Status CheckCsrSignatureAlgorithm(const X509_REQ* req) {
+  int sig_nid = X509_REQ_get_signature_nid(req);
+  int md_nid = NID_undef;
+  int pkey_nid = NID_undef;
+  if (!OBJ_find_sigid_algs(sig_nid, &md_nid, &pkey_nid)) {
+    return absl::InvalidArgumentError(
+        "CSR signature algorithm is not recognised");
+  }
+  switch (md_nid) {
+    case NID_undef:  // EdDSA: no separate digest.
+    case NID_sha256:
+    case NID_sha384:
+    case NID_sha512:
+      return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unsupported CSR signature digest: ",
+          OBJ_nid2sn(md_nid) != nullptr ? OBJ_nid2sn(md_nid) : "unknown"));
+  }
+}
+
+}  // namespace
+
+// ---- Keys ----------------------------------------------------------------
+
+EvpPkeyPtr GenerateP256Key() {
+  return EvpPkeyPtr(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
+}
+
+absl::StatusOr<std::string> PrivateKeyToPkcs8Pem(EVP_PKEY* key) {
+  if (key == nullptr) return absl::InvalidArgumentError("null private key");
+  // Secure-heap BIO: its buffer is cleansed when freed.
+  BioPtr bio(BIO_new(BIO_s_secmem()));
+  if (bio == nullptr) return absl::InternalError("BIO_new failed");
+  if (PEM_write_bio_PKCS8PrivateKey(bio.get(), key, nullptr, nullptr, 0,
+                                    nullptr, nullptr) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot encode private key as PKCS#8: ", OpenSslErrorString()));
+  }
+  return BioContents(bio.get());
+}
+
+absl::StatusOr<EvpPkeyPtr> PrivateKeyFromPem(std::string_view pem) {
+  BioPtr bio = ReadOnlyBio(pem.data(), pem.size());
+  if (bio == nullptr) {
+    return absl::InvalidArgumentError("private key PEM is too large");
+  }
+  EvpPkeyPtr key(
+      PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr));
+  if (key == nullptr) {
+    ERR_clear_error();  // The error text could describe secret material.
+    return absl::InvalidArgumentError("not an unencrypted PEM private key");
+  }
+  return key;
+}
+
+absl::StatusOr<Bytes> PublicKeyToDer(EVP_PKEY* key) {
+  if (key == nullptr) return absl::InvalidArgumentError("null public key");
+  int len = i2d_PUBKEY(key, nullptr);
+  if (len <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot encode public key: ", OpenSslErrorString()));
+  }
+  Bytes out(static_cast<size_t>(len));
+  unsigned char* p = out.data();
+  if (i2d_PUBKEY(key, &p) != len) {
+    return absl::InternalError(
+        absl::StrCat("cannot encode public key: ", OpenSslErrorString()));
+  }
+  return out;
+}
+
+bool SamePublicKey(EVP_PKEY* a, EVP_PKEY* b) {
+  if (a == nullptr || b == nullptr) return false;
+  bool same = EVP_PKEY_eq(a, b) == 1;
+  ERR_clear_error();  // Type mismatches leave errors on the queue.
+  return same;
+}
+
+// ---- CSRs ----------------------------------------------------------------
+
+absl::StatusOr<Bytes> CreateCsr(EVP_PKEY* key, std::string_view common_name) {
+  if (key == nullptr) return absl::InvalidArgumentError("null key");
+  if (common_name.empty() || common_name.size() > kMaxCommonNameBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("common name must be 1..", kMaxCommonNameBytes, " bytes"));
+  }
+  X509ReqPtr req(X509_REQ_new());
+  if (req == nullptr) return absl::InternalError("X509_REQ_new failed");
+  X509_NAME* subject = X509_REQ_get_subject_name(req.get());
+  if (X509_REQ_set_version(req.get(), 0) != 1 ||
+      X509_NAME_add_entry_by_NID(
+          subject, NID_commonName, MBSTRING_UTF8,
+          reinterpret_cast<const unsigned char*>(common_name.data()),
+          static_cast<int>(common_name.size()), -1, 0) != 1 ||
+      X509_REQ_set_pubkey(req.get(), key) != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot build CSR: ", OpenSslErrorString()));
+  }
+  EvpMdCtxPtr md_ctx(EVP_MD_CTX_new());
+  if (md_ctx == nullptr) return absl::InternalError("EVP_MD_CTX_new failed");
+  if (EVP_DigestSignInit(md_ctx.get(), nullptr, SigningDigestFor(key), nullptr,
+                         key) != 1 ||
+      X509_REQ_sign_ctx(req.get(), md_ctx.get()) <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot sign CSR: ", OpenSslErrorString()));
+  }
+  int len = i2d_X509_REQ(req.get(), nullptr);
+  if (len <= 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot encode CSR: ", OpenSslErrorString()));
+  }
+  Bytes out(static_cast<size_t>(len));
+  unsigned char* p = out.data();
+  if (i2d_X509_REQ(req.get(), &p) != len) {
+    return absl::InternalError(
+        absl::StrCat("cannot encode CSR: ", OpenSslErrorString()));
+  }
+  return out;
+}
+
+absl::StatusOr<CsrInfo> ParseAndVerifyCsr(const Bytes& der) {
+  if (der.empty()) return absl::InvalidArgumentError("CSR is empty");
+  if (der.size() > kMaxCsrDerSize) {
+    return absl::InvalidArgumentError(absl::StrCat("CSR is too large (",
+                                                   der.size(), " bytes; limit ",
+                                                   kMaxCsrDerSize, ")"));
+  }
+  const unsigned char* p = der.data();
+  X509ReqPtr req(d2i_X509_REQ(nullptr, &p, static_cast<long>(der.size())));
+  if (req == nullptr) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError("CSR is not a DER PKCS#10 request");
+  }
+  if (p != der.data() + der.size()) {
+    return absl::InvalidArgumentError("CSR has trailing bytes after the DER");
+  }
+  if (X509_REQ_get_version(req.get()) != 0) {
+    return absl::InvalidArgumentError("CSR version is not 1");
+  }
+  EVP_PKEY* key = X509_REQ_get0_pubkey(req.get());
+  if (key == nullptr) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError("CSR public key cannot be decoded");
+  }
+  // Classify before verifying: never spend a verification on a key type we
+  // would refuse anyway.
+  absl::StatusOr<std::string> key_type = ClassifyCsrKey(key);
+  if (!key_type.ok()) return key_type.status();
+  if (absl::Status s = CheckCsrSignatureAlgorithm(req.get()); !s.ok()) {
+    return s;
+  }
+  if (X509_REQ_verify(req.get(), key) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        "CSR self-signature does not verify (no proof of possession)");
+  }
+  CsrInfo info;
+  if (EVP_PKEY_up_ref(key) != 1) {
+    return absl::InternalError("EVP_PKEY_up_ref failed");
+  }
+  info.public_key.reset(key);
+  info.key_type = *std::move(key_type);
+  return info;
+}
+
+// ---- Certificates --------------------------------------------------------
+
+absl::StatusOr<X509Ptr> CertFromPem(std::string_view pem) {
+  BioPtr bio = ReadOnlyBio(pem.data(), pem.size());
+  if (bio == nullptr) {
+    return absl::InvalidArgumentError("certificate PEM is too large");
+  }
+  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, NoPassphrase, nullptr));
+  if (cert == nullptr) {
+    bool eof = LastErrorIsPemEof();
+    std::string err = OpenSslErrorString();
+    if (eof) return absl::NotFoundError("no certificate in PEM");
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed certificate PEM: ", err));
+  }
+  return cert;
+}
+
+absl::StatusOr<std::vector<X509Ptr>> CertsFromPem(std::string_view pem) {
+  BioPtr bio = ReadOnlyBio(pem.data(), pem.size());
+  if (bio == nullptr) {
+    return absl::InvalidArgumentError("certificate PEM is too large");
+  }
+  std::vector<X509Ptr> certs;
+  while (true) {
+    X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, NoPassphrase, nullptr));
+    if (cert == nullptr) {
+      bool eof = LastErrorIsPemEof();
+      std::string err = OpenSslErrorString();
+      if (!eof) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "malformed certificate #", certs.size() + 1, " in PEM: ", err));
+      }
+      break;
+    }
+    certs.push_back(std::move(cert));
+  }
+  if (certs.empty()) return absl::NotFoundError("no certificate in PEM");
+  return certs;
+}
+
+absl::StatusOr<X509Ptr> CertFromDer(const Bytes& der) {
+  if (der.empty()) return absl::InvalidArgumentError("certificate is empty");
+  if (der.size() > kMaxPemSize) {
+    return absl::InvalidArgumentError("certificate is too large");
+  }
+  const unsigned char* p = der.data();
+  X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (cert == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a DER certificate: ", OpenSslErrorString()));
+  }
+  if (p != der.data() + der.size()) {
+    return absl::InvalidArgumentError(
+        "certificate has trailing bytes after the DER");
+  }
+  return cert;
+}
+
+Bytes CertToDer(X509* cert) {
+  int len = i2d_X509(cert, nullptr);
+  if (len <= 0) return Bytes();
+  Bytes out(static_cast<size_t>(len));
+  unsigned char* p = out.data();
+  if (i2d_X509(cert, &p) != len) return Bytes();
+  return out;
+}
+
+std::string CertToPem(X509* cert) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (bio == nullptr || PEM_write_bio_X509(bio.get(), cert) != 1) {
+    ERR_clear_error();
+    return std::string();
+  }
+  return BioContents(bio.get());
+}
+
+absl::Status VerifyChain(X509* leaf, const std::vector<X509*>& intermediates,
+                         const std::vector<X509*>& anchors, absl::Time at,
+                         std::string_view purpose) {
+  if (leaf == nullptr) return absl::InvalidArgumentError("null certificate");
+  if (anchors.empty()) return absl::InvalidArgumentError("no trust anchors");
+  int purpose_id = 0;
+  if (!purpose.empty()) {
+    int index = X509_PURPOSE_get_by_sname(std::string(purpose).c_str());
+    X509_PURPOSE* p = index < 0 ? nullptr : X509_PURPOSE_get0(index);
+    if (p == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown certificate purpose \"", std::string(purpose), "\""));
+    }
+    purpose_id = X509_PURPOSE_get_id(p);
+  }
+
+  X509StorePtr store(X509_STORE_new());
+  X509StackPtr untrusted(sk_X509_new_null());
+  X509StoreCtxPtr ctx(X509_STORE_CTX_new());
+  if (store == nullptr || untrusted == nullptr || ctx == nullptr) {
+    return absl::InternalError("cannot allocate X509 store");
+  }
+  for (X509* anchor : anchors) {
+    // The store takes its own reference.
+    if (anchor == nullptr || X509_STORE_add_cert(store.get(), anchor) != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot add trust anchor: ", OpenSslErrorString()));
+    }
+  }
+  for (X509* cert : intermediates) {
+    // Shallow: the stack borrows the caller's certificates.
+    if (cert == nullptr || sk_X509_push(untrusted.get(), cert) <= 0) {
+      return absl::InvalidArgumentError("cannot add intermediate certificate");
+    }
+  }
+  if (X509_STORE_CTX_init(ctx.get(), store.get(), leaf, untrusted.get()) != 1) {
+    return absl::InternalError(
+        absl::StrCat("X509_STORE_CTX_init: ", OpenSslErrorString()));
+  }
+  // Sets X509_V_FLAG_USE_CHECK_TIME.
+  X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()),
+                             absl::ToTimeT(at));
+  if (purpose_id != 0 &&
+      X509_STORE_CTX_set_purpose(ctx.get(), purpose_id) != 1) {
+    return absl::InternalError(
+        absl::StrCat("X509_STORE_CTX_set_purpose: ", OpenSslErrorString()));
+  }
+  int ok = X509_verify_cert(ctx.get());
+  if (ok == 1) {
+    ERR_clear_error();
+    return absl::OkStatus();
+  }
+  int err = X509_STORE_CTX_get_error(ctx.get());
+  int depth = X509_STORE_CTX_get_error_depth(ctx.get());
+  ERR_clear_error();
+  return absl::UnauthenticatedError(
+      absl::StrCat("certificate verification failed at depth ", depth, ": ",
+                   X509_verify_cert_error_string(err)));
+}
+
+CertInfo DescribeCert(X509* cert) {
+  CertInfo info;
+  if (cert == nullptr) return info;
+  info.subject = NameToString(X509_get_subject_name(cert));
+  info.issuer = NameToString(X509_get_issuer_name(cert));
+
+  BignumPtr serial(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr));
+  if (serial != nullptr) {
+    Bytes bin(static_cast<size_t>(BN_num_bytes(serial.get())));
+    if (!bin.empty()) BN_bn2bin(serial.get(), bin.data());
+    info.serial_hex = bin.empty() ? "00" : HexEncode(bin);
+    if (BN_is_negative(serial.get())) info.serial_hex.insert(0, "-");
+  }
+
+  info.not_before = Asn1TimeToAbsl(X509_get0_notBefore(cert));
+  info.not_after = Asn1TimeToAbsl(X509_get0_notAfter(cert));
+
+  GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
+  if (names != nullptr) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
+      const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);
+      switch (name->type) {
+        case GEN_DNS:
+          info.dns_sans.push_back(Asn1StringToString(name->d.dNSName));
+          break;
+        case GEN_URI:
+          info.uri_sans.push_back(
+              Asn1StringToString(name->d.uniformResourceIdentifier));
+          break;
+        case GEN_IPADD:
+          info.ip_sans.push_back(IpToString(name->d.iPAddress));
+          break;
+        default:
+          break;
+      }
+    }
+  }
+  info.is_ca = (X509_get_extension_flags(cert) & EXFLAG_CA) != 0;
+  ERR_clear_error();
+  return info;
+}
+
+// ---- Digests -------------------------------------------------------------
+
+Bytes Sha256(const Bytes& data) {
+  Bytes out(32);
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(),
+                 nullptr) != 1 ||
+      len != out.size()) {
+    return Bytes();
+  }
+  return out;
+}
+
+Bytes CertSha256(X509* cert) {
+  Bytes out(32);
+  unsigned int len = 0;
+  if (cert == nullptr ||
+      X509_digest(cert, EVP_sha256(), out.data(), &len) != 1 ||
+      len != out.size()) {
+    return Bytes();
+  }
+  return out;
+}
+
+}  // namespace simprov
