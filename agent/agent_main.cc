@@ -61,9 +61,8 @@ int Bootstrap(const BootstrapFlags& f) {
           absl::StrCat("--broker-ca: ", pem.status().message())));
     }
     if (!CertsFromPem(*pem).ok()) {
-      return Fail(absl::InvalidArgumentError(
-          absl::StrCat("--broker-ca ", f.broker_ca,
-                       " holds no PEM certificate")));
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "--broker-ca ", f.broker_ca, " holds no PEM certificate")));
     }
     pinned = *pem;
   }

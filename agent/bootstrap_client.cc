@@ -39,8 +39,8 @@ std::shared_ptr<grpc::Channel> MakeBrokerChannel(
   if (!pinned_ca_pem.empty()) {
     grpc::SslCredentialsOptions ssl;
     ssl.pem_root_certs = pinned_ca_pem;
-    return grpc::CreateCustomChannel(broker.target,
-                                     grpc::SslCredentials(ssl), args);
+    return grpc::CreateCustomChannel(broker.target, grpc::SslCredentials(ssl),
+                                     args);
   }
   // No anchor yet: TLS for confidentiality only. The broker proves itself
   // through the sealed answer (keys only K's holder can derive).
@@ -93,8 +93,8 @@ absl::StatusOr<Credentials> BootstrapClient::Run(SimCard& sim) {
       return absl::UnauthenticatedError(
           "broker sent a malformed challenge (RAND/AUTN not 16 bytes)");
     }
-    auto r = sim.Authenticate(ToBytes(challenge.rand()),
-                              ToBytes(challenge.autn()));
+    auto r =
+        sim.Authenticate(ToBytes(challenge.rand()), ToBytes(challenge.autn()));
     if (!r.ok()) return r.status();
     if (r->kind == SimAuthResult::Kind::kSuccess) {
       auth.emplace(std::move(*r));
@@ -156,8 +156,7 @@ absl::StatusOr<Credentials> BootstrapClient::Run(SimCard& sim) {
   }
   const absl::Time received = clock_.Now();
 
-  auto plain =
-      OpenAnswer(keys, request_hash, ToBytes(eresp.sealed_answer()));
+  auto plain = OpenAnswer(keys, request_hash, ToBytes(eresp.sealed_answer()));
   if (!plain.ok()) return plain.status();
   v1::Answer answer;
   if (!answer.ParseFromArray(plain->data(), static_cast<int>(plain->size())) ||

@@ -58,8 +58,8 @@ std::string BootstrapJson(const Credentials& c, const std::string& broker) {
   // The server's time is at most one round trip old when it arrives.
   j["server_time_uncertainty_ms"] = absl::ToInt64Milliseconds(c.round_trip);
   if (!c.registry_info_json.empty()) {
-    nlohmann::json reg = nlohmann::json::parse(c.registry_info_json, nullptr,
-                                               false);
+    nlohmann::json reg =
+        nlohmann::json::parse(c.registry_info_json, nullptr, false);
     if (!reg.is_discarded()) j["registry"] = reg;
   }
   return j.dump(2) + "\n";

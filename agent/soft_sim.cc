@@ -135,8 +135,8 @@ absl::StatusOr<std::unique_ptr<SimCard>> OpenSim(absl::string_view spec) {
     if (!sim.ok()) return sim.status();
     return std::unique_ptr<SimCard>(std::move(*sim));
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unsupported --sim '", spec, "' (expected soft:FILE)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unsupported --sim '", spec, "' (expected soft:FILE)"));
 }
 
 }  // namespace simprov

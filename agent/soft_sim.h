@@ -23,8 +23,9 @@ class SoftSim : public SimCard {
   // Loads a soft SIM file; state changes are written back to it.
   static absl::StatusOr<std::unique_ptr<SoftSim>> Load(const std::string& path);
   // An in-memory SIM (benchmarks): state lives only in the object.
-  static absl::StatusOr<std::unique_ptr<SoftSim>> InMemory(
-      std::string imsi, const Bytes& k, const Bytes& opc);
+  static absl::StatusOr<std::unique_ptr<SoftSim>> InMemory(std::string imsi,
+                                                           const Bytes& k,
+                                                           const Bytes& opc);
 
   absl::StatusOr<std::string> Imsi() override { return imsi_; }
   absl::StatusOr<SimAuthResult> Authenticate(const Bytes& rand,
@@ -32,13 +33,14 @@ class SoftSim : public SimCard {
   DeviceIdentity Identity() override { return identity_; }
 
  private:
-  SoftSim(std::string imsi, Milenage m) : imsi_(std::move(imsi)), m_(std::move(m)) {}
+  SoftSim(std::string imsi, Milenage m)
+      : imsi_(std::move(imsi)), m_(std::move(m)) {}
   absl::Status Persist();
 
   const std::string imsi_;
   const Milenage m_;
   DeviceIdentity identity_;
-  std::string path_;  // empty: in memory
+  std::string path_;             // empty: in memory
   std::string k_hex_, opc_hex_;  // re-written verbatim on persist
 
   std::mutex mu_;

@@ -97,7 +97,8 @@ absl::StatusOr<NewSubscriber> ValidateImportRow(const v1::ImportRow& row,
     std::string iccid = absl::AsciiStrToUpper(row.iccid());
     bool ok = iccid.size() >= 18 && iccid.size() <= 22;
     for (size_t i = 0; ok && i < iccid.size(); ++i) {
-      ok = absl::ascii_isdigit(iccid[i]) || (i + 1 == iccid.size() && iccid[i] == 'F');
+      ok = absl::ascii_isdigit(iccid[i]) ||
+           (i + 1 == iccid.size() && iccid[i] == 'F');
     }
     if (!ok) return LineError(line, "iccid must be 18 to 22 digits");
     s.iccid = iccid;
@@ -173,8 +174,8 @@ grpc::Status AdminGrpcService::ImportSubscribers(
 grpc::Status AdminGrpcService::ListSubscribers(
     grpc::ServerContext* ctx, const v1::ListSubscribersRequest* req,
     grpc::ServerWriter<v1::Subscriber>* writer) {
-  absl::Status s = store_.ListSubscribers(
-      req->group(), [&](const SubscriberRecord& r) {
+  absl::Status s =
+      store_.ListSubscribers(req->group(), [&](const SubscriberRecord& r) {
         v1::Subscriber out;
         FillSubscriber(r, &out);
         return !ctx->IsCancelled() && writer->Write(out);

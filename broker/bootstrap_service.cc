@@ -128,8 +128,8 @@ absl::Status Bootstrapper::Resynchronise(const std::string& imsi,
   auto sqn_ms = RecoverSqnMs(*m, rand, auts);
   if (!sqn_ms.ok()) {
     LogWarning("resync: IMSI %s: MAC-S does not verify", imsi);
-    (void)store_.AppendAudit({clock_.Now(), "resync.refused", imsi,
-                              "MAC-S does not verify"});
+    (void)store_.AppendAudit(
+        {clock_.Now(), "resync.refused", imsi, "MAC-S does not verify"});
     return refused;
   }
   if (absl::Status st = store_.ResyncSqn(imsi, *sqn_ms); !st.ok()) {
@@ -160,16 +160,15 @@ absl::StatusOr<v1::ChallengeResponse> Bootstrapper::NewChallenge(
         material.ok() ? absl::StrCat("subscriber is ", material->status)
                       : "unknown IMSI";
     session.autn = random_.Generate(16);
-    LogInfo("challenge: IMSI %s gets a decoy (%s)", imsi,
-            session.decoy_reason);
+    LogInfo("challenge: IMSI %s gets a decoy (%s)", imsi, session.decoy_reason);
   } else {
     auto m = MilenageFor(kek_, imsi, material->sealed_keys);
     if (!m.ok()) {
       LogError("challenge: %s", m.status().message());
       return absl::InternalError("subscriber keys unavailable");
     }
-    AuthVector v = GenerateVector(*m, session.rand, material->sqn,
-                                  material->amf);
+    AuthVector v =
+        GenerateVector(*m, session.rand, material->sqn, material->amf);
     session.autn = v.autn;
     session.xres = std::move(v.xres);
     session.ck = std::move(v.ck);
@@ -257,8 +256,8 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Enrol(
   if (!ConstantTimeEqual(res, s->xres)) {
     return Refuse(imsi, auth_failed, "RES does not match");
   }
-  SessionKeys keys = DeriveSessionKeys(s->ck, s->ik, s->rand, imsi,
-                                       req.broker_identity());
+  SessionKeys keys =
+      DeriveSessionKeys(s->ck, s->ik, s->rand, imsi, req.broker_identity());
   EnrolTranscript t;
   t.version = req.version();
   t.broker_identity = req.broker_identity();
@@ -304,8 +303,8 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Enrol(
   record.issued_at = now;
   absl::Status recorded = store_.RecordIssuance(
       record, {now, "bootstrap.issued", imsi,
-               absl::StrCat("serial=", info.serial_hex, " device_id=",
-                            device_id, " key=", csr->key_type,
+               absl::StrCat("serial=", info.serial_hex,
+                            " device_id=", device_id, " key=", csr->key_type,
                             t.imei.empty() ? "" : " imei=", t.imei)});
   if (!recorded.ok()) {
     if (recorded.code() == absl::StatusCode::kFailedPrecondition) {
@@ -329,8 +328,8 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Enrol(
   v1::EnrolResponse resp;
   resp.set_sealed_answer(ToString(
       SealAnswer(keys, Sha256Digest(encoded), ToBytes(plain), random_)));
-  LogInfo("enrol: IMSI %s issued serial %s (device %s)", imsi,
-          info.serial_hex, device_id);
+  LogInfo("enrol: IMSI %s issued serial %s (device %s)", imsi, info.serial_hex,
+          device_id);
   return resp;
 }
 

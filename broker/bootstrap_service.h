@@ -36,9 +36,8 @@ struct BootstrapOptions {
 // Stateless apart from the session table and rate limiter; thread-safe.
 class Bootstrapper {
  public:
-  Bootstrapper(BootstrapOptions options, Store& store,
-               CertificateAuthority& ca, Bytes kek, Clock& clock,
-               Random& random);
+  Bootstrapper(BootstrapOptions options, Store& store, CertificateAuthority& ca,
+               Bytes kek, Clock& clock, Random& random);
 
   absl::StatusOr<v1::ChallengeResponse> Challenge(
       const v1::ChallengeRequest& req);

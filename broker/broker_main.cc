@@ -113,7 +113,8 @@ int Run(const Flags& f) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
-  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  grpc::SslServerCredentialsOptions ssl(
+      GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
   ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->chain_pem});
   int bound_port = 0;
   grpc::ServerBuilder device_builder;
@@ -122,8 +123,8 @@ int Run(const Flags& f) {
   device_builder.RegisterService(&bootstrap_service);
   std::unique_ptr<grpc::Server> device_server = device_builder.BuildAndStart();
   if (!device_server || bound_port == 0) {
-    return Fail(absl::UnavailableError(
-        absl::StrCat("cannot listen on ", f.listen)));
+    return Fail(
+        absl::UnavailableError(absl::StrCat("cannot listen on ", f.listen)));
   }
 
   unlink(paths.admin_socket().c_str());
@@ -148,10 +149,10 @@ int Run(const Flags& f) {
     http->Get("/healthz", [](const httplib::Request&, httplib::Response& r) {
       r.set_content("ok\n", "text/plain");
     });
-    http->Get("/ca.pem", [anchors](const httplib::Request&,
-                                   httplib::Response& r) {
-      r.set_content(anchors, "application/x-pem-file");
-    });
+    http->Get("/ca.pem",
+              [anchors](const httplib::Request&, httplib::Response& r) {
+                r.set_content(anchors, "application/x-pem-file");
+              });
     if (!http->bind_to_port(hp->host, hp->port)) {
       return Fail(absl::UnavailableError(
           absl::StrCat("cannot listen on ", f.http_listen)));
@@ -168,8 +169,9 @@ int Run(const Flags& f) {
       !s.ok()) {
     return Fail(s);
   }
-  LogInfo("simprov-broker serving the device API on %s (names: %s), admin on %s",
-          bound, absl::StrJoin(names, ", "), paths.admin_socket());
+  LogInfo(
+      "simprov-broker serving the device API on %s (names: %s), admin on %s",
+      bound, absl::StrJoin(names, ", "), paths.admin_socket());
 
   // Sweeper: expires sessions and idle rate-limit buckets.
   std::mutex stop_mu;

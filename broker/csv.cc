@@ -56,14 +56,14 @@ absl::StatusOr<bool> CsvReader::Next(std::vector<std::string>* fields) {
       }
     } else {
       size_t comma = text.find(',', i);
-      field = text.substr(i, comma == std::string::npos ? std::string::npos
-                                                        : comma - i);
+      field = text.substr(
+          i, comma == std::string::npos ? std::string::npos : comma - i);
       i = comma == std::string::npos ? text.size() : comma;
       field = std::string(absl::StripAsciiWhitespace(field));
     }
     fields->push_back(field);
     if (i >= text.size()) break;
-    ++i;  // skip the comma
+    ++i;                     // skip the comma
     if (i == text.size()) {  // trailing comma: one more empty field
       fields->push_back("");
       break;

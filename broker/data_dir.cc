@@ -11,8 +11,7 @@
 
 namespace simprov {
 
-absl::StatusOr<Bytes> LoadOrCreateKek(const std::string& path,
-                                      Random& random) {
+absl::StatusOr<Bytes> LoadOrCreateKek(const std::string& path, Random& random) {
   if (!PathExists(path)) {
     Bytes kek = random.Generate(kKekSize);
     std::string hex = HexEncode(kek) + "\n";
@@ -53,7 +52,8 @@ absl::StatusOr<TlsServerIdentity> IssueTlsIdentity(
     }
   }
   EvpPkeyPtr key = GenerateP256Key();
-  auto cert = ca.IssueServerCertificate(key.get(), dns, ips, absl::Hours(24 * 90));
+  auto cert =
+      ca.IssueServerCertificate(key.get(), dns, ips, absl::Hours(24 * 90));
   if (!cert.ok()) return cert.status();
   TlsServerIdentity id;
   auto key_pem = PrivateKeyToPkcs8Pem(key.get());

@@ -50,9 +50,9 @@ absl::StatusOr<std::unique_ptr<v1::Admin::Stub>> Connect(const Globals& g,
 
 absl::Status Explain(const grpc::Status& s, const std::string& where) {
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot reach the broker's admin socket ", where,
-        " (is simprov-broker running with this --data-dir?)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot reach the broker's admin socket ", where,
+                     " (is simprov-broker running with this --data-dir?)"));
   }
   return FromGrpcStatus(s);
 }
@@ -66,8 +66,7 @@ std::string FormatTime(int64_t unix_seconds) {
 int Import(const Globals& g, const std::string& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) {
-    return Fail(absl::InvalidArgumentError(
-        absl::StrCat("cannot open ", file)));
+    return Fail(absl::InvalidArgumentError(absl::StrCat("cannot open ", file)));
   }
   CsvReader csv(in);
   std::vector<std::string> header;
@@ -83,9 +82,9 @@ int Import(const Globals& g, const std::string& file) {
   for (size_t i = 0; i < header.size(); ++i) {
     std::string name = absl::AsciiStrToLower(header[i]);
     if (!kKnown.contains(name)) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat(
-          "line ", csv.line(), ": unknown column '", header[i],
-          "' (known: imsi,ki,opc,amf,sqn,group,iccid,msisdn)")));
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("line ", csv.line(), ": unknown column '", header[i],
+                       "' (known: imsi,ki,opc,amf,sqn,group,iccid,msisdn)")));
     }
     if (!col.emplace(name, i).second) {
       return Fail(absl::InvalidArgumentError(absl::StrCat(
@@ -205,8 +204,7 @@ int Show(const Globals& g, const std::string& imsi) {
             << "device_id:  " << (s.device_id().empty() ? "-" : s.device_id())
             << "\n"
             << "iccid:      " << (s.iccid().empty() ? "-" : s.iccid()) << "\n"
-            << "msisdn:     " << (s.msisdn().empty() ? "-" : s.msisdn())
-            << "\n"
+            << "msisdn:     " << (s.msisdn().empty() ? "-" : s.msisdn()) << "\n"
             << "amf:        " << s.amf() << "\n"
             << "sqn:        " << s.sqn() << "\n"
             << "created:    " << FormatTime(s.created_unix()) << "\n"
@@ -226,8 +224,9 @@ int main(int argc, char** argv) {
   simprov::Globals g;
   CLI::App app{"simprov: operate a simprov broker (subscribers, ...)"};
   app.require_subcommand(1);
-  app.add_option("--data-dir", g.data_dir,
-                 "The broker's data directory (its admin socket is DIR/admin.sock)");
+  app.add_option(
+      "--data-dir", g.data_dir,
+      "The broker's data directory (its admin socket is DIR/admin.sock)");
   app.add_option("--admin-socket", g.admin_socket,
                  "Path of the broker's admin socket (overrides --data-dir)");
 

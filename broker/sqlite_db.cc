@@ -11,7 +11,8 @@ std::string SqliteStatement::Text(int col) {
 }
 
 Bytes SqliteStatement::Blob(int col) {
-  const uint8_t* p = static_cast<const uint8_t*>(sqlite3_column_blob(stmt_, col));
+  const uint8_t* p =
+      static_cast<const uint8_t*>(sqlite3_column_blob(stmt_, col));
   int n = sqlite3_column_bytes(stmt_, col);
   return p ? Bytes(p, p + n) : Bytes();
 }
@@ -21,7 +22,8 @@ absl::StatusOr<std::unique_ptr<SqliteConnection>> SqliteConnection::Open(
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(
       path.c_str(), &db,
-      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+      nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);

@@ -9,11 +9,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <unordered_map>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/bytes.h"
 
 namespace simprov {
@@ -49,7 +49,9 @@ class SqliteStatement {
   int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
   std::string Text(int col);
   Bytes Blob(int col);
-  bool IsNull(int col) { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  bool IsNull(int col) {
+    return sqlite3_column_type(stmt_, col) == SQLITE_NULL;
+  }
 
  private:
   sqlite3_stmt* stmt_;

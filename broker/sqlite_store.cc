@@ -92,15 +92,16 @@ absl::Status InsertAudit(SqliteConnection& db, const AuditEvent& e) {
 }
 
 absl::Status Migrate(SqliteConnection& db) {
-  if (absl::Status s = db.Exec(
-          "CREATE TABLE IF NOT EXISTS schema_migrations ("
-          "version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+  if (absl::Status s =
+          db.Exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                  "version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
       !s.ok()) {
     return s;
   }
   int current = 0;
   {
-    auto st = db.Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+    auto st =
+        db.Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
     if (!st.ok()) return st.status();
     if ((*st)->Step() == SQLITE_ROW) current = static_cast<int>((*st)->Int(0));
   }
@@ -293,8 +294,8 @@ absl::StatusOr<std::unique_ptr<SubscriberImport>> SqliteStore::BeginImport() {
 absl::StatusOr<SubscriberRecord> SqliteStore::GetSubscriber(
     const std::string& imsi) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare(absl::StrCat(
-      "SELECT ", kSubscriberColumns, " FROM subscribers WHERE imsi = ?"));
+  auto st = reader_->Prepare(absl::StrCat("SELECT ", kSubscriberColumns,
+                                          " FROM subscribers WHERE imsi = ?"));
   if (!st.ok()) return st.status();
   (*st)->Bind(1, imsi);
   int rc = (*st)->Step();
@@ -366,7 +367,8 @@ absl::StatusOr<ChallengeMaterial> SqliteStore::AdvanceSqn(
 
 absl::Status SqliteStore::ResyncSqn(const std::string& imsi, uint64_t sqn_ms) {
   return Write([&](SqliteConnection& db) -> absl::Status {
-    auto st = db.Prepare("SELECT sqn_seq, sqn_ind FROM subscribers WHERE imsi = ?");
+    auto st =
+        db.Prepare("SELECT sqn_seq, sqn_ind FROM subscribers WHERE imsi = ?");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, imsi);
     int rc = (*st)->Step();
@@ -429,8 +431,7 @@ absl::Status SqliteStore::RecordIssuance(const CertificateRecord& cert,
 }
 
 absl::Status SqliteStore::AppendAudit(const AuditEvent& event) {
-  return Write(
-      [&](SqliteConnection& db) { return InsertAudit(db, event); });
+  return Write([&](SqliteConnection& db) { return InsertAudit(db, event); });
 }
 
 absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::CertificatesOf(

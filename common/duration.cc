@@ -38,8 +38,8 @@ absl::StatusOr<absl::Duration> ParseHumanDuration(absl::string_view text) {
 }
 
 absl::StatusOr<HostPort> ParseHostPort(absl::string_view text) {
-  const absl::Status bad = absl::InvalidArgumentError(
-      absl::StrCat("'", text, "' is not HOST:PORT"));
+  const absl::Status bad =
+      absl::InvalidArgumentError(absl::StrCat("'", text, "' is not HOST:PORT"));
   HostPort hp;
   size_t colon;
   if (!text.empty() && text.front() == '[') {

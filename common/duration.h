@@ -3,9 +3,8 @@
 #ifndef SIMPROV_COMMON_DURATION_H_
 #define SIMPROV_COMMON_DURATION_H_
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace simprov {

@@ -38,9 +38,9 @@ SessionKeys DeriveSessionKeys(const Bytes& ck, const Bytes& ik,
   Bytes key = ck;
   key.insert(key.end(), ik.begin(), ik.end());
   auto derive = [&](std::string_view label) {
-    return Kdf33220(key, kKdfFc,
-                    {ToBytes(label), rand, ToBytes(imsi),
-                     ToBytes(broker_identity)});
+    return Kdf33220(
+        key, kKdfFc,
+        {ToBytes(label), rand, ToBytes(imsi), ToBytes(broker_identity)});
   };
   SessionKeys keys;
   keys.req_mac = derive(kLabelReqMac);

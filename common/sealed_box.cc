@@ -45,8 +45,7 @@ absl::StatusOr<Bytes> OpenBox(const Bytes& kek, const Bytes& box,
   if (kek.size() != kKekSize) {
     return absl::InvalidArgumentError("key-encryption key must be 32 bytes");
   }
-  if (box.size() < 1 + kNonceSize + kTagSize ||
-      box[0] != kSealedBoxVersion) {
+  if (box.size() < 1 + kNonceSize + kTagSize || box[0] != kSealedBoxVersion) {
     return absl::DataLossError("sealed box is malformed");
   }
   const size_t ct_len = box.size() - 1 - kNonceSize - kTagSize;
@@ -56,17 +55,16 @@ absl::StatusOr<Bytes> OpenBox(const Bytes& kek, const Bytes& box,
   Bytes plain(ct_len);
   EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   int len = 0;
-  bool ok =
-      ctx &&
-      EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, kek.data(),
-                         nonce) == 1 &&
-      EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(),
-                        static_cast<int>(aad.size())) == 1 &&
-      EVP_DecryptUpdate(ctx.get(), plain.data(), &len, ct,
-                        static_cast<int>(ct_len)) == 1 &&
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize,
-                          tag.data()) == 1 &&
-      EVP_DecryptFinal_ex(ctx.get(), plain.data() + len, &len) == 1;
+  bool ok = ctx &&
+            EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr,
+                               kek.data(), nonce) == 1 &&
+            EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(),
+                              static_cast<int>(aad.size())) == 1 &&
+            EVP_DecryptUpdate(ctx.get(), plain.data(), &len, ct,
+                              static_cast<int>(ct_len)) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize,
+                                tag.data()) == 1 &&
+            EVP_DecryptFinal_ex(ctx.get(), plain.data() + len, &len) == 1;
   if (!ok) {
     SecureWipe(plain);
     return absl::DataLossError(

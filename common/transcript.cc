@@ -38,8 +38,8 @@ Bytes AesCtr(const Bytes& key, const uint8_t* iv, const uint8_t* in,
   if (!ctx ||
       EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_ctr(), nullptr, key.data(),
                          iv) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), out.data(), &n, in,
-                        static_cast<int>(len)) != 1) {
+      EVP_EncryptUpdate(ctx.get(), out.data(), &n, in, static_cast<int>(len)) !=
+          1) {
     std::abort();
   }
   return out;
@@ -59,8 +59,8 @@ Bytes AnswerTag(const SessionKeys& keys, const Bytes& request_hash,
 Bytes HmacSha256(const Bytes& key, const Bytes& data) {
   Bytes out(32);
   unsigned int len = 0;
-  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-           data.data(), data.size(), out.data(), &len) == nullptr) {
+  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(),
+           data.size(), out.data(), &len) == nullptr) {
     std::abort();
   }
   return out;
@@ -74,10 +74,10 @@ Bytes Sha256Digest(const Bytes& data) {
 
 Bytes EncodeTranscript(const EnrolTranscript& t) {
   Bytes out(kTranscriptLabel.begin(), kTranscriptLabel.end());
-  uint8_t version[4] = {
-      static_cast<uint8_t>(t.version >> 24),
-      static_cast<uint8_t>(t.version >> 16),
-      static_cast<uint8_t>(t.version >> 8), static_cast<uint8_t>(t.version)};
+  uint8_t version[4] = {static_cast<uint8_t>(t.version >> 24),
+                        static_cast<uint8_t>(t.version >> 16),
+                        static_cast<uint8_t>(t.version >> 8),
+                        static_cast<uint8_t>(t.version)};
   Append(out, version, sizeof version);
   Append(out, t.broker_identity);
   Append(out, t.session_id);
@@ -99,8 +99,8 @@ Bytes TranscriptMac(const SessionKeys& keys, const Bytes& encoded) {
 Bytes SealAnswer(const SessionKeys& keys, const Bytes& request_hash,
                  const Bytes& plaintext, Random& random) {
   Bytes iv = random.Generate(kIvSize);
-  Bytes ct = AesCtr(keys.resp_enc, iv.data(), plaintext.data(),
-                    plaintext.size());
+  Bytes ct =
+      AesCtr(keys.resp_enc, iv.data(), plaintext.data(), plaintext.size());
   Bytes box;
   box.reserve(1 + kIvSize + ct.size() + 32);
   box.push_back(kAnswerVersion);
