@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
 #include "common/x509.h"
 
 namespace simprov {
@@ -58,28 +59,6 @@ using AuthorityKeyIdPtr =
 
 // ---- Files ---------------------------------------------------------------
 
-// Owns a file descriptor.
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-  // Closes now, reporting the error (close can report deferred write
-  // errors).
-  int Close() {
-    int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
-
 absl::Status ErrnoError(std::string_view what, const std::string& path,
                         int err) {
   std::string msg =
@@ -90,85 +69,12 @@ absl::Status ErrnoError(std::string_view what, const std::string& path,
   return absl::InternalError(msg);
 }
 
-std::string ParentDir(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-absl::Status FsyncDir(const std::string& dir) {
-  ScopedFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return ErrnoError("open", dir, errno);
-  if (::fsync(fd.get()) != 0) return ErrnoError("fsync", dir, errno);
-  return absl::OkStatus();
-}
-
-// Writes `contents` to `path` atomically with permissions `mode`: a fresh
-// temporary file is created with O_CREAT|O_EXCL and `mode` (so a secret is
-// never readable by others, even briefly), written, fsync'ed, renamed over
-// `path`, and the directory is fsync'ed.
-absl::Status WriteCaFile(const std::string& path, std::string_view contents,
-                         mode_t mode, Random& random) {
-  std::string tmp = absl::StrCat(path, ".tmp.", HexEncode(random.Generate(8)));
-  ScopedFd fd(::open(
-      tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
-  if (fd.get() < 0) return ErrnoError("create", tmp, errno);
-  auto fail = [&tmp](std::string_view what, int err) {
-    absl::Status s = ErrnoError(what, tmp, err);
-    ::unlink(tmp.c_str());
-    return s;
-  };
-  // The umask may have cleared bits; never widened, but make `mode` exact.
-  if (::fchmod(fd.get(), mode) != 0) return fail("chmod", errno);
-  size_t done = 0;
-  while (done < contents.size()) {
-    ssize_t n =
-        ::write(fd.get(), contents.data() + done, contents.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("write", errno);
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd.get()) != 0) return fail("fsync", errno);
-  if (fd.Close() != 0) return fail("close", errno);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("rename", errno);
-  return FsyncDir(ParentDir(path));
-}
-
-// Writes a secret and wipes the in-memory copy.
-absl::Status WriteSecretFile(const std::string& path, std::string& secret,
-                             Random& random) {
-  absl::Status s = WriteCaFile(path, secret, 0600, random);
+// Writes a secret (0600) and wipes the in-memory copy.
+absl::Status WriteSecretFile(const std::string& path, std::string& secret) {
+  absl::Status s = WriteFileAtomic(path, secret, 0600);
   OPENSSL_cleanse(secret.data(), secret.size());
   secret.clear();
   return s;
-}
-
-absl::StatusOr<std::string> ReadCaFile(const std::string& path) {
-  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return ErrnoError("open", path, errno);
-  std::string out;
-  char buf[4096];
-  while (true) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      OPENSSL_cleanse(out.data(), out.size());
-      return ErrnoError("read", path, err);
-    }
-    if (n == 0) break;
-    if (out.size() + static_cast<size_t>(n) > kMaxFileBytes) {
-      OPENSSL_cleanse(out.data(), out.size());
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, " is larger than ", kMaxFileBytes, " bytes"));
-    }
-    out.append(buf, static_cast<size_t>(n));
-  }
-  OPENSSL_cleanse(buf, sizeof buf);
-  return out;
 }
 
 // Creates directory `path` with `mode` unless it exists; an existing
@@ -193,11 +99,6 @@ absl::Status MakeDir(const std::string& path, mode_t mode, bool force_mode) {
     return ErrnoError("chmod", path, errno);
   }
   return absl::OkStatus();
-}
-
-bool CaPathExists(const std::string& path) {
-  struct stat st;
-  return ::lstat(path.c_str(), &st) == 0;
 }
 
 // ---- Certificate construction --------------------------------------------
@@ -557,7 +458,7 @@ CertificateAuthority::CreateDevelopment(const std::string& dir, Clock& clock,
   }
   for (const std::string& path :
        {root_pem_path, root_key_path, issuing_key_path}) {
-    if (CaPathExists(path)) {
+    if (PathExists(path)) {
       return absl::AlreadyExistsError(absl::StrCat(
           path, " already exists; refusing to overwrite an existing CA"));
     }
@@ -620,27 +521,24 @@ CertificateAuthority::CreateDevelopment(const std::string& dir, Clock& clock,
   absl::StatusOr<std::string> root_key_pem =
       PrivateKeyToPkcs8Pem(root_signer.public_key());
   if (!root_key_pem.ok()) return root_key_pem.status();
-  if (absl::Status s = WriteSecretFile(root_key_path, *root_key_pem, random);
-      !s.ok()) {
+  if (absl::Status s = WriteSecretFile(root_key_path, *root_key_pem); !s.ok()) {
     return s;
   }
   absl::StatusOr<std::string> issuing_key_pem =
       PrivateKeyToPkcs8Pem(issuing_key.get());
   if (!issuing_key_pem.ok()) return issuing_key_pem.status();
-  if (absl::Status s =
-          WriteSecretFile(issuing_key_path, *issuing_key_pem, random);
+  if (absl::Status s = WriteSecretFile(issuing_key_path, *issuing_key_pem);
       !s.ok()) {
     return s;
   }
   const std::string issuing_pem = CertToPem(issuing->get());
   const std::string root_pem = CertToPem(root->get());
   for (const std::string* path : {&issuing_pem_path, &chain_pem_path}) {
-    if (absl::Status s = WriteCaFile(*path, issuing_pem, 0644, random);
-        !s.ok()) {
+    if (absl::Status s = WriteFileAtomic(*path, issuing_pem, 0644); !s.ok()) {
       return s;
     }
   }
-  if (absl::Status s = WriteCaFile(root_pem_path, root_pem, 0644, random);
+  if (absl::Status s = WriteFileAtomic(root_pem_path, root_pem, 0644);
       !s.ok()) {
     return s;
   }
@@ -653,9 +551,11 @@ CertificateAuthority::CreateDevelopment(const std::string& dir, Clock& clock,
 absl::StatusOr<std::unique_ptr<CertificateAuthority>>
 CertificateAuthority::Load(const std::string& dir, Clock& clock,
                            Random& random) {
-  absl::StatusOr<std::string> root_pem = ReadCaFile(dir + "/ca.pem");
+  absl::StatusOr<std::string> root_pem =
+      ReadFileToString(dir + "/ca.pem", kMaxFileBytes);
   if (!root_pem.ok()) return root_pem.status();
-  absl::StatusOr<std::string> issuing_pem = ReadCaFile(dir + "/ca/issuing.pem");
+  absl::StatusOr<std::string> issuing_pem =
+      ReadFileToString(dir + "/ca/issuing.pem", kMaxFileBytes);
   if (!issuing_pem.ok()) return issuing_pem.status();
   absl::StatusOr<X509Ptr> root = CertFromPem(*root_pem);
   if (!root.ok()) {
@@ -667,7 +567,8 @@ CertificateAuthority::Load(const std::string& dir, Clock& clock,
     return absl::FailedPreconditionError(
         absl::StrCat(dir, "/ca/issuing.pem: ", issuing.status().message()));
   }
-  absl::StatusOr<std::string> key_pem = ReadCaFile(dir + "/ca/issuing.key");
+  absl::StatusOr<std::string> key_pem =
+      ReadFileToString(dir + "/ca/issuing.key", kMaxFileBytes);
   if (!key_pem.ok()) return key_pem.status();
   absl::StatusOr<EvpPkeyPtr> key = PrivateKeyFromPem(*key_pem);
   OPENSSL_cleanse(key_pem->data(), key_pem->size());

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -44,9 +45,12 @@ absl::Status FsyncDirectory(const std::string& dir) {
 
 absl::Status WriteFileAtomic(const std::string& path, std::string_view data,
                              mode_t mode) {
-  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  unlink(tmp.c_str());
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  // Unique per process and call, so concurrent writers never share a
+  // temporary file; O_EXCL|O_NOFOLLOW refuses a planted file or symlink.
+  static std::atomic<uint64_t> counter{0};
+  std::string tmp = absl::StrCat(path, ".tmp.", getpid(), ".", counter++);
+  int fd = open(tmp.c_str(),
+                O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
   if (fd < 0) return ErrnoError("cannot create", tmp);
   // The umask may have narrowed the mode; widen it back to exactly `mode`.
   if (fchmod(fd, mode) != 0) {

@@ -65,7 +65,9 @@ class ProtocolTest : public ::testing::Test {
     ASSERT_NE(broker_, nullptr);
   }
   static void TearDownTestSuite() {
-    if (broker_) EXPECT_EQ(broker_->Stop(), 0);
+    if (broker_) {
+      EXPECT_EQ(broker_->Stop(), 0);
+    }
     delete broker_;
     RemoveTree(*dir_);
     delete dir_;
