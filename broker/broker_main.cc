@@ -87,7 +87,7 @@ int Run(const Flags& f) {
   if (!kek.ok()) return Fail(kek.status());
   auto ca = LoadOrCreateCa(paths, clock, random);
   if (!ca.ok()) return Fail(ca.status());
-  auto store = SqliteStore::Open(paths.store());
+  auto store = SqliteStore::Open(paths.store(), clock);
   if (!store.ok()) return Fail(store.status());
 
   BootstrapOptions options;

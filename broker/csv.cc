@@ -12,7 +12,20 @@ constexpr size_t kMaxLine = 4096;
 absl::StatusOr<bool> CsvReader::Next(std::vector<std::string>* fields) {
   std::string text;
   while (true) {
-    if (!std::getline(in_, text)) return false;
+    // Reads one line, never buffering more than kMaxLine + 2 bytes of it.
+    text.clear();
+    int c;
+    bool any = false;
+    while ((c = in_.get()) != EOF) {
+      any = true;
+      if (c == '\n') break;
+      if (text.size() > kMaxLine) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "line ", line_ + 1, ": longer than ", kMaxLine, " bytes"));
+      }
+      text.push_back(static_cast<char>(c));
+    }
+    if (!any) return false;
     ++line_;
     if (!text.empty() && text.back() == '\r') text.pop_back();
     if (text.size() > kMaxLine) {
@@ -60,6 +73,10 @@ absl::StatusOr<bool> CsvReader::Next(std::vector<std::string>* fields) {
           i, comma == std::string::npos ? std::string::npos : comma - i);
       i = comma == std::string::npos ? text.size() : comma;
       field = std::string(absl::StripAsciiWhitespace(field));
+      if (field.find('"') != std::string::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("line ", line_, ": a quote inside an unquoted field"));
+      }
     }
     fields->push_back(field);
     if (i >= text.size()) break;

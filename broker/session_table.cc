@@ -17,24 +17,20 @@ void Wipe(Session& s) {
 void SessionTable::EraseLocked(const std::string& key) {
   auto it = by_id_.find(key);
   if (it == by_id_.end()) return;
-  auto list = by_imsi_.find(it->second.imsi);
-  if (list != by_imsi_.end()) {
-    auto& q = list->second;
-    q.erase(std::remove(q.begin(), q.end(), key), q.end());
-    if (q.empty()) by_imsi_.erase(list);
-  }
-  Wipe(it->second);
-  by_id_.erase(it);
+  Session s = RemoveLocked(it);
+  Wipe(s);
 }
 
 void SessionTable::Insert(Session s) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string key = Key(s.id);
-  auto& open = by_imsi_[s.imsi];
-  while (open.size() >= max_per_imsi_) {
-    std::string oldest = open.front();
-    EraseLocked(oldest);  // also pops it from `open`
-    if (by_imsi_.find(s.imsi) == by_imsi_.end()) break;
+  // Replace the oldest open sessions of this IMSI beyond the cap. Every id
+  // in by_imsi_ is live (RemoveLocked keeps the two maps in step), so each
+  // EraseLocked shrinks the list and the loop ends.
+  for (auto list = by_imsi_.find(s.imsi);
+       list != by_imsi_.end() && list->second.size() >= max_per_imsi_;
+       list = by_imsi_.find(s.imsi)) {
+    EraseLocked(std::string(list->second.front()));
   }
   // Global cap: drop the oldest sessions of anybody.
   while (by_id_.size() >= max_total_ && !order_.empty()) {
@@ -47,15 +43,24 @@ void SessionTable::Insert(Session s) {
   by_id_.emplace(std::move(key), std::move(s));
 }
 
+Session SessionTable::RemoveLocked(
+    std::unordered_map<std::string, Session>::iterator it) {
+  Session s = std::move(it->second);
+  auto list = by_imsi_.find(s.imsi);
+  if (list != by_imsi_.end()) {
+    auto& q = list->second;
+    q.erase(std::remove(q.begin(), q.end(), it->first), q.end());
+    if (q.empty()) by_imsi_.erase(list);
+  }
+  by_id_.erase(it);
+  return s;
+}
+
 std::optional<Session> SessionTable::Take(const Bytes& id) {
   std::lock_guard<std::mutex> lock(mu_);
-  std::string key = Key(id);
-  auto it = by_id_.find(key);
+  auto it = by_id_.find(Key(id));
   if (it == by_id_.end()) return std::nullopt;
-  Session s = std::move(it->second);
-  it->second = Session();
-  EraseLocked(key);
-  return s;
+  return RemoveLocked(it);
 }
 
 std::optional<Session> SessionTable::TakeByRand(const std::string& imsi,
@@ -66,12 +71,7 @@ std::optional<Session> SessionTable::TakeByRand(const std::string& imsi,
   for (const std::string& key : list->second) {
     auto it = by_id_.find(key);
     if (it != by_id_.end() && ConstantTimeEqual(it->second.rand, rand)) {
-      Session s = std::move(it->second);
-      it->second = Session();
-      s.imsi = imsi;
-      std::string k = key;  // EraseLocked mutates the list we iterate
-      EraseLocked(k);
-      return s;
+      return RemoveLocked(it);  // invalidates `list`; we return at once
     }
   }
   return std::nullopt;

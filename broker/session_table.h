@@ -37,8 +37,10 @@ struct Session {
 
 class SessionTable {
  public:
+  // Caps below 1 are raised to 1.
   SessionTable(size_t max_per_imsi, size_t max_total)
-      : max_per_imsi_(max_per_imsi), max_total_(max_total) {}
+      : max_per_imsi_(max_per_imsi < 1 ? 1 : max_per_imsi),
+        max_total_(max_total < 1 ? 1 : max_total) {}
 
   void Insert(Session s);
   // Removes and returns the session with this id, whatever its age.
@@ -50,6 +52,8 @@ class SessionTable {
   size_t size();
 
  private:
+  // Removes a session from both maps and returns it (mu_ held).
+  Session RemoveLocked(std::unordered_map<std::string, Session>::iterator it);
   void EraseLocked(const std::string& key);
 
   const size_t max_per_imsi_;

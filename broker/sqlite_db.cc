@@ -32,9 +32,17 @@ absl::StatusOr<std::unique_ptr<SqliteConnection>> SqliteConnection::Open(
   }
   auto conn = std::unique_ptr<SqliteConnection>(new SqliteConnection(db));
   sqlite3_busy_timeout(db, 60000);
+  {
+    // journal_mode answers with the mode in force: insist on WAL.
+    auto st = conn->Prepare("PRAGMA journal_mode=WAL");
+    if (!st.ok()) return st.status();
+    if ((*st)->Step() != SQLITE_ROW || (*st)->Text(0) != "wal") {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "store ", path, ": the file system does not support WAL mode"));
+    }
+  }
   for (const char* pragma :
-       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
-        "PRAGMA foreign_keys=ON"}) {
+       {"PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
     if (absl::Status s = conn->Exec(pragma); !s.ok()) return s;
   }
   return conn;

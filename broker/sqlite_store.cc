@@ -91,7 +91,7 @@ absl::Status InsertAudit(SqliteConnection& db, const AuditEvent& e) {
   return absl::OkStatus();
 }
 
-absl::Status Migrate(SqliteConnection& db) {
+absl::Status Migrate(SqliteConnection& db, Clock& clock) {
   if (absl::Status s =
           db.Exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
                   "version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
@@ -116,7 +116,7 @@ absl::Status Migrate(SqliteConnection& db) {
     if (s.ok()) {
       s = db.Exec(absl::StrCat(
           "INSERT INTO schema_migrations (version, applied_at) VALUES (", v,
-          ", ", absl::ToUnixSeconds(absl::Now()), ")"));
+          ", ", absl::ToUnixSeconds(clock.Now()), ")"));
     }
     if (!s.ok()) {
       (void)db.Exec("ROLLBACK");
@@ -131,8 +131,8 @@ absl::Status Migrate(SqliteConnection& db) {
 
 class SqliteImport : public SubscriberImport {
  public:
-  explicit SqliteImport(std::unique_ptr<SqliteConnection> db)
-      : db_(std::move(db)) {}
+  SqliteImport(std::unique_ptr<SqliteConnection> db, Clock& clock)
+      : db_(std::move(db)), clock_(clock) {}
   ~SqliteImport() override {
     if (!done_) (void)db_->Exec("ROLLBACK");
   }
@@ -143,7 +143,7 @@ class SqliteImport : public SubscriberImport {
         "last_sqn, group_name, iccid, msisdn, status, device_id, created_at, "
         "updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, 'active', '', ?, ?)");
     if (!st.ok()) return st.status();
-    int64_t now = Unix(absl::Now());
+    int64_t now = Unix(clock_.Now());
     (*st)->Bind(1, s.imsi);
     (*st)->Bind(2, s.sealed_keys);
     (*st)->Bind(3, s.amf);
@@ -177,6 +177,7 @@ class SqliteImport : public SubscriberImport {
 
  private:
   std::unique_ptr<SqliteConnection> db_;
+  Clock& clock_;
   uint64_t count_ = 0;
   bool done_ = false;
 };
@@ -191,20 +192,21 @@ struct SqliteStore::PendingWrite {
 int SqliteStore::LatestSchemaVersion() { return kMigrationCount; }
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
-    const std::string& path) {
+    const std::string& path, Clock& clock) {
   auto writer = SqliteConnection::Open(path);
   if (!writer.ok()) return writer.status();
-  if (absl::Status s = Migrate(**writer); !s.ok()) return s;
+  if (absl::Status s = Migrate(**writer, clock); !s.ok()) return s;
   auto reader = SqliteConnection::Open(path);
   if (!reader.ok()) return reader.status();
   return std::unique_ptr<SqliteStore>(
-      new SqliteStore(path, std::move(*writer), std::move(*reader)));
+      new SqliteStore(path, clock, std::move(*writer), std::move(*reader)));
 }
 
-SqliteStore::SqliteStore(std::string path,
+SqliteStore::SqliteStore(std::string path, Clock& clock,
                          std::unique_ptr<SqliteConnection> writer,
                          std::unique_ptr<SqliteConnection> reader)
     : path_(std::move(path)),
+      clock_(clock),
       writer_(std::move(writer)),
       reader_(std::move(reader)) {
   writer_thread_ = std::thread([this] { WriterLoop(); });
@@ -288,7 +290,8 @@ absl::StatusOr<std::unique_ptr<SubscriberImport>> SqliteStore::BeginImport() {
   auto db = SqliteConnection::Open(path_);
   if (!db.ok()) return db.status();
   if (absl::Status s = (*db)->Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
-  return std::unique_ptr<SubscriberImport>(new SqliteImport(std::move(*db)));
+  return std::unique_ptr<SubscriberImport>(
+      new SqliteImport(std::move(*db), clock_));
 }
 
 absl::StatusOr<SubscriberRecord> SqliteStore::GetSubscriber(
@@ -384,7 +387,7 @@ absl::Status SqliteStore::ResyncSqn(const std::string& imsi, uint64_t sqn_ms) {
     if (!up.ok()) return up.status();
     (*up)->Bind(1, static_cast<int64_t>(sqn.seq_he));
     (*up)->Bind(2, static_cast<int64_t>(sqn.next_ind));
-    (*up)->Bind(3, Unix(absl::Now()));
+    (*up)->Bind(3, Unix(clock_.Now()));
     (*up)->Bind(4, imsi);
     rc = (*up)->Step();
     if (rc != SQLITE_DONE) return db.Error(rc, "resync SQN");

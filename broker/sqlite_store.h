@@ -19,6 +19,7 @@
 
 #include "broker/sqlite_db.h"
 #include "broker/store.h"
+#include "common/clock.h"
 
 namespace simprov {
 
@@ -26,7 +27,7 @@ class SqliteStore : public Store {
  public:
   // Opens (creating if needed) the store at `path` and migrates its schema.
   static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(
-      const std::string& path);
+      const std::string& path, Clock& clock = Clock::Real());
   ~SqliteStore() override;
 
   // The schema version this binary migrates to.
@@ -54,7 +55,8 @@ class SqliteStore : public Store {
   using WriteFn = std::function<absl::Status(SqliteConnection&)>;
   struct PendingWrite;
 
-  SqliteStore(std::string path, std::unique_ptr<SqliteConnection> writer,
+  SqliteStore(std::string path, Clock& clock,
+              std::unique_ptr<SqliteConnection> writer,
               std::unique_ptr<SqliteConnection> reader);
   // Queues `fn` for the next group commit and waits until it is durable.
   absl::Status Write(WriteFn fn);
@@ -62,6 +64,7 @@ class SqliteStore : public Store {
 
   // Constant after construction.
   const std::string path_;
+  Clock& clock_;
 
   // Owned by the writer thread.
   std::unique_ptr<SqliteConnection> writer_;

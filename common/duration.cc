@@ -16,7 +16,10 @@ absl::StatusOr<absl::Duration> ParseHumanDuration(absl::string_view text) {
     while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
     if (i == start) return bad;
     int64_t n = 0;
-    if (!absl::SimpleAtoi(text.substr(start, i - start), &n)) return bad;
+    // At most 9 digits per part: no overflow, whatever the unit.
+    if (i - start > 9 || !absl::SimpleAtoi(text.substr(start, i - start), &n)) {
+      return bad;
+    }
     size_t ustart = i;
     while (i < text.size() && (text[i] < '0' || text[i] > '9')) ++i;
     absl::string_view unit = text.substr(ustart, i - ustart);
@@ -56,11 +59,16 @@ absl::StatusOr<HostPort> ParseHostPort(absl::string_view text) {
     hp.host = std::string(text.substr(0, colon));
     if (hp.host.find(':') != std::string::npos) return bad;  // v6 needs []
   }
-  if (hp.host.empty()) return bad;
-  if (!absl::SimpleAtoi(text.substr(colon + 1), &hp.port) || hp.port < 0 ||
-      hp.port > 65535) {
-    return bad;
+  if (hp.host.empty() || hp.host.size() > 253) return bad;
+  for (char c : hp.host) {
+    if (c <= ' ' || c == '/' || c == '@' || c == '[' || c == ']') return bad;
   }
+  absl::string_view port = text.substr(colon + 1);
+  if (port.empty() || port.size() > 5) return bad;
+  for (char c : port) {
+    if (c < '0' || c > '9') return bad;
+  }
+  if (!absl::SimpleAtoi(port, &hp.port) || hp.port > 65535) return bad;
   return hp;
 }
 

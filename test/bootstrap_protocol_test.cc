@@ -474,7 +474,7 @@ TEST(BootstrapperTest, RefusesAnExpiredSessionAndChangesNothing) {
   const std::string dir = MakeTempDir();
   FakeClock clock(absl::FromUnixSeconds(1800000000));
   DeterministicRandom random(42);
-  auto store = SqliteStore::Open(dir + "/simprov.db");
+  auto store = SqliteStore::Open(dir + "/simprov.db", clock);
   ASSERT_TRUE(store.ok()) << store.status();
   auto ca = CertificateAuthority::CreateDevelopment(dir, clock, random);
   ASSERT_TRUE(ca.ok()) << ca.status();
