@@ -141,6 +141,7 @@ int Run(const Flags& f) {
 
   std::unique_ptr<httplib::Server> http;
   std::thread http_thread;
+  std::string http_bound;
   if (!f.http_listen.empty()) {
     auto hp = ParseHostPort(f.http_listen);
     if (!hp.ok()) return Fail(hp.status());
@@ -153,10 +154,15 @@ int Run(const Flags& f) {
               [anchors](const httplib::Request&, httplib::Response& r) {
                 r.set_content(anchors, "application/x-pem-file");
               });
-    if (!http->bind_to_port(hp->host, hp->port)) {
+    int http_port =
+        hp->port == 0
+            ? http->bind_to_any_port(hp->host)
+            : (http->bind_to_port(hp->host, hp->port) ? hp->port : -1);
+    if (http_port <= 0) {
       return Fail(absl::UnavailableError(
           absl::StrCat("cannot listen on ", f.http_listen)));
     }
+    http_bound = absl::StrCat(hp->host, ":", http_port);
     http_thread = std::thread([&http] { http->listen_after_bind(); });
   }
 
@@ -164,6 +170,15 @@ int Run(const Flags& f) {
       listen->host.find(':') != std::string::npos
           ? absl::StrCat("[", listen->host, "]:", bound_port)
           : absl::StrCat(listen->host, ":", bound_port);
+  if (!http_bound.empty()) {
+    if (absl::Status s =
+            WriteFileAtomic(paths.http_address(), http_bound + "\n", 0644);
+        !s.ok()) {
+      return Fail(s);
+    }
+    LogInfo("HTTP (/healthz, /ca.pem) on %s", http_bound);
+  }
+  // Written last: its presence means the broker serves.
   if (absl::Status s =
           WriteFileAtomic(paths.listen_address(), bound + "\n", 0644);
       !s.ok()) {
@@ -210,6 +225,7 @@ int Run(const Flags& f) {
   sweeper.join();
   unlink(paths.admin_socket().c_str());
   unlink(paths.listen_address().c_str());
+  unlink(paths.http_address().c_str());
   LogInfo("stopped");
   return kExitOk;
 }

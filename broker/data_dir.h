@@ -8,6 +8,7 @@
 //                         reissued at every start for the current names
 //   DIR/admin.sock        admin API (created under umask 077)
 //   DIR/listen-address    "HOST:PORT" actually bound, written when ready
+//   DIR/http-address      "HOST:PORT" of --http-listen, when given
 #ifndef SIMPROV_BROKER_DATA_DIR_H_
 #define SIMPROV_BROKER_DATA_DIR_H_
 
@@ -33,6 +34,7 @@ struct DataDirPaths {
   std::string tls_chain() const { return root + "/tls/server.pem"; }
   std::string admin_socket() const { return root + "/admin.sock"; }
   std::string listen_address() const { return root + "/listen-address"; }
+  std::string http_address() const { return root + "/http-address"; }
 };
 
 // Loads the KEK, creating it (0600) when absent.

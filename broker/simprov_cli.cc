@@ -151,15 +151,16 @@ int Import(const Globals& g, const std::string& file) {
   return kExitOk;
 }
 
-void PrintSubscriberTable(const std::vector<v1::Subscriber>& subs) {
+void PrintSubscriberHeader() {
   std::cout << absl::StrFormat("%-16s %-12s %-10s %-16s %s\n", "IMSI", "GROUP",
                                "STATUS", "DEVICE_ID", "ICCID");
-  for (const auto& s : subs) {
-    std::cout << absl::StrFormat("%-16s %-12s %-10s %-16s %s\n", s.imsi(),
-                                 s.group(), s.status(),
-                                 s.device_id().empty() ? "-" : s.device_id(),
-                                 s.iccid().empty() ? "-" : s.iccid());
-  }
+}
+
+void PrintSubscriberRow(const v1::Subscriber& s) {
+  std::cout << absl::StrFormat("%-16s %-12s %-10s %-16s %s\n", s.imsi(),
+                               s.group(), s.status(),
+                               s.device_id().empty() ? "-" : s.device_id(),
+                               s.iccid().empty() ? "-" : s.iccid());
 }
 
 int List(const Globals& g, const std::string& group) {
@@ -170,20 +171,19 @@ int List(const Globals& g, const std::string& group) {
   v1::ListSubscribersRequest req;
   req.set_group(group);
   auto reader = (*stub)->ListSubscribers(&ctx, req);
-  std::vector<v1::Subscriber> subs;
+  // Rows stream straight to stdout: a million subscribers need no memory.
   v1::Subscriber s;
   bool header = false;
   while (reader->Read(&s)) {
-    subs.push_back(s);
-    if (subs.size() >= 1000) {  // stream big fleets in chunks
-      if (!header) header = true;
-      PrintSubscriberTable(subs);
-      subs.clear();
+    if (!header) {
+      PrintSubscriberHeader();
+      header = true;
     }
+    PrintSubscriberRow(s);
   }
   grpc::Status st = reader->Finish();
   if (!st.ok()) return Fail(Explain(st, where));
-  if (!header || !subs.empty()) PrintSubscriberTable(subs);
+  if (!header) PrintSubscriberHeader();
   return kExitOk;
 }
 

@@ -2,6 +2,7 @@
 // loopback, used as an operator and a device would use them.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/bootstrap_client.h"
 #include "common/atomic_file.h"
+#include "common/duration.h"
 #include "common/exit_codes.h"
 #include "common/x509.h"
 #include "simprov/v1/bootstrap.grpc.pb.h"
@@ -322,6 +324,68 @@ TEST_F(IntegrationTest, RestartKeepsSubscribersAndSqn) {
   EXPECT_FALSE(absl::StrContains(broker->log(), "resynchronised"));
   ProcessResult show = broker->Cli({"subscribers", "show", sim.imsi});
   EXPECT_TRUE(absl::StrContains(show.out, "certificates: 2")) << show.out;
+}
+
+// A bootstrap the broker answered survives a crash of the broker: the
+// certificate and device binding were durable before the answer left.
+TEST_F(IntegrationTest, AnsweredBootstrapSurvivesABrokerCrash) {
+  auto broker = StartBroker();
+  ASSERT_NE(broker, nullptr);
+  TestSim sim = RandomSim("001010000000402");
+  broker->Import({sim});
+  ProcessResult r = broker->Bootstrap(WriteSoftSim(dir_, sim), dir_ + "/dev");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  broker->Kill();
+  broker = StartBroker();
+  ASSERT_NE(broker, nullptr);
+  ProcessResult show = broker->Cli({"subscribers", "show", sim.imsi});
+  EXPECT_TRUE(absl::StrContains(show.out, "serial " + Serial(dir_ + "/dev")))
+      << show.out;
+  EXPECT_TRUE(absl::StrContains(show.out, "device_id:  " + sim.imsi));
+}
+
+TEST_F(IntegrationTest, ImportStreamsLargeFilesAllOrNothing) {
+  auto broker = StartBroker();
+  ASSERT_NE(broker, nullptr);
+  constexpr int kRows = 20000;
+  std::string csv = "imsi,ki,opc,group\n";
+  const std::string k(32, 'a'), opc(32, 'b');
+  for (int i = 0; i < kRows; ++i) {
+    absl::StrAppend(&csv, 310150000000000 + i, ",", k, ",", opc, ",fleet\n");
+  }
+  const std::string path = dir_ + "/big.csv";
+  // A bad last row: nothing of the 20,000 before it is imported.
+  WriteFileOrDie(path, csv + "310150000000000,zz,zz,fleet\n");
+  ProcessResult r = broker->Cli({"subscribers", "import", path});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_TRUE(absl::StrContains(r.err, absl::StrCat("line ", kRows + 2, ":")))
+      << r.err;
+  r = broker->Cli({"subscribers", "list", "--group", "fleet"});
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);  // header only
+  WriteFileOrDie(path, csv);
+  r = broker->Cli({"subscribers", "import", path});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, absl::StrCat("imported ", kRows, " subscribers\n"));
+  r = broker->Cli({"subscribers", "list", "--group", "fleet"});
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), kRows + 1);
+}
+
+TEST_F(IntegrationTest, HttpListenServesHealthAndTrustAnchors) {
+  auto broker = StartBroker({"--http-listen", "127.0.0.1:0"});
+  ASSERT_NE(broker, nullptr);
+  auto hp = ParseHostPort(absl::StripAsciiWhitespace(
+      ReadFileOrEmpty(broker->data_dir() + "/http-address")));
+  ASSERT_TRUE(hp.ok()) << hp.status();
+  httplib::Client client(hp->host, hp->port);
+  auto health = client.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(health->body, "ok\n");
+  auto ca = client.Get("/ca.pem");
+  ASSERT_TRUE(ca);
+  EXPECT_EQ(ca->status, 200);
+  EXPECT_EQ(ca->body, ReadFileOrEmpty(broker->data_dir() + "/ca.pem"));
+  EXPECT_EQ(client.Get("/nope")->status, 404);
 }
 
 TEST_F(IntegrationTest, DataDirFilesArePrivate) {

@@ -348,7 +348,26 @@ int Run(const Flags& f) {
   Random& random = Random::Real();
   const size_t n = f.devices;
 
-  // 1. SIMs and import. A run prefix that collides with an earlier run's
+  // 1. Shared connections, established first (a wrong address or --broker-ca
+  // fails before anything is imported) and before the clock starts.
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < f.connections; ++i) {
+    channels.push_back(MakeBenchChannel(*endpoint, ca_pem, i));
+  }
+  const auto connect_deadline =
+      std::chrono::system_clock::now() +
+      std::chrono::milliseconds(
+          static_cast<int64_t>(f.connect_timeout_s * 1000));
+  for (auto& ch : channels) {
+    if (!ch->WaitForConnected(connect_deadline)) {
+      return Fail(absl::UnavailableError(absl::StrCat(
+          "cannot connect to the broker at ", f.broker,
+          " (TLS; is it listening there",
+          ca_pem.empty() ? "?)" : ", and does --broker-ca match?)")));
+    }
+  }
+
+  // 2. SIMs and import. A run prefix that collides with an earlier run's
   // (unlikely: >= 4 random digits) makes the all-or-nothing import fail
   // on a duplicate IMSI; then draw another prefix.
   std::vector<Device> devices;
@@ -370,24 +389,6 @@ int Run(const Flags& f) {
     std::cerr << "simprov-bench: IMSI prefix already used; drawing another\n";
   }
   std::cerr << "simprov-bench: imported in " << import_s << " s\n";
-
-  // 2. Shared connections, established before the clock starts.
-  std::vector<std::shared_ptr<grpc::Channel>> channels;
-  for (int i = 0; i < f.connections; ++i) {
-    channels.push_back(MakeBenchChannel(*endpoint, ca_pem, i));
-  }
-  const auto connect_deadline =
-      std::chrono::system_clock::now() +
-      std::chrono::milliseconds(
-          static_cast<int64_t>(f.connect_timeout_s * 1000));
-  for (auto& ch : channels) {
-    if (!ch->WaitForConnected(connect_deadline)) {
-      return Fail(absl::UnavailableError(absl::StrCat(
-          "cannot connect to the broker at ", f.broker,
-          " (TLS; is it listening there",
-          ca_pem.empty() ? "?)" : ", and does --broker-ca match?)")));
-    }
-  }
 
   // 3. The timed phase.
   AgentOptions options;

@@ -38,6 +38,7 @@ class BrokerProcess {
   const std::string& data_dir() const { return data_dir_; }
   std::string log() const { return ReadFileOrEmpty(log_path_); }
   int Stop() { return process_->Stop(); }
+  void Kill() { process_->Kill(); }
   bool Running() { return process_->Running(); }
 
   // Runs `simprov --data-dir DIR args...`.

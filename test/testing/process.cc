@@ -143,6 +143,15 @@ int BackgroundProcess::Stop(absl::Duration timeout) {
   return status_;
 }
 
+void BackgroundProcess::Kill() {
+  if (pid_ <= 0 || reaped_) return;
+  kill(pid_, SIGKILL);
+  int status;
+  waitpid(pid_, &status, 0);
+  reaped_ = true;
+  status_ = -1;
+}
+
 std::string MakeTempDir() {
   const char* base = std::getenv("TMPDIR");
   std::string tmpl = std::string(base ? base : "/tmp") + "/simprov-test.XXXXXX";

@@ -33,6 +33,8 @@ class BackgroundProcess {
   bool Running();
   // Sends SIGTERM and waits; returns the exit code (-1 on signal/timeout).
   int Stop(absl::Duration timeout = absl::Seconds(15));
+  // SIGKILL: a crash, as far as the process can tell.
+  void Kill();
 
  private:
   pid_t pid_ = -1;
