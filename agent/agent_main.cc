@@ -7,6 +7,7 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/bootstrap_client.h"
 #include "agent/credential_dir.h"
@@ -14,6 +15,7 @@
 #include "common/atomic_file.h"
 #include "common/duration.h"
 #include "common/exit_codes.h"
+#include "common/grpc_status.h"
 #include "common/log.h"
 
 namespace simprov {
@@ -27,6 +29,7 @@ struct BootstrapFlags {
   bool force = false;
   std::string timeout = "10s";
   int attempts = 3;
+  bool verbose = false;
 };
 
 int Fail(const absl::Status& s) {
@@ -35,7 +38,14 @@ int Fail(const absl::Status& s) {
   return rc == kExitOk ? kExitError : rc;
 }
 
+// TLS that does not verify against --broker-ca is not a network hiccup.
+bool TlsVerificationFailed(const absl::Status& s) {
+  return absl::StrContains(s.message(), "certificate verify failed") ||
+         absl::StrContains(s.message(), "No match found for server name");
+}
+
 bool Retryable(const absl::Status& s) {
+  if (TlsVerificationFailed(s)) return false;
   return s.code() == absl::StatusCode::kUnavailable ||
          s.code() == absl::StatusCode::kDeadlineExceeded ||
          s.code() == absl::StatusCode::kResourceExhausted;
@@ -46,6 +56,7 @@ std::string Time(absl::Time t) {
 }
 
 int Bootstrap(const BootstrapFlags& f) {
+  if (f.verbose) SetLogLevel(LogLevel::kDebug);
   auto broker = ParseBroker(f.broker);
   if (!broker.ok()) return Fail(broker.status());
   auto timeout = ParseHumanDuration(f.timeout);
@@ -91,14 +102,19 @@ int Bootstrap(const BootstrapFlags& f) {
     // Exponential backoff with full jitter.
     Bytes r = Random::Real().Generate(2);
     double jitter = 0.5 + ((r[0] << 8 | r[1]) / 65535.0) * 0.5;
-    absl::Duration wait = backoff * jitter;
-    std::cerr << "simprov-agent: attempt " << attempt << " failed ("
-              << creds.status().message() << "); retrying in "
-              << absl::FormatDuration(wait) << "\n";
+    absl::Duration wait = absl::Trunc(backoff * jitter, absl::Milliseconds(1));
+    LogInfo("attempt %d failed (%s); retrying in %s", attempt,
+            creds.status().message(), absl::FormatDuration(wait));
     absl::SleepFor(wait);
     backoff *= 2;
   }
   if (!creds.ok()) {
+    if (!pinned.empty() && TlsVerificationFailed(creds.status())) {
+      return Fail(absl::UnavailableError(absl::StrCat(
+          "TLS: the broker's certificate does not verify against --broker-ca ",
+          f.broker_ca, " for host ", broker->identity,
+          " (wrong CA, wrong host name, or not a server certificate)")));
+    }
     if (creds.status().code() == absl::StatusCode::kUnavailable) {
       return Fail(absl::UnavailableError(absl::StrCat(
           "broker ", f.broker, " unreachable: ", creds.status().message())));
@@ -127,6 +143,8 @@ int Bootstrap(const BootstrapFlags& f) {
 }  // namespace simprov
 
 int main(int argc, char** argv) {
+  simprov::RouteGrpcLogging();
+  simprov::SetLogLevel(simprov::LogLevel::kWarning);
   simprov::BootstrapFlags f;
   CLI::App app{"simprov-agent: provisions this device with its SIM"};
   app.require_subcommand(1);
@@ -148,6 +166,8 @@ int main(int argc, char** argv) {
                    "Attempts when the broker is unreachable (backoff with "
                    "jitter between them)")
       ->capture_default_str();
+  boot->add_flag("-v,--verbose", f.verbose,
+                 "Log progress and retries to stderr");
   boot->callback([&] { rc = simprov::Bootstrap(f); });
   try {
     app.parse(argc, argv);

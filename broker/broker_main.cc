@@ -24,6 +24,7 @@
 #include "common/atomic_file.h"
 #include "common/duration.h"
 #include "common/exit_codes.h"
+#include "common/grpc_status.h"
 #include "common/log.h"
 
 namespace simprov {
@@ -242,6 +243,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  simprov::RouteGrpcLogging();
   simprov::Flags f;
   CLI::App app{
       "simprov-broker: SIM-authenticated provisioning service (device API "

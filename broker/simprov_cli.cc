@@ -221,6 +221,7 @@ int Show(const Globals& g, const std::string& imsi) {
 }  // namespace simprov
 
 int main(int argc, char** argv) {
+  simprov::RouteGrpcLogging();
   simprov::Globals g;
   CLI::App app{"simprov: operate a simprov broker (subscribers, ...)"};
   app.require_subcommand(1);

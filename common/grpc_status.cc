@@ -1,6 +1,10 @@
 #include "common/grpc_status.h"
 
+#include <grpc/support/log.h>
+
 #include <string>
+
+#include "common/log.h"
 
 namespace simprov {
 
@@ -16,5 +20,13 @@ absl::Status FromGrpcStatus(const grpc::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
                       s.error_message());
 }
+
+namespace {
+void GrpcLogToDebug(gpr_log_func_args* args) {
+  LogDebug("grpc: %s", args->message);
+}
+}  // namespace
+
+void RouteGrpcLogging() { gpr_set_log_function(GrpcLogToDebug); }
 
 }  // namespace simprov

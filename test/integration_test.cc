@@ -161,10 +161,13 @@ TEST_F(IntegrationTest, PinnedToAnotherCaTheAgentRefusesTheBroker) {
   auto other = BrokerProcess::Start(dir_ + "/other");
   ASSERT_NE(other, nullptr);
   const std::string out = dir_ + "/device";
-  ProcessResult r = broker->Bootstrap(
-      WriteSoftSim(dir_, sim), out,
-      {"--broker-ca", other->data_dir() + "/ca.pem", "--attempts", "1"});
+  ProcessResult r =
+      broker->Bootstrap(WriteSoftSim(dir_, sim), out,
+                        {"--broker-ca", other->data_dir() + "/ca.pem"});
   EXPECT_EQ(r.exit_code, kExitUnreachable) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "does not verify against --broker-ca"))
+      << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   ExpectNothingWritten(out);
 }
 

@@ -230,6 +230,29 @@ std::optional<double> ProcessCpuUs(int pid) {
   return static_cast<double>(utime + stime) * tick_us;
 }
 
+// Busy and total CPU time of the whole host, in microseconds, from the
+// "cpu" line of /proc/stat (busy = everything but idle and iowait). Lets a
+// run tell how much of the machine other processes were using.
+struct HostCpu {
+  double busy_us = 0;
+  double total_us = 0;
+};
+std::optional<HostCpu> ReadHostCpu() {
+  std::ifstream in("/proc/stat");
+  std::string label;
+  if (!(in >> label) || label != "cpu") return std::nullopt;
+  unsigned long long v[8] = {};  // user nice system idle iowait irq softirq steal
+  for (auto& x : v) {
+    if (!(in >> x)) return std::nullopt;
+  }
+  const double tick_us = 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  HostCpu h;
+  h.busy_us = static_cast<double>(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) *
+              tick_us;
+  h.total_us = h.busy_us + static_cast<double>(v[3] + v[4]) * tick_us;
+  return h;
+}
+
 double SelfCpuUs() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -433,6 +456,7 @@ int Run(const Flags& f) {
   const std::optional<double> broker_cpu0 =
       f.broker_pid > 0 ? ProcessCpuUs(f.broker_pid) : std::nullopt;
   const double self_cpu0 = SelfCpuUs();
+  const std::optional<HostCpu> host0 = ReadHostCpu();
   const auto start = SteadyClock::now();
 
   std::mutex progress_mu;
@@ -460,6 +484,7 @@ int Run(const Flags& f) {
   const double seconds =
       std::chrono::duration<double>(SteadyClock::now() - start).count();
   const double self_cpu1 = SelfCpuUs();
+  const std::optional<HostCpu> host1 = ReadHostCpu();
   const std::optional<double> broker_cpu1 =
       f.broker_pid > 0 ? ProcessCpuUs(f.broker_pid) : std::nullopt;
   {
@@ -498,9 +523,23 @@ int Run(const Flags& f) {
   out["import_seconds"] = Round3(import_s);
   out["bench_cpu_us_per_bootstrap"] =
       Round3((self_cpu1 - self_cpu0) / static_cast<double>(n));
+  double broker_cpu_us = 0;
   if (broker_cpu0 && broker_cpu1) {
+    broker_cpu_us = *broker_cpu1 - *broker_cpu0;
     out["broker_cpu_us_per_bootstrap"] =
-        Round3((*broker_cpu1 - *broker_cpu0) / static_cast<double>(n));
+        Round3(broker_cpu_us / static_cast<double>(n));
+  }
+  if (host0 && host1 && seconds > 0) {
+    // In cores: 2.0 = two cores busy for the whole timed phase. "others"
+    // is what neither this process nor the broker (with --broker-pid) used:
+    // noise from whatever else runs on the host.
+    const double busy = host1->busy_us - host0->busy_us;
+    out["host_busy_cores"] = Round3(busy / (seconds * 1e6));
+    out["host_cores"] = Round3((host1->total_us - host0->total_us) /
+                               (seconds * 1e6));
+    out["others_busy_cores"] = Round3(
+        std::max(0.0, busy - (self_cpu1 - self_cpu0) - broker_cpu_us) /
+        (seconds * 1e6));
   }
 
   if (failed > 0) {
