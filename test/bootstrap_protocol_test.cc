@@ -59,9 +59,10 @@ void Seal(Prepared& p) {
 
 class ProtocolTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
+  static void SetUpTestSuite() { StartBroker({}); }
+  static void StartBroker(std::vector<std::string> flags) {
     dir_ = new std::string(MakeTempDir());
-    broker_ = BrokerProcess::Start(*dir_ + "/broker").release();
+    broker_ = BrokerProcess::Start(*dir_ + "/broker", flags).release();
     ASSERT_NE(broker_, nullptr);
   }
   static void TearDownTestSuite() {
@@ -466,6 +467,27 @@ TEST_F(ProtocolTest, PinnedAgentRefusesADeviceCertificateAsTheBroker) {
   grpc::Status s = stub->Challenge(&ctx, creq, &cresp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
   server->Shutdown();
+}
+
+// The same fixture against a broker whose sessions live 300 ms.
+class ShortSessionTest : public ProtocolTest {
+ protected:
+  static void SetUpTestSuite() { StartBroker({"--session-ttl", "300ms"}); }
+};
+
+TEST_F(ShortSessionTest, RealBrokerRefusesAnExpiredSession) {
+  auto sim = NewSim();
+  Prepared p = Prepare(*sim);
+  EXPECT_EQ(p.challenge.expires_in_ms(), 300);
+  absl::SleepFor(absl::Milliseconds(400));
+  v1::EnrolResponse resp;
+  grpc::Status s = Enrol(p.request, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(s.error_message(), "session expired");
+  EXPECT_EQ(CertificateCount(p.transcript.imsi), 0);
+  // A prompt second attempt succeeds.
+  Prepared q = Prepare(*sim);
+  EXPECT_TRUE(Enrol(q.request, &resp).ok());
 }
 
 // In-process, with a fake clock: an expired session is refused and the
