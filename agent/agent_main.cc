@@ -139,6 +139,54 @@ int Bootstrap(const BootstrapFlags& f) {
   return kExitOk;
 }
 
+struct RenewFlags {
+  std::string broker;
+  std::string out;
+  std::string timeout = "10s";
+  bool verbose = false;
+};
+
+int Renew(const RenewFlags& f) {
+  if (f.verbose) SetLogLevel(LogLevel::kDebug);
+  auto broker = ParseBroker(f.broker);
+  if (!broker.ok()) return Fail(broker.status());
+  auto timeout = ParseHumanDuration(f.timeout);
+  if (!timeout.ok()) return Fail(timeout.status());
+  auto ca = ReadFileToString(f.out + "/ca.pem", 1 << 20);
+  auto key = ReadFileToString(f.out + "/device.key", 1 << 20);
+  auto chain = ReadFileToString(f.out + "/chain.pem", 1 << 20);
+  auto meta = ReadFileToString(f.out + "/bootstrap.json", 1 << 20);
+  if (!ca.ok() || !key.ok() || !chain.ok() || !meta.ok()) {
+    return Fail(absl::FailedPreconditionError(absl::StrCat(
+        "no credentials in ", f.out, " to renew: bootstrap first")));
+  }
+  auto imsi = ImsiFromBootstrapJson(*meta);
+  if (!imsi.ok()) return Fail(imsi.status());
+  AgentOptions options;
+  options.rpc_timeout = *timeout;
+  auto creds =
+      RenewCredentials(MakeMutualTlsChannel(*broker, *ca, *key, *chain), *imsi,
+                       Clock::Real(), options);
+  if (!creds.ok()) {
+    if (TlsVerificationFailed(creds.status())) {
+      return Fail(absl::UnavailableError(
+          absl::StrCat("TLS: the broker's certificate does not verify against ",
+                       f.out, "/ca.pem for host ", broker->identity)));
+    }
+    return Fail(creds.status());
+  }
+  if (absl::Status s =
+          WriteCredentialSet(f.out, *creds, f.broker, Random::Real());
+      !s.ok()) {
+    return Fail(s);
+  }
+  std::cout << "renewed device " << creds->device_id << "\n"
+            << "  serial:   " << creds->leaf.serial_hex << "\n"
+            << "  valid:    " << Time(creds->leaf.not_before) << " .. "
+            << Time(creds->leaf.not_after) << "\n";
+  return kExitOk;
+}
+
 }  // namespace
 }  // namespace simprov
 
@@ -169,6 +217,18 @@ int main(int argc, char** argv) {
   boot->add_flag("-v,--verbose", f.verbose,
                  "Log progress and retries to stderr");
   boot->callback([&] { rc = simprov::Bootstrap(f); });
+  simprov::RenewFlags rf;
+  auto* renew = app.add_subcommand(
+      "renew",
+      "Renew now over mutual TLS with the current certificate and a new key "
+      "(no SIM); the broker is verified against DIR/ca.pem");
+  renew->add_option("--broker", rf.broker, "Broker address HOST:PORT")
+      ->required();
+  renew->add_option("--out", rf.out, "Credential directory")->required();
+  renew->add_option("--timeout", rf.timeout, "Per-call timeout")
+      ->capture_default_str();
+  renew->add_flag("-v,--verbose", rf.verbose, "Log progress to stderr");
+  renew->callback([&] { rc = simprov::Renew(rf); });
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

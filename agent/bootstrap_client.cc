@@ -167,49 +167,109 @@ absl::StatusOr<Credentials> BootstrapClient::Run(SimCard& sim) {
     return absl::UnauthenticatedError("broker answer is for another request");
   }
 
-  auto leaf = CertFromDer(ToBytes(answer.chain(0)));
+  std::vector<Bytes> chain, anchors;
+  for (const std::string& der : answer.chain()) chain.push_back(ToBytes(der));
+  for (const std::string& der : answer.trust_anchors()) {
+    anchors.push_back(ToBytes(der));
+  }
+  auto out = VerifyIssued(key.get(), chain, anchors,
+                          absl::FromUnixMillis(answer.server_time_unix_ms()));
+  if (!out.ok()) return out.status();
+  out->imsi = t.imsi;
+  out->device_id = answer.device_id();
+  out->round_trip = received - sent;
+  out->registry_info_json = answer.registry_info_json();
+  return out;
+}
+
+absl::StatusOr<Credentials> VerifyIssued(EVP_PKEY* key,
+                                         const std::vector<Bytes>& chain,
+                                         const std::vector<Bytes>& anchors_der,
+                                         absl::Time server_time) {
+  if (chain.empty() || anchors_der.empty()) {
+    return absl::UnauthenticatedError("broker answer has no chain or anchor");
+  }
+  auto leaf = CertFromDer(chain[0]);
   if (!leaf.ok()) return absl::UnauthenticatedError("leaf does not parse");
-  if (!SamePublicKey(X509_get0_pubkey(leaf->get()), key.get())) {
+  if (!SamePublicKey(X509_get0_pubkey(leaf->get()), key)) {
     return absl::UnauthenticatedError(
         "certificate is not for the key this device generated");
   }
   std::vector<X509Ptr> intermediates, anchors;
-  for (int i = 1; i < answer.chain_size(); ++i) {
-    auto c = CertFromDer(ToBytes(answer.chain(i)));
+  for (size_t i = 1; i < chain.size(); ++i) {
+    auto c = CertFromDer(chain[i]);
     if (!c.ok()) return absl::UnauthenticatedError("chain does not parse");
     intermediates.push_back(std::move(*c));
   }
-  for (const std::string& der : answer.trust_anchors()) {
-    auto c = CertFromDer(ToBytes(der));
+  for (const Bytes& der : anchors_der) {
+    auto c = CertFromDer(der);
     if (!c.ok()) return absl::UnauthenticatedError("anchor does not parse");
     anchors.push_back(std::move(*c));
   }
   std::vector<X509*> inter_ptrs, anchor_ptrs;
   for (auto& c : intermediates) inter_ptrs.push_back(c.get());
   for (auto& c : anchors) anchor_ptrs.push_back(c.get());
-  const absl::Time server_time =
-      absl::FromUnixMillis(answer.server_time_unix_ms());
   if (absl::Status s = VerifyChain(leaf->get(), inter_ptrs, anchor_ptrs,
                                    server_time, "sslclient");
       !s.ok()) {
     return absl::UnauthenticatedError(
         absl::StrCat("certificate chain does not verify: ", s.message()));
   }
-
   Credentials out;
-  auto key_pem = PrivateKeyToPkcs8Pem(key.get());
+  auto key_pem = PrivateKeyToPkcs8Pem(key);
   if (!key_pem.ok()) return key_pem.status();
   out.key_pem = std::move(*key_pem);
   out.cert_pem = CertToPem(leaf->get());
   out.chain_pem = out.cert_pem;
   for (auto& c : intermediates) out.chain_pem += CertToPem(c.get());
   for (auto& c : anchors) out.ca_pem += CertToPem(c.get());
-  out.imsi = t.imsi;
-  out.device_id = answer.device_id();
   out.leaf = DescribeCert(leaf->get());
   out.server_time = server_time;
-  out.round_trip = received - sent;
-  out.registry_info_json = answer.registry_info_json();
+  return out;
+}
+
+std::shared_ptr<grpc::Channel> MakeMutualTlsChannel(
+    const BrokerEndpoint& broker, const std::string& ca_pem,
+    const std::string& key_pem, const std::string& chain_pem) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 1 << 20);
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ca_pem;
+  ssl.pem_private_key = key_pem;
+  ssl.pem_cert_chain = chain_pem;
+  return grpc::CreateCustomChannel(broker.target, grpc::SslCredentials(ssl),
+                                   args);
+}
+
+absl::StatusOr<Credentials> RenewCredentials(
+    std::shared_ptr<grpc::Channel> channel, const std::string& imsi,
+    Clock& clock, const AgentOptions& options) {
+  auto stub = v1::Bootstrap::NewStub(channel);
+  EvpPkeyPtr key = GenerateP256Key();  // always a new key
+  auto csr = CreateCsr(key.get(), imsi);
+  if (!csr.ok()) return csr.status();
+  v1::RenewRequest req;
+  req.set_csr(ToString(*csr));
+  v1::RenewResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   absl::ToChronoMilliseconds(options.rpc_timeout));
+  const absl::Time sent = clock.Now();
+  if (absl::Status s = Rpc(stub->Renew(&ctx, req, &resp), "renew"); !s.ok()) {
+    return s;
+  }
+  std::vector<Bytes> chain, anchors;
+  for (const std::string& der : resp.chain()) chain.push_back(ToBytes(der));
+  for (const std::string& der : resp.trust_anchors()) {
+    anchors.push_back(ToBytes(der));
+  }
+  auto out = VerifyIssued(key.get(), chain, anchors,
+                          absl::FromUnixMillis(resp.server_time_unix_ms()));
+  if (!out.ok()) return out.status();
+  out->imsi = imsi;
+  out->device_id = resp.device_id();
+  out->round_trip = clock.Now() - sent;
+  out->registry_info_json = resp.registry_info_json();
   return out;
 }
 

@@ -70,6 +70,26 @@ class BootstrapClient {
   const AgentOptions options_;
 };
 
+// Checks what a broker issued: the leaf is for `key`, and the chain verifies
+// to the anchors at `server_time` for clientAuth. Fills the certificate
+// fields of Credentials.
+absl::StatusOr<Credentials> VerifyIssued(EVP_PKEY* key,
+                                         const std::vector<Bytes>& chain,
+                                         const std::vector<Bytes>& anchors,
+                                         absl::Time server_time);
+
+// A mutual-TLS channel: the broker must verify against `ca_pem`; the device
+// presents its current key and chain.
+std::shared_ptr<grpc::Channel> MakeMutualTlsChannel(
+    const BrokerEndpoint& broker, const std::string& ca_pem,
+    const std::string& key_pem, const std::string& chain_pem);
+
+// Renews over a mutual-TLS channel with a NEW key pair; no SIM involved.
+// Unauthenticated/PermissionDenied: refused (expired, revoked, suspended).
+absl::StatusOr<Credentials> RenewCredentials(
+    std::shared_ptr<grpc::Channel> channel, const std::string& imsi,
+    Clock& clock, const AgentOptions& options);
+
 }  // namespace simprov
 
 #endif  // SIMPROV_AGENT_BOOTSTRAP_CLIENT_H_

@@ -65,6 +65,15 @@ std::string BootstrapJson(const Credentials& c, const std::string& broker) {
   return j.dump(2) + "\n";
 }
 
+absl::StatusOr<std::string> ImsiFromBootstrapJson(const std::string& json) {
+  nlohmann::json j = nlohmann::json::parse(json, nullptr, false);
+  if (!j.is_object() || !j.contains("imsi") || !j["imsi"].is_string()) {
+    return absl::FailedPreconditionError(
+        "bootstrap.json has no imsi: bootstrap again");
+  }
+  return j["imsi"].get<std::string>();
+}
+
 absl::Status WriteCredentialSet(const std::string& dir, const Credentials& c,
                                 const std::string& broker, Random& random) {
   if (absl::Status s = MakeDirectories(dir, 0700); !s.ok()) return s;

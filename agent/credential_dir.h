@@ -30,6 +30,9 @@ inline constexpr const char* kCredentialFiles[] = {
 // The JSON written to bootstrap.json.
 std::string BootstrapJson(const Credentials& c, const std::string& broker);
 
+// The IMSI recorded in bootstrap.json.
+absl::StatusOr<std::string> ImsiFromBootstrapJson(const std::string& json);
+
 absl::Status WriteCredentialSet(const std::string& dir, const Credentials& c,
                                 const std::string& broker, Random& random);
 

@@ -1,5 +1,7 @@
 #include "broker/bootstrap_service.h"
 
+#include <grpc/grpc_security_constants.h>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/aka.h"
@@ -275,44 +277,12 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Enrol(
     return Refuse(imsi, auth_failed, "request MAC does not verify");
   }
 
-  auto csr = ParseAndVerifyCsr(t.csr_der);
-  if (!csr.ok()) {
-    return Refuse(imsi, csr.status(),
-                  absl::StrCat("bad CSR: ", csr.status().message()));
-  }
-  const std::string device_id = s->device_id.empty() ? imsi : s->device_id;
-  DeviceCertRequest cert_req;
-  cert_req.public_key = csr->public_key.get();
-  cert_req.common_name = imsi;
-  cert_req.device_id_uri = DeviceIdUri(device_id);
-  cert_req.ttl = options_.cert_ttl;
-  auto cert = ca_.IssueDeviceCertificate(cert_req);
-  if (!cert.ok()) {
-    LogError("enrol: IMSI %s: signing failed: %s", imsi,
-             cert.status().message());
-    return absl::InternalError("certificate signing failed");
-  }
-  CertInfo info = DescribeCert(cert->get());
-  CertificateRecord record;
-  record.serial = info.serial_hex;
-  record.imsi = imsi;
-  record.device_id = device_id;
-  record.not_before = info.not_before;
-  record.not_after = info.not_after;
-  record.der = CertToDer(cert->get());
-  record.issued_at = now;
-  absl::Status recorded = store_.RecordIssuance(
-      record, {now, "bootstrap.issued", imsi,
-               absl::StrCat("serial=", info.serial_hex,
-                            " device_id=", device_id, " key=", csr->key_type,
-                            t.imei.empty() ? "" : " imei=", t.imei)});
-  if (!recorded.ok()) {
-    if (recorded.code() == absl::StatusCode::kFailedPrecondition) {
-      return Refuse(imsi, auth_failed, recorded.message());
-    }
-    LogError("enrol: IMSI %s: store: %s", imsi, recorded.message());
-    return absl::UnavailableError("store unavailable; retry");
-  }
+  auto issued = Issue(imsi, s->device_id.empty() ? imsi : s->device_id,
+                      t.csr_der, "bootstrap.issued",
+                      t.imei.empty() ? "" : absl::StrCat(" imei=", t.imei));
+  if (!issued.ok()) return issued.status();
+  const CertificateRecord& record = *issued;
+  const std::string& device_id = record.device_id;
 
   v1::Answer answer;
   answer.set_request_hash(ToString(Sha256Digest(encoded)));
@@ -328,8 +298,121 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Enrol(
   v1::EnrolResponse resp;
   resp.set_sealed_answer(ToString(
       SealAnswer(keys, Sha256Digest(encoded), ToBytes(plain), random_)));
-  LogInfo("enrol: IMSI %s issued serial %s (device %s)", imsi, info.serial_hex,
+  LogInfo("enrol: IMSI %s issued serial %s (device %s)", imsi, record.serial,
           device_id);
+  return resp;
+}
+
+absl::StatusOr<CertificateRecord> Bootstrapper::Issue(
+    const std::string& imsi, const std::string& device_id, const Bytes& csr_der,
+    absl::string_view event, absl::string_view detail) {
+  auto csr = ParseAndVerifyCsr(csr_der);
+  if (!csr.ok()) {
+    return Refuse(imsi, csr.status(),
+                  absl::StrCat("bad CSR: ", csr.status().message()));
+  }
+  DeviceCertRequest cert_req;
+  cert_req.public_key = csr->public_key.get();
+  cert_req.common_name = imsi;
+  cert_req.device_id_uri = DeviceIdUri(device_id);
+  cert_req.ttl = options_.cert_ttl;
+  auto cert = ca_.IssueDeviceCertificate(cert_req);
+  if (!cert.ok()) {
+    LogError("IMSI %s: signing failed: %s", imsi, cert.status().message());
+    return absl::InternalError("certificate signing failed");
+  }
+  const absl::Time now = clock_.Now();
+  CertInfo info = DescribeCert(cert->get());
+  CertificateRecord record;
+  record.serial = info.serial_hex;
+  record.imsi = imsi;
+  record.device_id = device_id;
+  record.not_before = info.not_before;
+  record.not_after = info.not_after;
+  record.der = CertToDer(cert->get());
+  record.issued_at = now;
+  absl::Status recorded = store_.RecordIssuance(
+      record, {now, std::string(event), imsi,
+               absl::StrCat("serial=", info.serial_hex, " device_id=",
+                            device_id, " key=", csr->key_type, detail)});
+  if (!recorded.ok()) {
+    if (recorded.code() == absl::StatusCode::kFailedPrecondition) {
+      return Refuse(imsi,
+                    absl::PermissionDeniedError("subscriber is not active"),
+                    recorded.message());
+    }
+    LogError("IMSI %s: store: %s", imsi, recorded.message());
+    return absl::UnavailableError("store unavailable; retry");
+  }
+  return record;
+}
+
+absl::StatusOr<v1::RenewResponse> Bootstrapper::Renew(
+    const std::string& client_cert_pem, const v1::RenewRequest& req) {
+  if (client_cert_pem.empty()) {
+    return absl::UnauthenticatedError(
+        "no client certificate: renewal needs the current device certificate "
+        "over mutual TLS");
+  }
+  if (req.csr().empty() || req.csr().size() > kMaxCsrSize) {
+    return absl::InvalidArgumentError("CSR missing or larger than 16 KiB");
+  }
+  auto leaf = CertFromPem(client_cert_pem);
+  if (!leaf.ok()) {
+    return absl::UnauthenticatedError("client certificate does not parse");
+  }
+  const absl::Time now = clock_.Now();
+  absl::Status chain = VerifyChain(leaf->get(), {ca_.issuing_cert()},
+                                   {ca_.root_cert()}, now, "sslclient");
+  CertInfo info = DescribeCert(leaf->get());
+  if (!chain.ok()) {
+    LogWarning("renew: serial %s refused: %s", info.serial_hex,
+               chain.message());
+    return absl::UnauthenticatedError(
+        now >= info.not_after
+            ? "certificate has expired: bootstrap again with the SIM"
+            : absl::StrCat("client certificate not issued by this broker: ",
+                           chain.message()));
+  }
+  auto record = store_.GetCertificate(info.serial_hex);
+  if (!record.ok()) {
+    if (record.status().code() == absl::StatusCode::kNotFound) {
+      return absl::UnauthenticatedError("certificate unknown to this broker");
+    }
+    return absl::UnavailableError(record.status().message());
+  }
+  const std::string imsi = record->imsi;
+  if (record->status != "valid") {
+    return Refuse(imsi,
+                  absl::PermissionDeniedError(absl::StrCat(
+                      "certificate ", info.serial_hex, " was ", record->status,
+                      ": bootstrap again with the SIM")),
+                  absl::StrCat("renewal with ", record->status,
+                               " certificate ", info.serial_hex));
+  }
+  auto sub = store_.GetSubscriber(imsi);
+  if (!sub.ok()) return absl::UnavailableError(sub.status().message());
+  if (sub->status != kStatusActive) {
+    return Refuse(imsi,
+                  absl::PermissionDeniedError(
+                      absl::StrCat("subscriber is ", sub->status)),
+                  absl::StrCat("renewal refused: subscriber is ", sub->status));
+  }
+  const std::string device_id =
+      sub->device_id.empty() ? record->device_id : sub->device_id;
+  auto issued = Issue(imsi, device_id, ToBytes(req.csr()), "renewal.issued",
+                      absl::StrCat(" previous=", info.serial_hex));
+  if (!issued.ok()) return issued.status();
+  v1::RenewResponse resp;
+  resp.add_chain(ToString(issued->der));
+  for (const Bytes& der : ca_.ChainDer()) resp.add_chain(ToString(der));
+  for (const Bytes& der : ca_.TrustAnchorsDer()) {
+    resp.add_trust_anchors(ToString(der));
+  }
+  resp.set_server_time_unix_ms(absl::ToUnixMillis(clock_.Now()));
+  resp.set_device_id(device_id);
+  LogInfo("renew: IMSI %s serial %s renewed as %s", imsi, info.serial_hex,
+          issued->serial);
   return resp;
 }
 
@@ -337,6 +420,21 @@ grpc::Status BootstrapGrpcService::Challenge(grpc::ServerContext*,
                                              const v1::ChallengeRequest* req,
                                              v1::ChallengeResponse* resp) {
   auto r = b_.Challenge(*req);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *resp = std::move(*r);
+  return grpc::Status::OK;
+}
+
+grpc::Status BootstrapGrpcService::Renew(grpc::ServerContext* ctx,
+                                         const v1::RenewRequest* req,
+                                         v1::RenewResponse* resp) {
+  std::string pem;
+  auto auth = ctx->auth_context();
+  if (auth) {
+    auto values = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    if (!values.empty()) pem = std::string(values[0].data(), values[0].size());
+  }
+  auto r = b_.Renew(pem, *req);
   if (!r.ok()) return ToGrpcStatus(r.status());
   *resp = std::move(*r);
   return grpc::Status::OK;

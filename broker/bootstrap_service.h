@@ -42,6 +42,9 @@ class Bootstrapper {
   absl::StatusOr<v1::ChallengeResponse> Challenge(
       const v1::ChallengeRequest& req);
   absl::StatusOr<v1::EnrolResponse> Enrol(const v1::EnrolRequest& req);
+  // `client_cert_pem`: the TLS peer's leaf certificate, empty if none.
+  absl::StatusOr<v1::RenewResponse> Renew(const std::string& client_cert_pem,
+                                          const v1::RenewRequest& req);
   // Drops expired sessions and idle rate-limit buckets; call periodically.
   void Sweep();
 
@@ -53,6 +56,12 @@ class Bootstrapper {
                              const Bytes& auts);
   absl::Status Refuse(const std::string& imsi, absl::Status status,
                       absl::string_view reason);
+  // Verifies the CSR, signs, and records the certificate durably.
+  absl::StatusOr<CertificateRecord> Issue(const std::string& imsi,
+                                          const std::string& device_id,
+                                          const Bytes& csr_der,
+                                          absl::string_view event,
+                                          absl::string_view detail);
 
   const BootstrapOptions options_;
   Store& store_;
@@ -71,6 +80,8 @@ class BootstrapGrpcService final : public v1::Bootstrap::Service {
                          v1::ChallengeResponse* resp) override;
   grpc::Status Enrol(grpc::ServerContext*, const v1::EnrolRequest* req,
                      v1::EnrolResponse* resp) override;
+  grpc::Status Renew(grpc::ServerContext* ctx, const v1::RenewRequest* req,
+                     v1::RenewResponse* resp) override;
 
  private:
   Bootstrapper& b_;

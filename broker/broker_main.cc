@@ -115,7 +115,7 @@ int Run(const Flags& f) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   grpc::SslServerCredentialsOptions ssl(
-      GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+      GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
   ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->chain_pem});
   int bound_port = 0;
   grpc::ServerBuilder device_builder;

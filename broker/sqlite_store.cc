@@ -78,6 +78,22 @@ SubscriberRecord ReadSubscriber(StatementLease& st) {
   return r;
 }
 
+const char kCertificateColumns[] =
+    "serial, imsi, device_id, not_before, not_after, der, status, issued_at";
+
+CertificateRecord ReadCertificate(StatementLease& st) {
+  CertificateRecord c;
+  c.serial = st->Text(0);
+  c.imsi = st->Text(1);
+  c.device_id = st->Text(2);
+  c.not_before = absl::FromUnixSeconds(st->Int(3));
+  c.not_after = absl::FromUnixSeconds(st->Int(4));
+  c.der = st->Blob(5);
+  c.status = st->Text(6);
+  c.issued_at = absl::FromUnixSeconds(st->Int(7));
+  return c;
+}
+
 absl::Status InsertAudit(SqliteConnection& db, const AuditEvent& e) {
   auto st = db.Prepare(
       "INSERT INTO audit (at, event, imsi, detail) VALUES (?, ?, ?, ?)");
@@ -440,10 +456,9 @@ absl::Status SqliteStore::AppendAudit(const AuditEvent& event) {
 absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::CertificatesOf(
     const std::string& imsi) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare(
-      "SELECT serial, imsi, device_id, not_before, not_after, der, status, "
-      "issued_at FROM certificates WHERE imsi = ? "
-      "ORDER BY issued_at DESC, serial");
+  auto st = reader_->Prepare(absl::StrCat(
+      "SELECT ", kCertificateColumns,
+      " FROM certificates WHERE imsi = ? ORDER BY issued_at DESC, serial"));
   if (!st.ok()) return st.status();
   (*st)->Bind(1, imsi);
   std::vector<CertificateRecord> out;
@@ -451,18 +466,24 @@ absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::CertificatesOf(
     int rc = (*st)->Step();
     if (rc == SQLITE_DONE) break;
     if (rc != SQLITE_ROW) return reader_->Error(rc, "certificates");
-    CertificateRecord c;
-    c.serial = (*st)->Text(0);
-    c.imsi = (*st)->Text(1);
-    c.device_id = (*st)->Text(2);
-    c.not_before = absl::FromUnixSeconds((*st)->Int(3));
-    c.not_after = absl::FromUnixSeconds((*st)->Int(4));
-    c.der = (*st)->Blob(5);
-    c.status = (*st)->Text(6);
-    c.issued_at = absl::FromUnixSeconds((*st)->Int(7));
-    out.push_back(std::move(c));
+    out.push_back(ReadCertificate(*st));
   }
   return out;
+}
+
+absl::StatusOr<CertificateRecord> SqliteStore::GetCertificate(
+    const std::string& serial) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  auto st = reader_->Prepare(absl::StrCat(
+      "SELECT ", kCertificateColumns, " FROM certificates WHERE serial = ?"));
+  if (!st.ok()) return st.status();
+  (*st)->Bind(1, serial);
+  int rc = (*st)->Step();
+  if (rc == SQLITE_DONE) {
+    return absl::NotFoundError(absl::StrCat("no certificate ", serial));
+  }
+  if (rc != SQLITE_ROW) return reader_->Error(rc, "certificate");
+  return ReadCertificate(*st);
 }
 
 absl::StatusOr<std::vector<AuditEvent>> SqliteStore::AuditOf(

@@ -48,6 +48,8 @@ class SqliteStore : public Store {
   absl::Status AppendAudit(const AuditEvent& event) override;
   absl::StatusOr<std::vector<CertificateRecord>> CertificatesOf(
       const std::string& imsi) override;
+  absl::StatusOr<CertificateRecord> GetCertificate(
+      const std::string& serial) override;
   absl::StatusOr<std::vector<AuditEvent>> AuditOf(
       const std::string& imsi) override;
 

@@ -118,6 +118,9 @@ class Store {
   virtual absl::Status AppendAudit(const AuditEvent& event) = 0;
   virtual absl::StatusOr<std::vector<CertificateRecord>> CertificatesOf(
       const std::string& imsi) = 0;
+  // NotFound for a serial this broker never issued.
+  virtual absl::StatusOr<CertificateRecord> GetCertificate(
+      const std::string& serial) = 0;
   virtual absl::StatusOr<std::vector<AuditEvent>> AuditOf(
       const std::string& imsi) = 0;
 };

@@ -469,6 +469,43 @@ TEST_F(ProtocolTest, PinnedAgentRefusesADeviceCertificateAsTheBroker) {
   server->Shutdown();
 }
 
+TEST_F(ProtocolTest, RenewNeedsACertificateThisBrokerIssued) {
+  v1::RenewRequest req;
+  EvpPkeyPtr key = GenerateP256Key();
+  req.set_csr(ToString(*CreateCsr(key.get(), "001010000000001")));
+  // No client certificate at all: a status, not a failed handshake.
+  {
+    grpc::ClientContext ctx;
+    v1::RenewResponse resp;
+    grpc::Status s = stub_->Renew(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_TRUE(absl::StrContains(s.error_message(), "no client certificate"));
+  }
+  // A certificate from another CA with the same names.
+  const std::string other_dir = MakeTempDir();
+  auto other = CertificateAuthority::CreateDevelopment(other_dir, Clock::Real(),
+                                                       Random::Real());
+  ASSERT_TRUE(other.ok());
+  DeviceCertRequest dreq;
+  dreq.public_key = key.get();
+  dreq.common_name = "001010000000001";
+  dreq.device_id_uri = "urn:simprov:device:001010000000001";
+  dreq.ttl = absl::Hours(1);
+  auto forged = (*other)->IssueDeviceCertificate(dreq);
+  ASSERT_TRUE(forged.ok());
+  auto channel = MakeMutualTlsChannel(
+      endpoint_, testing::ReadFileOrEmpty(broker_->data_dir() + "/ca.pem"),
+      *PrivateKeyToPkcs8Pem(key.get()),
+      CertToPem(forged->get()) + (*other)->ChainPem());
+  grpc::ClientContext ctx;
+  v1::RenewResponse resp;
+  grpc::Status s = v1::Bootstrap::NewStub(channel)->Renew(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "not issued by this broker"))
+      << s.error_message();
+  RemoveTree(other_dir);
+}
+
 // The same fixture against a broker whose sessions live 300 ms.
 class ShortSessionTest : public ProtocolTest {
  protected:

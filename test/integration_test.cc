@@ -524,6 +524,65 @@ TEST_F(IntegrationTest, TamperedAnswerIsRejectedAndNothingIsWritten) {
   server->Shutdown();
 }
 
+TEST_F(IntegrationTest, RenewGivesANewKeyAndSerialWithoutTheSim) {
+  auto broker = StartBroker();
+  ASSERT_NE(broker, nullptr);
+  TestSim sim = RandomSim("001010000000701");
+  broker->Import({sim});
+  const std::string out = dir_ + "/device";
+  const std::string sim_path = WriteSoftSim(dir_, sim);
+  ASSERT_EQ(broker->Bootstrap(sim_path, out).exit_code, 0);
+  const std::string serial = Serial(out);
+  const std::string key = ReadFileOrEmpty(out + "/device.key");
+  const std::string sim_state = ReadFileOrEmpty(sim_path);
+  ProcessResult r = RunProcess({testing::kAgentBin, "renew", "--broker",
+                                broker->address(), "--out", out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(Serial(out), serial);
+  EXPECT_NE(ReadFileOrEmpty(out + "/device.key"), key);
+  EXPECT_EQ(ReadFileOrEmpty(sim_path), sim_state);  // the SIM was not used
+  auto j = nlohmann::json::parse(ReadFileOrEmpty(out + "/bootstrap.json"));
+  EXPECT_EQ(j["device_id"], sim.imsi);
+  EXPECT_EQ(j["imsi"], sim.imsi);
+  auto leaf = CertFromPem(ReadFileOrEmpty(out + "/device.crt"));
+  auto k = PrivateKeyFromPem(ReadFileOrEmpty(out + "/device.key"));
+  ASSERT_TRUE(leaf.ok() && k.ok());
+  EXPECT_TRUE(SamePublicKey(X509_get0_pubkey(leaf->get()), k->get()));
+  EXPECT_EQ(DescribeCert(leaf->get()).subject, "CN=" + sim.imsi);
+  ProcessResult show = broker->Cli({"subscribers", "show", sim.imsi});
+  EXPECT_TRUE(absl::StrContains(show.out, "certificates: 2")) << show.out;
+  EXPECT_TRUE(absl::StrContains(broker->log(), "renewed as " + Serial(out)));
+
+  // Against another broker: its TLS does not verify against DIR/ca.pem.
+  auto other = BrokerProcess::Start(dir_ + "/other");
+  ASSERT_NE(other, nullptr);
+  r = RunProcess({testing::kAgentBin, "renew", "--broker", other->address(),
+                  "--out", out});
+  EXPECT_EQ(r.exit_code, kExitUnreachable) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "does not verify against")) << r.err;
+}
+
+TEST_F(IntegrationTest, RenewOfAnExpiredCertificateIsRefused) {
+  auto broker = StartBroker({"--cert-ttl", "1s"});
+  ASSERT_NE(broker, nullptr);
+  TestSim sim = RandomSim("001010000000702");
+  broker->Import({sim});
+  const std::string out = dir_ + "/device";
+  ASSERT_EQ(broker->Bootstrap(WriteSoftSim(dir_, sim), out).exit_code, 0);
+  absl::SleepFor(absl::Milliseconds(1500));
+  ProcessResult r = RunProcess({testing::kAgentBin, "renew", "--broker",
+                                broker->address(), "--out", out});
+  EXPECT_EQ(r.exit_code, kExitRefused) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "certificate has expired")) << r.err;
+}
+
+TEST_F(IntegrationTest, RenewWithoutCredentialsIsAUsageError) {
+  ProcessResult r = RunProcess({testing::kAgentBin, "renew", "--broker",
+                                "127.0.0.1:1", "--out", dir_ + "/none"});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_TRUE(absl::StrContains(r.err, "bootstrap first")) << r.err;
+}
+
 TEST_F(IntegrationTest, SigtermStopsTheBrokerCleanly) {
   auto broker = StartBroker();
   ASSERT_NE(broker, nullptr);

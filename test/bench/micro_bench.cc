@@ -157,14 +157,25 @@ BENCHMARK(BM_GenerateVector);
 void BM_UsimAuthenticate(benchmark::State& state) {
   Milenage m = Must(Milenage::Create(K(), Opc()), "Milenage::Create");
   const Bytes rand = Rng().Generate(16);
+  // Vectors with increasing SQN, made outside the timed region in batches
+  // (PauseTiming costs about a microsecond: too much per iteration).
+  constexpr size_t kBatch = 4096;
+  std::vector<Bytes> autns;
   UsimSqnWindow window;
-  uint64_t sqn = 32;
+  uint64_t sqn = 0;
+  size_t next = kBatch;
   for (auto _ : state) {
-    state.PauseTiming();
-    AuthVector v = GenerateVector(m, rand, sqn, kAmf);
-    sqn += 32;
-    state.ResumeTiming();
-    UsimResult r = UsimAuthenticate(m, rand, v.autn, window);
+    if (next == kBatch) {
+      state.PauseTiming();
+      autns.clear();
+      for (size_t i = 0; i < kBatch; ++i) {
+        sqn += 32;  // next SEQ, IND 0
+        autns.push_back(GenerateVector(m, rand, sqn, kAmf).autn);
+      }
+      next = 0;
+      state.ResumeTiming();
+    }
+    UsimResult r = UsimAuthenticate(m, rand, autns[next++], window);
     if (r.kind != UsimResult::Kind::kSuccess) {
       state.SkipWithError("USIM rejected the vector");
       break;

@@ -373,8 +373,9 @@ int Run(const Flags& f) {
 
   // 1. Shared connections, established first (a wrong address or --broker-ca
   // fails before anything is imported) and before the clock starts.
+  // With --connections 0 one probe connection is made and dropped.
   std::vector<std::shared_ptr<grpc::Channel>> channels;
-  for (int i = 0; i < f.connections; ++i) {
+  for (int i = 0; i < std::max(f.connections, 1); ++i) {
     channels.push_back(MakeBenchChannel(*endpoint, ca_pem, i));
   }
   const auto connect_deadline =
@@ -389,6 +390,7 @@ int Run(const Flags& f) {
           ca_pem.empty() ? "?)" : ", and does --broker-ca match?)")));
     }
   }
+  if (f.connections == 0) channels.clear();
 
   // 2. SIMs and import. A run prefix that collides with an earlier run's
   // (unlikely: >= 4 random digits) makes the all-or-nothing import fail
@@ -419,7 +421,7 @@ int Run(const Flags& f) {
   std::vector<Outcome> outcomes(n);
   std::atomic<size_t> next{0};
   std::atomic<size_t> done{0};
-  std::atomic<int64_t> channel_tag{f.connections};
+  std::atomic<int64_t> channel_tag{std::max(f.connections, 1)};
   ErrorLog errors;
   std::atomic<size_t> error_count{0};
 
