@@ -1,27 +1,29 @@
-// simprov-agent: provisions this device with its SIM. Thin: flags, retries,
-// exit codes. The protocol lives in bootstrap_client, the files in
-// credential_dir.
+// simprov-agent: provisions this device with its SIM and keeps its
+// credentials fresh. Thin: flags, exit codes. The protocol lives in
+// bootstrap_client, the files in credential_dir, the loop in daemon.
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
-#include <thread>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/bootstrap_client.h"
 #include "agent/credential_dir.h"
+#include "agent/daemon.h"
 #include "agent/sim.h"
 #include "common/atomic_file.h"
 #include "common/duration.h"
 #include "common/exit_codes.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
+#include "common/x509.h"
 
 namespace simprov {
 namespace {
 
-struct BootstrapFlags {
+// Flags shared by the subcommands; each uses the ones it declares.
+struct Flags {
   std::string broker;
   std::string sim;
   std::string out;
@@ -29,6 +31,8 @@ struct BootstrapFlags {
   bool force = false;
   std::string timeout = "10s";
   int attempts = 3;
+  std::string on_renew;
+  std::string max_backoff = "5m";
   bool verbose = false;
 };
 
@@ -38,197 +42,186 @@ int Fail(const absl::Status& s) {
   return rc == kExitOk ? kExitError : rc;
 }
 
-// TLS that does not verify against --broker-ca is not a network hiccup.
-bool TlsVerificationFailed(const absl::Status& s) {
-  return absl::StrContains(s.message(), "certificate verify failed") ||
-         absl::StrContains(s.message(), "No match found for server name");
-}
-
-bool Retryable(const absl::Status& s) {
-  if (TlsVerificationFailed(s)) return false;
-  return s.code() == absl::StatusCode::kUnavailable ||
-         s.code() == absl::StatusCode::kDeadlineExceeded ||
-         s.code() == absl::StatusCode::kResourceExhausted;
-}
-
 std::string Time(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
 }
 
-int Bootstrap(const BootstrapFlags& f) {
+// Validates the flags into a config.
+absl::StatusOr<AgentConfig> Configure(const Flags& f) {
   if (f.verbose) SetLogLevel(LogLevel::kDebug);
+  AgentConfig c;
   auto broker = ParseBroker(f.broker);
-  if (!broker.ok()) return Fail(broker.status());
+  if (!broker.ok()) return broker.status();
+  c.broker = *broker;
+  c.sim_spec = f.sim;
+  c.out = f.out;
+  c.on_renew = f.on_renew;
   auto timeout = ParseHumanDuration(f.timeout);
-  if (!timeout.ok()) return Fail(timeout.status());
+  if (!timeout.ok()) return timeout.status();
+  c.options.rpc_timeout = *timeout;
+  auto max_backoff = ParseHumanDuration(f.max_backoff);
+  if (!max_backoff.ok()) return max_backoff.status();
+  c.max_backoff = std::max(*max_backoff, c.min_backoff);
   if (f.attempts < 1 || f.attempts > 20) {
-    return Fail(absl::InvalidArgumentError("--attempts must be 1 to 20"));
+    return absl::InvalidArgumentError("--attempts must be 1 to 20");
   }
-  std::string pinned;
+  c.attempts = f.attempts;
   if (!f.broker_ca.empty()) {
     auto pem = ReadFileToString(f.broker_ca, 1 << 20);
     if (!pem.ok()) {
-      return Fail(absl::InvalidArgumentError(
-          absl::StrCat("--broker-ca: ", pem.status().message())));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--broker-ca: ", pem.status().message()));
     }
     if (!CertsFromPem(*pem).ok()) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat(
-          "--broker-ca ", f.broker_ca, " holds no PEM certificate")));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--broker-ca ", f.broker_ca, " holds no PEM certificate"));
     }
-    pinned = *pem;
+    c.pinned_ca_pem = *pem;
   }
-  Clock& clock = Clock::Real();
-  if (!f.force) {
-    if (CheckExistingCredentials(f.out, clock.Now()).ok()) {
-      std::cout << "credentials in " << f.out
-                << " are valid; nothing to do (--force re-provisions)\n";
-      return kExitOk;
-    }
-  }
-  auto sim = OpenSim(f.sim);
-  if (!sim.ok()) return Fail(sim.status());
+  return c;
+}
 
-  AgentOptions options;
-  options.rpc_timeout = *timeout;
-  BootstrapClient client(MakeBrokerChannel(*broker, pinned), *broker, clock,
-                         Random::Real(), options);
-  absl::StatusOr<Credentials> creds;
-  absl::Duration backoff = absl::Seconds(1);
-  for (int attempt = 1; attempt <= f.attempts; ++attempt) {
-    creds = client.Run(**sim);
-    if (creds.ok() || !Retryable(creds.status()) || attempt == f.attempts) {
-      break;
-    }
-    // Exponential backoff with full jitter.
-    Bytes r = Random::Real().Generate(2);
-    double jitter = 0.5 + ((r[0] << 8 | r[1]) / 65535.0) * 0.5;
-    absl::Duration wait = absl::Trunc(backoff * jitter, absl::Milliseconds(1));
-    LogInfo("attempt %d failed (%s); retrying in %s", attempt,
-            creds.status().message(), absl::FormatDuration(wait));
-    absl::SleepFor(wait);
-    backoff *= 2;
+// Turns a TLS verification failure into the message an operator needs.
+absl::Status ExplainFailure(const absl::Status& s, const AgentConfig& c,
+                            const std::string& anchor) {
+  if (TlsVerificationFailed(s)) {
+    return absl::UnavailableError(absl::StrCat(
+        "TLS: the broker's certificate does not verify against ", anchor,
+        " for host ", c.broker.identity,
+        " (wrong CA, wrong host name, or not a server certificate)"));
   }
+  if (s.code() == absl::StatusCode::kUnavailable) {
+    return absl::UnavailableError(absl::StrCat("broker ", c.broker.target,
+                                               " unreachable: ", s.message()));
+  }
+  return s;
+}
+
+void PrintSet(const char* verb, const Credentials& c, const std::string& out) {
+  std::cout << verb << " device " << c.device_id << "\n"
+            << "  subject:  " << c.leaf.subject << "\n"
+            << "  serial:   " << c.leaf.serial_hex << "\n"
+            << "  issuer:   " << c.leaf.issuer << "\n"
+            << "  valid:    " << Time(c.leaf.not_before) << " .. "
+            << Time(c.leaf.not_after) << "\n"
+            << "  server time: " << Time(c.server_time) << " (+/- "
+            << absl::ToInt64Milliseconds(c.round_trip) << " ms)\n"
+            << "  files:    " << out
+            << "/{device.key,device.crt,chain.pem,ca.pem,bootstrap.json}\n";
+}
+
+int Bootstrap(const Flags& f) {
+  auto config = Configure(f);
+  if (!config.ok()) return Fail(config.status());
+  if (!f.force && CheckExistingCredentials(f.out, Clock::Real().Now()).ok()) {
+    std::cout << "credentials in " << f.out
+              << " are valid; nothing to do (--force re-provisions)\n";
+    return kExitOk;
+  }
+  auto creds = BootstrapAndWrite(*config, Clock::Real(), Random::Real());
   if (!creds.ok()) {
-    if (!pinned.empty() && TlsVerificationFailed(creds.status())) {
-      return Fail(absl::UnavailableError(absl::StrCat(
-          "TLS: the broker's certificate does not verify against --broker-ca ",
-          f.broker_ca, " for host ", broker->identity,
-          " (wrong CA, wrong host name, or not a server certificate)")));
-    }
-    if (creds.status().code() == absl::StatusCode::kUnavailable) {
-      return Fail(absl::UnavailableError(absl::StrCat(
-          "broker ", f.broker, " unreachable: ", creds.status().message())));
-    }
-    return Fail(creds.status());
+    return Fail(
+        ExplainFailure(creds.status(), *config, "--broker-ca " + f.broker_ca));
   }
-  if (absl::Status s =
-          WriteCredentialSet(f.out, *creds, f.broker, Random::Real());
-      !s.ok()) {
-    return Fail(s);
-  }
-  std::cout << "provisioned device " << creds->device_id << "\n"
-            << "  subject:  " << creds->leaf.subject << "\n"
-            << "  serial:   " << creds->leaf.serial_hex << "\n"
-            << "  issuer:   " << creds->leaf.issuer << "\n"
-            << "  valid:    " << Time(creds->leaf.not_before) << " .. "
-            << Time(creds->leaf.not_after) << "\n"
-            << "  server time: " << Time(creds->server_time) << " (+/- "
-            << absl::ToInt64Milliseconds(creds->round_trip) << " ms)\n"
-            << "  files:    " << f.out << "/{device.key,device.crt,chain.pem,"
-            << "ca.pem,bootstrap.json}\n";
+  PrintSet("provisioned", *creds, f.out);
   return kExitOk;
 }
 
-struct RenewFlags {
-  std::string broker;
-  std::string out;
-  std::string timeout = "10s";
-  bool verbose = false;
-};
-
-int Renew(const RenewFlags& f) {
-  if (f.verbose) SetLogLevel(LogLevel::kDebug);
-  auto broker = ParseBroker(f.broker);
-  if (!broker.ok()) return Fail(broker.status());
-  auto timeout = ParseHumanDuration(f.timeout);
-  if (!timeout.ok()) return Fail(timeout.status());
-  auto ca = ReadFileToString(f.out + "/ca.pem", 1 << 20);
-  auto key = ReadFileToString(f.out + "/device.key", 1 << 20);
-  auto chain = ReadFileToString(f.out + "/chain.pem", 1 << 20);
-  auto meta = ReadFileToString(f.out + "/bootstrap.json", 1 << 20);
-  if (!ca.ok() || !key.ok() || !chain.ok() || !meta.ok()) {
-    return Fail(absl::FailedPreconditionError(absl::StrCat(
-        "no credentials in ", f.out, " to renew: bootstrap first")));
-  }
-  auto imsi = ImsiFromBootstrapJson(*meta);
-  if (!imsi.ok()) return Fail(imsi.status());
-  AgentOptions options;
-  options.rpc_timeout = *timeout;
-  auto creds =
-      RenewCredentials(MakeMutualTlsChannel(*broker, *ca, *key, *chain), *imsi,
-                       Clock::Real(), options);
+int Renew(const Flags& f) {
+  auto config = Configure(f);
+  if (!config.ok()) return Fail(config.status());
+  auto creds = RenewAndWrite(*config, Clock::Real(), Random::Real());
   if (!creds.ok()) {
-    if (TlsVerificationFailed(creds.status())) {
-      return Fail(absl::UnavailableError(
-          absl::StrCat("TLS: the broker's certificate does not verify against ",
-                       f.out, "/ca.pem for host ", broker->identity)));
-    }
-    return Fail(creds.status());
+    return Fail(ExplainFailure(creds.status(), *config, f.out + "/ca.pem"));
   }
-  if (absl::Status s =
-          WriteCredentialSet(f.out, *creds, f.broker, Random::Real());
-      !s.ok()) {
-    return Fail(s);
-  }
-  std::cout << "renewed device " << creds->device_id << "\n"
-            << "  serial:   " << creds->leaf.serial_hex << "\n"
-            << "  valid:    " << Time(creds->leaf.not_before) << " .. "
-            << Time(creds->leaf.not_after) << "\n";
+  PrintSet("renewed", *creds, f.out);
   return kExitOk;
+}
+
+int Run(const Flags& f, const sigset_t& stop) {
+  auto config = Configure(f);
+  if (!config.ok()) return Fail(config.status());
+  // A bad --sim is a configuration error: say so now, not in a loop.
+  if (auto sim = OpenSim(f.sim); !sim.ok()) return Fail(sim.status());
+  if (!f.verbose) SetLogLevel(LogLevel::kInfo);
+  return RunDaemon(*config, stop, Clock::Real(), Random::Real());
 }
 
 }  // namespace
 }  // namespace simprov
 
 int main(int argc, char** argv) {
+  // The daemon waits for these with sigtimedwait; block them everywhere.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
   simprov::RouteGrpcLogging();
   simprov::SetLogLevel(simprov::LogLevel::kWarning);
-  simprov::BootstrapFlags f;
+  simprov::Flags f;
   CLI::App app{"simprov-agent: provisions this device with its SIM"};
   app.require_subcommand(1);
   int rc = 0;
+  auto broker = [&](CLI::App* c) {
+    c->add_option("--broker", f.broker, "Broker address HOST:PORT")->required();
+  };
+  auto out = [&](CLI::App* c) {
+    c->add_option("--out", f.out, "Credential directory")->required();
+  };
+  auto common = [&](CLI::App* c) {
+    c->add_option("--timeout", f.timeout, "Per-call timeout")
+        ->capture_default_str();
+    c->add_flag("-v,--verbose", f.verbose, "Log progress and retries");
+  };
+  auto sim = [&](CLI::App* c) {
+    c->add_option("--sim", f.sim,
+                  "SIM: soft:FILE, at:DEVICE[,baud=N] or pcsc[:READER]")
+        ->required();
+    c->add_option("--broker-ca", f.broker_ca,
+                  "Pin the broker's CA (PEM): TLS must verify against it");
+    c->add_option("--attempts", f.attempts,
+                  "Attempts per bootstrap when the broker is unreachable "
+                  "(backoff with jitter between them)")
+        ->capture_default_str();
+  };
+
   auto* boot = app.add_subcommand(
       "bootstrap",
       "First boot: authenticate with the SIM, get a certificate, write it");
-  boot->add_option("--broker", f.broker, "Broker address HOST:PORT")
-      ->required();
-  boot->add_option("--sim", f.sim, "SIM to use: soft:FILE")->required();
-  boot->add_option("--out", f.out, "Credential directory")->required();
-  boot->add_option("--broker-ca", f.broker_ca,
-                   "Pin the broker's CA (PEM): TLS must verify against it");
+  broker(boot);
+  sim(boot);
+  out(boot);
   boot->add_flag("--force", f.force,
                  "Re-provision with a new key even if credentials are valid");
-  boot->add_option("--timeout", f.timeout, "Per-call timeout")
-      ->capture_default_str();
-  boot->add_option("--attempts", f.attempts,
-                   "Attempts when the broker is unreachable (backoff with "
-                   "jitter between them)")
-      ->capture_default_str();
-  boot->add_flag("-v,--verbose", f.verbose,
-                 "Log progress and retries to stderr");
+  common(boot);
   boot->callback([&] { rc = simprov::Bootstrap(f); });
-  simprov::RenewFlags rf;
+
   auto* renew = app.add_subcommand(
       "renew",
       "Renew now over mutual TLS with the current certificate and a new key "
       "(no SIM); the broker is verified against DIR/ca.pem");
-  renew->add_option("--broker", rf.broker, "Broker address HOST:PORT")
-      ->required();
-  renew->add_option("--out", rf.out, "Credential directory")->required();
-  renew->add_option("--timeout", rf.timeout, "Per-call timeout")
+  broker(renew);
+  out(renew);
+  common(renew);
+  renew->callback([&] { rc = simprov::Renew(f); });
+
+  auto* run = app.add_subcommand(
+      "run",
+      "Daemon: bootstrap if needed, renew at 2/3 of the lifetime, fall back "
+      "to the SIM when renewal is refused or the certificate expired");
+  broker(run);
+  sim(run);
+  out(run);
+  run->add_option("--on-renew", f.on_renew,
+                  "Shell command to run after each new set is in place");
+  run->add_option("--max-backoff", f.max_backoff,
+                  "Longest wait between failed attempts")
       ->capture_default_str();
-  renew->add_flag("-v,--verbose", rf.verbose, "Log progress to stderr");
-  renew->callback([&] { rc = simprov::Renew(rf); });
+  common(run);
+  run->callback([&] { rc = simprov::Run(f, stop); });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

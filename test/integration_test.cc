@@ -583,6 +583,76 @@ TEST_F(IntegrationTest, RenewWithoutCredentialsIsAUsageError) {
   EXPECT_TRUE(absl::StrContains(r.err, "bootstrap first")) << r.err;
 }
 
+// Polls `pred` every 50 ms for up to `limit`.
+template <typename Pred>
+bool WaitFor(Pred pred, absl::Duration limit) {
+  const absl::Time deadline = absl::Now() + limit;
+  while (absl::Now() < deadline) {
+    if (pred()) return true;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return pred();
+}
+
+TEST_F(IntegrationTest, DaemonRenewsAShortLivedCertificateBeforeItExpires) {
+  auto broker = StartBroker({"--cert-ttl", "6s"});
+  ASSERT_NE(broker, nullptr);
+  TestSim sim = RandomSim("001010000000801");
+  broker->Import({sim});
+  const std::string out = dir_ + "/device";
+  const std::string marker = dir_ + "/renewed";
+  testing::BackgroundProcess daemon(
+      {testing::kAgentBin, "run", "--broker", broker->address(), "--sim",
+       "soft:" + WriteSoftSim(dir_, sim), "--out", out, "--on-renew",
+       "echo renewed >> " + marker},
+      dir_ + "/daemon.log");
+  ASSERT_TRUE(WaitFor([&] { return !Serial(out).empty(); }, absl::Seconds(20)))
+      << ReadFileOrEmpty(dir_ + "/daemon.log");
+  const std::string first = Serial(out);
+  auto leaf = CertFromPem(ReadFileOrEmpty(out + "/device.crt"));
+  ASSERT_TRUE(leaf.ok());
+  const absl::Time expiry = DescribeCert(leaf->get()).not_after;
+  ASSERT_TRUE(WaitFor([&] { return Serial(out) != first; }, absl::Seconds(20)))
+      << ReadFileOrEmpty(dir_ + "/daemon.log");
+  // Renewed (not re-bootstrapped) before the first certificate expired.
+  EXPECT_LT(absl::Now(), expiry + absl::Seconds(1));
+  EXPECT_TRUE(absl::StrContains(broker->log(), "renewed as"));
+  ASSERT_TRUE(WaitFor([&] { return PathExists(marker); }, absl::Seconds(5)));
+  EXPECT_EQ(daemon.Stop(), 0);
+  EXPECT_TRUE(
+      absl::StrContains(ReadFileOrEmpty(dir_ + "/daemon.log"), "stopping"));
+}
+
+TEST_F(IntegrationTest, DaemonFallsBackToTheSimWhenTheCertificateExpired) {
+  auto broker = StartBroker({"--cert-ttl", "2s"});
+  ASSERT_NE(broker, nullptr);
+  TestSim sim = RandomSim("001010000000802");
+  broker->Import({sim});
+  const std::string out = dir_ + "/device";
+  const std::string sim_path = WriteSoftSim(dir_, sim);
+  ASSERT_EQ(broker->Bootstrap(sim_path, out).exit_code, 0);
+  const std::string first = Serial(out);
+  absl::SleepFor(absl::Milliseconds(2500));  // let it expire
+  testing::BackgroundProcess daemon(
+      {testing::kAgentBin, "run", "--broker", broker->address(), "--sim",
+       "soft:" + sim_path, "--out", out},
+      dir_ + "/daemon.log");
+  ASSERT_TRUE(WaitFor([&] { return Serial(out) != first; }, absl::Seconds(20)))
+      << ReadFileOrEmpty(dir_ + "/daemon.log");
+  EXPECT_EQ(daemon.Stop(), 0);
+  const std::string log = broker->log();
+  EXPECT_TRUE(absl::StrContains(ReadFileOrEmpty(dir_ + "/daemon.log"),
+                                "bootstrapping with the SIM"));
+  // Two SIM bootstraps: the first one and the fallback.
+  size_t issued = 0;
+  for (size_t p = log.find("enrol: IMSI 001010000000802 issued");
+       p != std::string::npos;
+       p = log.find("enrol: IMSI 001010000000802 issued", p + 1)) {
+    ++issued;
+  }
+  EXPECT_GE(issued, 2u);
+}
+
 TEST_F(IntegrationTest, SigtermStopsTheBrokerCleanly) {
   auto broker = StartBroker();
   ASSERT_NE(broker, nullptr);
