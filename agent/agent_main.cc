@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "agent/bootstrap_client.h"
 #include "agent/credential_dir.h"
 #include "agent/daemon.h"
@@ -33,6 +34,9 @@ struct Flags {
   int attempts = 3;
   std::string on_renew;
   std::string max_backoff = "5m";
+  std::string max_round_trip = "30s";
+  bool set_clock = false;
+  std::string max_skew = "2s";
   bool verbose = false;
 };
 
@@ -59,6 +63,10 @@ absl::StatusOr<AgentConfig> Configure(const Flags& f) {
   auto timeout = ParseHumanDuration(f.timeout);
   if (!timeout.ok()) return timeout.status();
   c.options.rpc_timeout = *timeout;
+  c.options.elapsed_clock = &Clock::Boottime();
+  auto max_rtt = ParseHumanDuration(f.max_round_trip);
+  if (!max_rtt.ok()) return max_rtt.status();
+  c.options.max_round_trip = *max_rtt;
   auto max_backoff = ParseHumanDuration(f.max_backoff);
   if (!max_backoff.ok()) return max_backoff.status();
   c.max_backoff = std::max(*max_backoff, c.min_backoff);
@@ -138,6 +146,34 @@ int Renew(const Flags& f) {
   return kExitOk;
 }
 
+int TimeCommand(const Flags& f) {
+  auto config = Configure(f);
+  if (!config.ok()) return Fail(config.status());
+  auto max_skew = ParseHumanDuration(f.max_skew);
+  if (!max_skew.ok()) return Fail(max_skew.status());
+  auto check =
+      CheckClock(*config, Clock::Real(), Random::Real(),
+                 f.set_clock ? &ClockSetter::System() : nullptr, *max_skew);
+  if (!check.ok()) {
+    return Fail(
+        ExplainFailure(check.status(), *config, "--broker-ca " + f.broker_ca));
+  }
+  auto fmt = [](absl::Time t) {
+    return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
+  };
+  const double skew = absl::ToDoubleSeconds(check->skew);
+  std::cout << "authenticated time: " << fmt(check->authenticated.time)
+            << " (+/- "
+            << absl::ToInt64Milliseconds(check->authenticated.uncertainty)
+            << " ms)\n"
+            << "local clock:        " << fmt(check->local) << "\n"
+            << "skew:               " << absl::StrFormat("%+.3f", skew)
+            << " s (" << (skew >= 0 ? "local is ahead" : "local is behind")
+            << ")\n";
+  if (check->set) std::cout << "clock set to the authenticated time\n";
+  return kExitOk;
+}
+
 int Run(const Flags& f, const sigset_t& stop) {
   auto config = Configure(f);
   if (!config.ok()) return Fail(config.status());
@@ -172,6 +208,10 @@ int main(int argc, char** argv) {
   };
   auto common = [&](CLI::App* c) {
     c->add_option("--timeout", f.timeout, "Per-call timeout")
+        ->capture_default_str();
+    c->add_option("--max-round-trip", f.max_round_trip,
+                  "Refuse answers slower than this (their time is too "
+                  "uncertain)")
         ->capture_default_str();
     c->add_flag("-v,--verbose", f.verbose, "Log progress and retries");
   };
@@ -221,6 +261,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   common(run);
   run->callback([&] { rc = simprov::Run(f, stop); });
+
+  auto* time = app.add_subcommand(
+      "time",
+      "Get authenticated time from the broker through a fresh AKA exchange "
+      "and print the local clock's skew");
+  broker(time);
+  sim(time);
+  time->add_flag("--set-clock", f.set_clock,
+                 "Set the system clock when the skew exceeds --max-skew "
+                 "(needs CAP_SYS_TIME)");
+  time->add_option("--max-skew", f.max_skew, "Skew tolerated by --set-clock")
+      ->capture_default_str();
+  common(time);
+  time->callback([&] { rc = simprov::TimeCommand(f); });
 
   try {
     app.parse(argc, argv);

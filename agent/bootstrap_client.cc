@@ -62,7 +62,8 @@ BootstrapClient::BootstrapClient(std::shared_ptr<grpc::Channel> channel,
       random_(random),
       options_(options) {}
 
-absl::StatusOr<Credentials> BootstrapClient::Run(SimCard& sim) {
+absl::StatusOr<BootstrapClient::Exchanged> BootstrapClient::Exchange(
+    SimCard& sim, Purpose purpose, const Bytes& csr) {
   auto imsi = sim.Imsi();
   if (!imsi.ok()) return imsi.status();
   auto stub = v1::Bootstrap::NewStub(channel_);
@@ -70,11 +71,6 @@ absl::StatusOr<Credentials> BootstrapClient::Run(SimCard& sim) {
     return std::chrono::system_clock::now() +
            absl::ToChronoMilliseconds(options_.rpc_timeout);
   };
-
-  // The key is made here and never leaves the device.
-  EvpPkeyPtr key = GenerateP256Key();
-  auto csr = CreateCsr(key.get(), *imsi);
-  if (!csr.ok()) return csr.status();
 
   v1::ChallengeRequest creq;
   creq.set_imsi(*imsi);
@@ -123,13 +119,17 @@ absl::StatusOr<Credentials> BootstrapClient::Run(SimCard& sim) {
   t.autn = ToBytes(challenge.autn());
   t.res = auth->res;
   t.nonce = random_.Generate(kNonceSize);
-  t.csr_der = *csr;
-  DeviceIdentity ident = sim.Identity();
-  t.imei = ident.imei;
-  t.iccid = ident.iccid;
+  if (purpose == Purpose::kEnrol) {
+    t.csr_der = csr;
+    DeviceIdentity ident = sim.Identity();
+    t.imei = ident.imei;
+    t.iccid = ident.iccid;
+  }
   SessionKeys keys =
       DeriveSessionKeys(auth->ck, auth->ik, t.rand, t.imsi, t.broker_identity);
-  const Bytes encoded = EncodeTranscript(t);
+  const absl::string_view label =
+      purpose == Purpose::kEnrol ? kEnrolLabel : kTimeLabel;
+  const Bytes encoded = EncodeTranscript(t, label);
   const Bytes request_hash = Sha256Digest(encoded);
 
   v1::EnrolRequest ereq;
@@ -140,33 +140,59 @@ absl::StatusOr<Credentials> BootstrapClient::Run(SimCard& sim) {
   ereq.set_res(ToString(t.res));
   ereq.set_nonce(ToString(t.nonce));
   ereq.set_csr(ToString(t.csr_der));
-  ereq.mutable_device_info()->set_imei(t.imei);
-  ereq.mutable_device_info()->set_iccid(t.iccid);
+  if (purpose == Purpose::kEnrol) {
+    ereq.mutable_device_info()->set_imei(t.imei);
+    ereq.mutable_device_info()->set_iccid(t.iccid);
+  }
   ereq.set_mac(ToString(TranscriptMac(keys, encoded)));
 
   v1::EnrolResponse eresp;
-  const absl::Time sent = clock_.Now();
+  // The round trip is measured on the elapsed-time clock (CLOCK_BOOTTIME in
+  // production): it bounds how old the server's time is on arrival.
+  Clock& elapsed = options_.elapsed_clock ? *options_.elapsed_clock : clock_;
+  const absl::Time sent = elapsed.Now();
   {
     grpc::ClientContext ctx;
     ctx.set_deadline(deadline());
-    if (absl::Status s = Rpc(stub->Enrol(&ctx, ereq, &eresp), "enrol");
+    grpc::Status st = purpose == Purpose::kEnrol
+                          ? stub->Enrol(&ctx, ereq, &eresp)
+                          : stub->Time(&ctx, ereq, &eresp);
+    if (absl::Status s = Rpc(st, purpose == Purpose::kEnrol ? "enrol" : "time");
         !s.ok()) {
       return s;
     }
   }
-  const absl::Time received = clock_.Now();
-
   auto plain = OpenAnswer(keys, request_hash, ToBytes(eresp.sealed_answer()));
   if (!plain.ok()) return plain.status();
-  v1::Answer answer;
-  if (!answer.ParseFromArray(plain->data(), static_cast<int>(plain->size())) ||
-      answer.chain_size() < 1 || answer.trust_anchors_size() < 1) {
+  Exchanged out;
+  if (!out.answer.ParseFromArray(plain->data(),
+                                 static_cast<int>(plain->size()))) {
     return absl::UnauthenticatedError("broker answer is malformed");
   }
-  if (!ConstantTimeEqual(ToBytes(answer.request_hash()), request_hash)) {
+  if (!ConstantTimeEqual(ToBytes(out.answer.request_hash()), request_hash)) {
     return absl::UnauthenticatedError("broker answer is for another request");
   }
+  out.round_trip = elapsed.Now() - sent;
+  if (out.round_trip > options_.max_round_trip) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "broker answer took ", absl::FormatDuration(out.round_trip), " (bound ",
+        absl::FormatDuration(options_.max_round_trip),
+        "): its time cannot be trusted"));
+  }
+  out.imsi = *imsi;
+  return out;
+}
 
+absl::StatusOr<Credentials> BootstrapClient::Run(SimCard& sim) {
+  auto imsi = sim.Imsi();
+  if (!imsi.ok()) return imsi.status();
+  // The key is made here and never leaves the device.
+  EvpPkeyPtr key = GenerateP256Key();
+  auto csr = CreateCsr(key.get(), *imsi);
+  if (!csr.ok()) return csr.status();
+  auto ex = Exchange(sim, Purpose::kEnrol, *csr);
+  if (!ex.ok()) return ex.status();
+  const v1::Answer& answer = ex->answer;
   std::vector<Bytes> chain, anchors;
   for (const std::string& der : answer.chain()) chain.push_back(ToBytes(der));
   for (const std::string& der : answer.trust_anchors()) {
@@ -175,11 +201,23 @@ absl::StatusOr<Credentials> BootstrapClient::Run(SimCard& sim) {
   auto out = VerifyIssued(key.get(), chain, anchors,
                           absl::FromUnixMillis(answer.server_time_unix_ms()));
   if (!out.ok()) return out.status();
-  out->imsi = t.imsi;
+  out->imsi = ex->imsi;
   out->device_id = answer.device_id();
-  out->round_trip = received - sent;
+  out->round_trip = ex->round_trip;
   out->registry_info_json = answer.registry_info_json();
   return out;
+}
+
+absl::StatusOr<AuthenticatedTime> BootstrapClient::Time(SimCard& sim) {
+  auto ex = Exchange(sim, Purpose::kTime, Bytes());
+  if (!ex.ok()) return ex.status();
+  AuthenticatedTime t;
+  t.round_trip = ex->round_trip;
+  // The server's clock was read somewhere inside the round trip.
+  t.time = absl::FromUnixMillis(ex->answer.server_time_unix_ms()) +
+           ex->round_trip / 2;
+  t.uncertainty = ex->round_trip / 2;
+  return t;
 }
 
 absl::StatusOr<Credentials> VerifyIssued(EVP_PKEY* key,

@@ -19,6 +19,7 @@
 #include "agent/sim.h"
 #include "common/clock.h"
 #include "common/x509.h"
+#include "simprov/v1/bootstrap.grpc.pb.h"
 
 namespace simprov {
 
@@ -50,6 +51,19 @@ struct Credentials {
 
 struct AgentOptions {
   absl::Duration rpc_timeout = absl::Seconds(10);
+  // Answers slower than this (from sending Enrol to verifying the answer)
+  // are refused: the time in them is too uncertain.
+  absl::Duration max_round_trip = absl::Seconds(30);
+  // Measures round trips; null: the wall clock given to the client. The
+  // agent passes a CLOCK_BOOTTIME clock, which no clock step can move.
+  Clock* elapsed_clock = nullptr;
+};
+
+// Time learnt from the broker through a fresh AKA exchange.
+struct AuthenticatedTime {
+  absl::Time time;             // server time + half the round trip
+  absl::Duration uncertainty;  // +/- half the round trip
+  absl::Duration round_trip;
 };
 
 class BootstrapClient {
@@ -61,8 +75,20 @@ class BootstrapClient {
   // One full bootstrap. Unauthenticated/PermissionDenied: refused (by the
   // SIM or the broker); Unavailable/DeadlineExceeded: retryable.
   absl::StatusOr<Credentials> Run(SimCard& sim);
+  // A fresh AKA exchange that returns only the broker's time (no
+  // certificate), authenticated like an Enrol answer.
+  absl::StatusOr<AuthenticatedTime> Time(SimCard& sim);
 
  private:
+  enum class Purpose { kEnrol, kTime };
+  struct Exchanged {
+    v1::Answer answer;
+    absl::Duration round_trip;
+    std::string imsi;
+  };
+  absl::StatusOr<Exchanged> Exchange(SimCard& sim, Purpose purpose,
+                                     const Bytes& csr);
+
   std::shared_ptr<grpc::Channel> channel_;
   const BrokerEndpoint broker_;
   Clock& clock_;

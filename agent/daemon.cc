@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -191,6 +192,45 @@ absl::StatusOr<Credentials> RenewAndWrite(const AgentConfig& config,
     return s;
   }
   return creds;
+}
+
+namespace {
+class SystemClockSetter : public ClockSetter {
+ public:
+  absl::Status Set(absl::Time t) override {
+    timespec ts = absl::ToTimespec(t);
+    if (clock_settime(CLOCK_REALTIME, &ts) != 0) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "cannot set the clock: ", strerror(errno), " (needs CAP_SYS_TIME)"));
+    }
+    return absl::OkStatus();
+  }
+};
+}  // namespace
+
+ClockSetter& ClockSetter::System() {
+  static SystemClockSetter* setter = new SystemClockSetter;
+  return *setter;
+}
+
+absl::StatusOr<ClockCheck> CheckClock(const AgentConfig& config, Clock& local,
+                                      Random& random, ClockSetter* setter,
+                                      absl::Duration max_skew) {
+  auto sim = OpenSim(config.sim_spec);
+  if (!sim.ok()) return sim.status();
+  BootstrapClient client(MakeBrokerChannel(config.broker, config.pinned_ca_pem),
+                         config.broker, local, random, config.options);
+  auto t = client.Time(**sim);
+  if (!t.ok()) return t.status();
+  ClockCheck check;
+  check.authenticated = *t;
+  check.local = local.Now();
+  check.skew = check.local - t->time;
+  if (setter != nullptr && absl::AbsDuration(check.skew) > max_skew) {
+    if (absl::Status s = setter->Set(t->time); !s.ok()) return s;
+    check.set = true;
+  }
+  return check;
 }
 
 int RunDaemon(const AgentConfig& config, const sigset_t& stop, Clock& clock,

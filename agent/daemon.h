@@ -50,6 +50,28 @@ absl::StatusOr<Credentials> BootstrapAndWrite(const AgentConfig& config,
 absl::StatusOr<Credentials> RenewAndWrite(const AgentConfig& config,
                                           Clock& clock, Random& random);
 
+// Sets the system clock; injected so that tests never change the machine's.
+class ClockSetter {
+ public:
+  virtual ~ClockSetter() = default;
+  virtual absl::Status Set(absl::Time t) = 0;
+  // clock_settime(CLOCK_REALTIME): needs CAP_SYS_TIME.
+  static ClockSetter& System();
+};
+
+struct ClockCheck {
+  AuthenticatedTime authenticated;
+  absl::Time local;
+  absl::Duration skew;  // local - authenticated
+  bool set = false;     // the clock was set
+};
+
+// Gets authenticated time through a fresh AKA exchange and compares it with
+// `local`; with `setter`, sets the clock when |skew| exceeds `max_skew`.
+absl::StatusOr<ClockCheck> CheckClock(const AgentConfig& config, Clock& local,
+                                      Random& random, ClockSetter* setter,
+                                      absl::Duration max_skew);
+
 // When a certificate issued at `issued` and expiring at `not_after` is due.
 absl::Time RenewalTime(absl::Time issued, absl::Time not_after, Random& random);
 

@@ -197,6 +197,16 @@ absl::Status Bootstrapper::Refuse(const std::string& imsi, absl::Status status,
 
 absl::StatusOr<v1::EnrolResponse> Bootstrapper::Enrol(
     const v1::EnrolRequest& req) {
+  return Finish(req, /*time_only=*/false);
+}
+
+absl::StatusOr<v1::EnrolResponse> Bootstrapper::Time(
+    const v1::EnrolRequest& req) {
+  return Finish(req, /*time_only=*/true);
+}
+
+absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
+    const v1::EnrolRequest& req, bool time_only) {
   // Structure first: nothing here needs the session.
   if (req.version() != kProtocolVersion) {
     return absl::InvalidArgumentError(
@@ -213,7 +223,12 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Enrol(
     return absl::InvalidArgumentError(
         "malformed request: RES at most 16 bytes, nonce and MAC 32 bytes");
   }
-  if (req.csr().empty() || req.csr().size() > kMaxCsrSize) {
+  if (time_only) {
+    if (!req.csr().empty() || req.has_device_info()) {
+      return absl::InvalidArgumentError(
+          "a time request carries no CSR and no device info");
+    }
+  } else if (req.csr().empty() || req.csr().size() > kMaxCsrSize) {
     return absl::InvalidArgumentError("CSR missing or larger than 16 KiB");
   }
   if (!PrintableInfo(req.device_info().imei()) ||
@@ -272,9 +287,22 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Enrol(
   t.csr_der = ToBytes(req.csr());
   t.imei = req.device_info().imei();
   t.iccid = req.device_info().iccid();
-  const Bytes encoded = EncodeTranscript(t);
+  const Bytes encoded =
+      EncodeTranscript(t, time_only ? kTimeLabel : kEnrolLabel);
   if (!ConstantTimeEqual(TranscriptMac(keys, encoded), ToBytes(req.mac()))) {
     return Refuse(imsi, auth_failed, "request MAC does not verify");
+  }
+  if (time_only) {
+    v1::Answer answer;
+    answer.set_request_hash(ToString(Sha256Digest(encoded)));
+    answer.set_server_time_unix_ms(absl::ToUnixMillis(clock_.Now()));
+    std::string plain;
+    answer.SerializeToString(&plain);
+    v1::EnrolResponse resp;
+    resp.set_sealed_answer(ToString(
+        SealAnswer(keys, Sha256Digest(encoded), ToBytes(plain), random_)));
+    LogInfo("time: IMSI %s authenticated", imsi);
+    return resp;
   }
 
   auto issued = Issue(imsi, s->device_id.empty() ? imsi : s->device_id,
@@ -387,8 +415,8 @@ absl::StatusOr<v1::RenewResponse> Bootstrapper::Renew(
                   absl::PermissionDeniedError(absl::StrCat(
                       "certificate ", info.serial_hex, " was ", record->status,
                       ": bootstrap again with the SIM")),
-                  absl::StrCat("renewal with ", record->status,
-                               " certificate ", info.serial_hex));
+                  absl::StrCat("renewal with ", record->status, " certificate ",
+                               info.serial_hex));
   }
   auto sub = store_.GetSubscriber(imsi);
   if (!sub.ok()) return absl::UnavailableError(sub.status().message());
@@ -435,6 +463,15 @@ grpc::Status BootstrapGrpcService::Renew(grpc::ServerContext* ctx,
     if (!values.empty()) pem = std::string(values[0].data(), values[0].size());
   }
   auto r = b_.Renew(pem, *req);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *resp = std::move(*r);
+  return grpc::Status::OK;
+}
+
+grpc::Status BootstrapGrpcService::Time(grpc::ServerContext*,
+                                        const v1::EnrolRequest* req,
+                                        v1::EnrolResponse* resp) {
+  auto r = b_.Time(*req);
   if (!r.ok()) return ToGrpcStatus(r.status());
   *resp = std::move(*r);
   return grpc::Status::OK;

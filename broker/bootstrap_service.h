@@ -42,6 +42,8 @@ class Bootstrapper {
   absl::StatusOr<v1::ChallengeResponse> Challenge(
       const v1::ChallengeRequest& req);
   absl::StatusOr<v1::EnrolResponse> Enrol(const v1::EnrolRequest& req);
+  // The same AKA check as Enrol; answers with the server's time only.
+  absl::StatusOr<v1::EnrolResponse> Time(const v1::EnrolRequest& req);
   // `client_cert_pem`: the TLS peer's leaf certificate, empty if none.
   absl::StatusOr<v1::RenewResponse> Renew(const std::string& client_cert_pem,
                                           const v1::RenewRequest& req);
@@ -54,6 +56,8 @@ class Bootstrapper {
   absl::StatusOr<v1::ChallengeResponse> NewChallenge(const std::string& imsi);
   absl::Status Resynchronise(const std::string& imsi, const Bytes& rand,
                              const Bytes& auts);
+  absl::StatusOr<v1::EnrolResponse> Finish(const v1::EnrolRequest& req,
+                                           bool time_only);
   absl::Status Refuse(const std::string& imsi, absl::Status status,
                       absl::string_view reason);
   // Verifies the CSR, signs, and records the certificate durably.
@@ -82,6 +86,8 @@ class BootstrapGrpcService final : public v1::Bootstrap::Service {
                      v1::EnrolResponse* resp) override;
   grpc::Status Renew(grpc::ServerContext* ctx, const v1::RenewRequest* req,
                      v1::RenewResponse* resp) override;
+  grpc::Status Time(grpc::ServerContext*, const v1::EnrolRequest* req,
+                    v1::EnrolResponse* resp) override;
 
  private:
   Bootstrapper& b_;

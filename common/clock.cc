@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <time.h>
 
 #include <cstdlib>
 
@@ -11,6 +12,15 @@ namespace {
 class RealClock : public Clock {
  public:
   absl::Time Now() const override { return absl::Now(); }
+};
+
+class BoottimeClock : public Clock {
+ public:
+  absl::Time Now() const override {
+    timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return absl::TimeFromTimespec(ts);
+  }
 };
 
 class OpenSslRandom : public Random {
@@ -28,6 +38,11 @@ class OpenSslRandom : public Random {
 
 Clock& Clock::Real() {
   static RealClock* clock = new RealClock;
+  return *clock;
+}
+
+Clock& Clock::Boottime() {
+  static BoottimeClock* clock = new BoottimeClock;
   return *clock;
 }
 

@@ -21,6 +21,10 @@ class Clock {
   virtual absl::Time Now() const = 0;
   // The process-wide real clock.
   static Clock& Real();
+  // Time since boot (CLOCK_BOOTTIME) as a Time after the Unix epoch: for
+  // measuring intervals that no wall-clock step can distort, suspend
+  // included.
+  static Clock& Boottime();
 };
 
 // A clock that only moves when told to. Thread-safe.

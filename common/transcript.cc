@@ -14,7 +14,6 @@ namespace simprov {
 
 namespace {
 
-constexpr std::string_view kTranscriptLabel = "simprov-v1 enrol";
 constexpr std::string_view kAnswerLabel = "simprov-v1 answer";
 constexpr uint8_t kAnswerVersion = 1;
 constexpr size_t kIvSize = 16;
@@ -72,8 +71,8 @@ Bytes Sha256Digest(const Bytes& data) {
   return out;
 }
 
-Bytes EncodeTranscript(const EnrolTranscript& t) {
-  Bytes out(kTranscriptLabel.begin(), kTranscriptLabel.end());
+Bytes EncodeTranscript(const EnrolTranscript& t, absl::string_view label) {
+  Bytes out(label.begin(), label.end());
   uint8_t version[4] = {static_cast<uint8_t>(t.version >> 24),
                         static_cast<uint8_t>(t.version >> 16),
                         static_cast<uint8_t>(t.version >> 8),

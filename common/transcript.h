@@ -21,6 +21,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/bytes.h"
 #include "common/clock.h"
 #include "common/kdf.h"
@@ -45,7 +46,13 @@ struct EnrolTranscript {
   std::string iccid;
 };
 
-Bytes EncodeTranscript(const EnrolTranscript& t);
+// The label starts the encoding and separates purposes: an Enrol MAC can
+// never be replayed as a Time MAC or vice versa.
+inline constexpr absl::string_view kEnrolLabel = "simprov-v1 enrol";
+inline constexpr absl::string_view kTimeLabel = "simprov-v1 time";
+
+Bytes EncodeTranscript(const EnrolTranscript& t,
+                       absl::string_view label = kEnrolLabel);
 Bytes TranscriptMac(const SessionKeys& keys, const Bytes& encoded);
 Bytes Sha256Digest(const Bytes& data);
 

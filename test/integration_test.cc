@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/bootstrap_client.h"
+#include "agent/daemon.h"
 #include "common/atomic_file.h"
 #include "common/duration.h"
 #include "common/exit_codes.h"
@@ -457,8 +458,17 @@ TEST_F(IntegrationTest, ClearErrorsAndExitCodes) {
 // the sealed answer without the agent noticing: nothing is written.
 class TamperingProxy final : public v1::Bootstrap::Service {
  public:
-  explicit TamperingProxy(std::shared_ptr<grpc::Channel> upstream)
-      : stub_(v1::Bootstrap::NewStub(upstream)) {}
+  // `delay` > 0: relay faithfully but late; otherwise flip one bit.
+  explicit TamperingProxy(std::shared_ptr<grpc::Channel> upstream,
+                          absl::Duration delay = absl::ZeroDuration())
+      : stub_(v1::Bootstrap::NewStub(upstream)), delay_(delay) {}
+  grpc::Status Time(grpc::ServerContext*, const v1::EnrolRequest* req,
+                    v1::EnrolResponse* resp) override {
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->Time(&ctx, *req, resp);
+    absl::SleepFor(delay_);
+    return s;
+  }
   grpc::Status Challenge(grpc::ServerContext*, const v1::ChallengeRequest* req,
                          v1::ChallengeResponse* resp) override {
     grpc::ClientContext ctx;
@@ -468,6 +478,10 @@ class TamperingProxy final : public v1::Bootstrap::Service {
                      v1::EnrolResponse* resp) override {
     grpc::ClientContext ctx;
     grpc::Status s = stub_->Enrol(&ctx, *req, resp);
+    if (delay_ > absl::ZeroDuration()) {
+      absl::SleepFor(delay_);
+      return s;
+    }
     if (s.ok()) {
       std::string sealed = resp->sealed_answer();
       sealed[sealed.size() / 2] ^= 0x01;
@@ -478,7 +492,32 @@ class TamperingProxy final : public v1::Bootstrap::Service {
 
  private:
   std::unique_ptr<v1::Bootstrap::Stub> stub_;
+  const absl::Duration delay_;
 };
+
+// A TLS server with a throwaway self-signed identity, in this process.
+std::unique_ptr<grpc::Server> StartProxy(grpc::Service* service, int* port) {
+  EvpPkeyPtr key = GenerateP256Key();
+  X509Ptr cert(X509_new());
+  X509_set_version(cert.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), 0);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
+  X509_NAME_add_entry_by_txt(
+      X509_get_subject_name(cert.get()), "CN", MBSTRING_ASC,
+      reinterpret_cast<const unsigned char*>("mitm"), -1, -1, 0);
+  X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
+  X509_set_pubkey(cert.get(), key.get());
+  X509_sign(cert.get(), key.get(), EVP_sha256());
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back(
+      {*PrivateKeyToPkcs8Pem(key.get()), CertToPem(cert.get())});
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::SslServerCredentials(ssl),
+                           port);
+  builder.RegisterService(service);
+  return builder.BuildAndStart();
+}
 
 TEST_F(IntegrationTest, TamperedAnswerIsRejectedAndNothingIsWritten) {
   auto broker = StartBroker();
@@ -487,30 +526,8 @@ TEST_F(IntegrationTest, TamperedAnswerIsRejectedAndNothingIsWritten) {
   broker->Import({sim});
   auto upstream = ParseBroker(broker->address());
   TamperingProxy proxy(MakeBrokerChannel(*upstream, ""));
-  // The proxy's own (self-signed) TLS identity.
-  EvpPkeyPtr key = GenerateP256Key();
-  grpc::SslServerCredentialsOptions ssl;
-  {
-    X509Ptr cert(X509_new());
-    X509_set_version(cert.get(), 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1);
-    X509_gmtime_adj(X509_getm_notBefore(cert.get()), 0);
-    X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
-    X509_NAME_add_entry_by_txt(
-        X509_get_subject_name(cert.get()), "CN", MBSTRING_ASC,
-        reinterpret_cast<const unsigned char*>("mitm"), -1, -1, 0);
-    X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
-    X509_set_pubkey(cert.get(), key.get());
-    ASSERT_GT(X509_sign(cert.get(), key.get(), EVP_sha256()), 0);
-    ssl.pem_key_cert_pairs.push_back(
-        {*PrivateKeyToPkcs8Pem(key.get()), CertToPem(cert.get())});
-  }
   int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::SslServerCredentials(ssl),
-                           &port);
-  builder.RegisterService(&proxy);
-  auto server = builder.BuildAndStart();
+  auto server = StartProxy(&proxy, &port);
   ASSERT_NE(port, 0);
   const std::string out = dir_ + "/device";
   ProcessResult r =
@@ -651,6 +668,96 @@ TEST_F(IntegrationTest, DaemonFallsBackToTheSimWhenTheCertificateExpired) {
     ++issued;
   }
   EXPECT_GE(issued, 2u);
+}
+
+TEST_F(IntegrationTest, TimeCommandPrintsAuthenticatedTimeAndSkew) {
+  auto broker = StartBroker();
+  ASSERT_NE(broker, nullptr);
+  TestSim sim = RandomSim("001010000000901");
+  broker->Import({sim});
+  ProcessResult r =
+      RunProcess({testing::kAgentBin, "time", "--broker", broker->address(),
+                  "--sim", "soft:" + WriteSoftSim(dir_, sim), "--broker-ca",
+                  broker->data_dir() + "/ca.pem"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "authenticated time: ")) << r.out;
+  auto pos = r.out.find("skew:");
+  ASSERT_NE(pos, std::string::npos);
+  double skew = std::stod(r.out.substr(pos + 5));
+  EXPECT_LT(std::abs(skew), 1.0);  // same machine, same clock
+  EXPECT_TRUE(absl::StrContains(broker->log(),
+                                "time: IMSI 001010000000901 authenticated"));
+  // No certificate was issued for it.
+  EXPECT_TRUE(absl::StrContains(
+      broker->Cli({"subscribers", "show", sim.imsi}).out, "certificates: 0"));
+}
+
+// The setter is injected: the test never touches the machine's clock.
+TEST_F(IntegrationTest, CheckClockSetsAClockThatIsFarOff) {
+  auto broker = StartBroker();
+  ASSERT_NE(broker, nullptr);
+  TestSim sim = RandomSim("001010000000902");
+  broker->Import({sim});
+  class RecordingSetter : public ClockSetter {
+   public:
+    absl::Status Set(absl::Time t) override {
+      set_to = t;
+      return absl::OkStatus();
+    }
+    absl::Time set_to = absl::InfinitePast();
+  } setter;
+  AgentConfig config;
+  config.broker = *ParseBroker(broker->address());
+  config.sim_spec = "soft:" + WriteSoftSim(dir_, sim);
+  FakeClock device_clock(absl::Now() + absl::Hours(1));  // an hour fast
+  auto check = CheckClock(config, device_clock, Random::Real(), &setter,
+                          absl::Seconds(2));
+  ASSERT_TRUE(check.ok()) << check.status();
+  EXPECT_TRUE(check->set);
+  EXPECT_NEAR(absl::ToDoubleSeconds(check->skew), 3600, 1);
+  EXPECT_NEAR(absl::ToDoubleSeconds(setter.set_to - absl::Now()), 0, 1);
+  EXPECT_LE(check->authenticated.uncertainty, check->authenticated.round_trip);
+  // Within the tolerated skew nothing is set.
+  RecordingSetter untouched;
+  FakeClock close(absl::Now() + absl::Milliseconds(500));
+  check =
+      CheckClock(config, close, Random::Real(), &untouched, absl::Seconds(2));
+  ASSERT_TRUE(check.ok()) << check.status();
+  EXPECT_FALSE(check->set);
+  EXPECT_EQ(untouched.set_to, absl::InfinitePast());
+}
+
+TEST_F(IntegrationTest, AnAnswerSlowerThanTheBoundIsRefused) {
+  auto broker = StartBroker();
+  ASSERT_NE(broker, nullptr);
+  TestSim sim = RandomSim("001010000000903");
+  broker->Import({sim});
+  TamperingProxy slow(MakeBrokerChannel(*ParseBroker(broker->address()), ""),
+                      absl::Milliseconds(700));
+  int port = 0;
+  auto server = StartProxy(&slow, &port);
+  ASSERT_NE(port, 0);
+  const std::string out = dir_ + "/device";
+  for (const char* command : {"bootstrap", "time"}) {
+    std::vector<std::string> argv = {testing::kAgentBin,
+                                     command,
+                                     "--broker",
+                                     absl::StrCat("127.0.0.1:", port),
+                                     "--sim",
+                                     "soft:" + WriteSoftSim(dir_, sim),
+                                     "--max-round-trip",
+                                     "500ms",
+                                     "--attempts",
+                                     "1"};
+    if (std::string(command) == "bootstrap") {
+      argv.insert(argv.end(), {"--out", out});
+    }
+    ProcessResult r = RunProcess(argv);
+    EXPECT_NE(r.exit_code, 0) << command;
+    EXPECT_TRUE(absl::StrContains(r.err, "cannot be trusted")) << r.err;
+  }
+  ExpectNothingWritten(out);
+  server->Shutdown();
 }
 
 TEST_F(IntegrationTest, SigtermStopsTheBrokerCleanly) {
