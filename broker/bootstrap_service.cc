@@ -344,20 +344,20 @@ absl::StatusOr<CertificateRecord> Bootstrapper::Issue(
   cert_req.common_name = imsi;
   cert_req.device_id_uri = DeviceIdUri(device_id);
   cert_req.ttl = options_.cert_ttl;
-  auto cert = ca_.IssueDeviceCertificate(cert_req);
+  auto cert = ca_.IssueDevice(cert_req);
   if (!cert.ok()) {
     LogError("IMSI %s: signing failed: %s", imsi, cert.status().message());
     return absl::InternalError("certificate signing failed");
   }
   const absl::Time now = clock_.Now();
-  CertInfo info = DescribeCert(cert->get());
+  const CertInfo& info = cert->info;
   CertificateRecord record;
   record.serial = info.serial_hex;
   record.imsi = imsi;
   record.device_id = device_id;
   record.not_before = info.not_before;
   record.not_after = info.not_after;
-  record.der = CertToDer(cert->get());
+  record.der = std::move(cert->der);
   record.issued_at = now;
   absl::Status recorded = store_.RecordIssuance(
       record, {now, std::string(event), imsi,

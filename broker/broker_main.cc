@@ -122,6 +122,10 @@ int Run(const Flags& f) {
   device_builder.AddListeningPort(f.listen, grpc::SslServerCredentials(ssl),
                                   &bound_port);
   device_builder.RegisterService(&bootstrap_service);
+  // gRPC 1.51's sync server keeps at most 2 pollers by default and creates
+  // and destroys threads under load (~270 us of CPU per bootstrap measured).
+  device_builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
   std::unique_ptr<grpc::Server> device_server = device_builder.BuildAndStart();
   if (!device_server || bound_port == 0) {
     return Fail(

@@ -208,6 +208,17 @@ absl::Status AddKeyIdentifiers(X509* cert, const Bytes* issuer_ski) {
 }
 
 // An unsigned X.509 v3 certificate per `spec`.
+// Leaf certificates take the fast path (see SetEcPublicKeyDirect); CA
+// certificates keep the cached key that Load() compares against.
+bool SetPublicKey(X509* cert, const CertSpec& spec) {
+  if (spec.ext_key_usage != nullptr &&
+      SetEcPublicKeyDirect(const_cast<X509_PUBKEY*>(X509_get_X509_PUBKEY(cert)),
+                           spec.public_key)) {
+    return true;
+  }
+  return X509_set_pubkey(cert, spec.public_key) == 1;
+}
+
 absl::StatusOr<X509Ptr> BuildCertificate(const CertSpec& spec) {
   X509Ptr cert(X509_new());
   BignumPtr serial_bn(BN_bin2bn(spec.serial.data(),
@@ -230,7 +241,7 @@ absl::StatusOr<X509Ptr> BuildCertificate(const CertSpec& spec) {
                     static_cast<time_t>(spec.not_before)) == nullptr ||
       ASN1_TIME_set(X509_getm_notAfter(cert.get()),
                     static_cast<time_t>(spec.not_after)) == nullptr ||
-      X509_set_pubkey(cert.get(), spec.public_key) != 1) {
+      !SetPublicKey(cert.get(), spec)) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot build certificate: ", OpenSslErrorString()));
   }
@@ -618,6 +629,13 @@ absl::StatusOr<X509Ptr> CertificateAuthority::IssueLeaf(
 
 absl::StatusOr<X509Ptr> CertificateAuthority::IssueDeviceCertificate(
     const DeviceCertRequest& request) const {
+  absl::StatusOr<IssuedCertificate> issued = IssueDevice(request);
+  if (!issued.ok()) return issued.status();
+  return CertFromDer(issued->der);
+}
+
+absl::StatusOr<IssuedCertificate> CertificateAuthority::IssueDevice(
+    const DeviceCertRequest& request) const {
   LeafProfile profile;
   profile.public_key = request.public_key;
   profile.common_name = request.common_name;
@@ -627,7 +645,10 @@ absl::StatusOr<X509Ptr> CertificateAuthority::IssueDeviceCertificate(
     if (absl::Status s = CheckUri(request.device_id_uri); !s.ok()) return s;
     profile.sans.push_back({GEN_URI, request.device_id_uri});
   }
-  return IssueLeaf(profile);
+  absl::StatusOr<X509Ptr> cert = IssueLeaf(profile);
+  if (!cert.ok()) return cert.status();
+  // The in-memory object has no cached key (fast path): hand out bytes.
+  return IssuedCertificate{CertToDer(cert->get()), DescribeCert(cert->get())};
 }
 
 absl::StatusOr<X509Ptr> CertificateAuthority::IssueServerCertificate(
@@ -662,7 +683,9 @@ absl::StatusOr<X509Ptr> CertificateAuthority::IssueServerCertificate(
     }
     profile.sans.push_back({GEN_IPADD, std::move(ip)});
   }
-  return IssueLeaf(profile);
+  absl::StatusOr<X509Ptr> cert = IssueLeaf(profile);
+  if (!cert.ok()) return cert.status();
+  return CertFromDer(CertToDer(cert->get()));  // a complete object
 }
 
 std::string CertificateAuthority::ChainPem() const { return chain_pem_; }

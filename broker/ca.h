@@ -47,6 +47,7 @@
 #include "common/bytes.h"
 #include "common/clock.h"
 #include "common/openssl_ptr.h"
+#include "common/x509.h"
 
 namespace simprov {
 
@@ -87,6 +88,11 @@ struct DeviceCertRequest {
   absl::Duration ttl;
 };
 
+struct IssuedCertificate {
+  Bytes der;
+  CertInfo info;
+};
+
 class CertificateAuthority {
  public:
   // Validity of the development CA certificates, counted from creation.
@@ -120,6 +126,10 @@ class CertificateAuthority {
   // A clientAuth leaf for a device (see the profile above).
   // InvalidArgument for bad request fields; FailedPrecondition if the
   // issuing CA is expired or not yet valid at now.
+  // The hot path: the signed certificate as DER, and its summary.
+  absl::StatusOr<IssuedCertificate> IssueDevice(
+      const DeviceCertRequest& request) const;
+  // The same, parsed (for callers that inspect the certificate).
   absl::StatusOr<X509Ptr> IssueDeviceCertificate(
       const DeviceCertRequest& request) const;
 

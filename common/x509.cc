@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <openssl/asn1.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -182,6 +183,36 @@ absl::Status CheckCsrSignatureAlgorithm(const X509_REQ* req) {
 
 }  // namespace
 
+bool SetEcPublicKeyDirect(X509_PUBKEY* dst, EVP_PKEY* key) {
+  if (dst == nullptr || key == nullptr ||
+      EVP_PKEY_get_base_id(key) != EVP_PKEY_EC) {
+    return false;
+  }
+  char group[64];
+  size_t group_len = 0;
+  if (EVP_PKEY_get_group_name(key, group, sizeof group, &group_len) != 1) {
+    return false;
+  }
+  int curve = OBJ_sn2nid(group);
+  if (curve == NID_undef) curve = EC_curve_nist2nid(group);
+  if (curve == NID_undef) return false;
+  unsigned char point[133];  // uncompressed P-521 is the largest
+  size_t point_len = 0;
+  if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+                                      point, sizeof point, &point_len) != 1) {
+    return false;
+  }
+  auto* copy = static_cast<unsigned char*>(OPENSSL_memdup(point, point_len));
+  if (copy == nullptr) return false;
+  if (X509_PUBKEY_set0_param(dst, OBJ_nid2obj(NID_X9_62_id_ecPublicKey),
+                             V_ASN1_OBJECT, OBJ_nid2obj(curve), copy,
+                             static_cast<int>(point_len)) != 1) {
+    OPENSSL_free(copy);
+    return false;
+  }
+  return true;
+}
+
 // ---- Keys ----------------------------------------------------------------
 
 EvpPkeyPtr GenerateP256Key() {
@@ -254,7 +285,8 @@ absl::StatusOr<Bytes> CreateCsr(EVP_PKEY* key, std::string_view common_name) {
           subject, NID_commonName, MBSTRING_UTF8,
           reinterpret_cast<const unsigned char*>(common_name.data()),
           static_cast<int>(common_name.size()), -1, 0) != 1 ||
-      X509_REQ_set_pubkey(req.get(), key) != 1) {
+      !(SetEcPublicKeyDirect(X509_REQ_get_X509_PUBKEY(req.get()), key) ||
+        X509_REQ_set_pubkey(req.get(), key) == 1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot build CSR: ", OpenSslErrorString()));
   }
@@ -472,8 +504,9 @@ CertInfo DescribeCert(X509* cert) {
   if (serial != nullptr) {
     Bytes bin(static_cast<size_t>(BN_num_bytes(serial.get())));
     if (!bin.empty()) BN_bn2bin(serial.get(), bin.data());
-    info.serial_hex = bin.empty() ? "00" : HexEncode(bin);
-    if (BN_is_negative(serial.get())) info.serial_hex.insert(0, "-");
+    // (Prefix built separately: GCC 12 warns falsely on string::insert.)
+    const std::string sign = BN_is_negative(serial.get()) ? "-" : "";
+    info.serial_hex = sign + (bin.empty() ? "00" : HexEncode(bin));
   }
 
   info.not_before = Asn1TimeToAbsl(X509_get0_notBefore(cert));

@@ -121,6 +121,14 @@ struct CertInfo {
   // basicConstraints CA:TRUE.
   bool is_ca = false;
 };
+// Writes an EC named-curve public key into `dst` (the SubjectPublicKeyInfo
+// of a certificate or CSR being built) directly from its encoded point.
+// OpenSSL 3.0's X509_set_pubkey encodes and decodes the key through its
+// provider machinery (~165 us, most of a bootstrap's key handling); this
+// costs ~1 us. The object then has no cached EVP_PKEY: read the key back
+// from its DER encoding. False (nothing changed) for other key types.
+bool SetEcPublicKeyDirect(X509_PUBKEY* dst, EVP_PKEY* key);
+
 // A summary of `cert` for logs, tests and policy checks.
 CertInfo DescribeCert(X509* cert);
 
