@@ -7,6 +7,8 @@
 // sign), DescribeCert, CertToDer, SealAnswer (Enrol).
 // Agent side: GenerateP256Key, CreateCsr (one sign), UsimAuthenticate,
 // DeriveSessionKeys, TranscriptMac, OpenAnswer, VerifyChain (two verifies).
+// BM_BrokerBootstrapInProcess: the broker's whole Challenge + Enrol with a
+// real SQLite store, without gRPC and TLS.
 //
 // Run: simprov-microbench --benchmark_repetitions=5
 //        --benchmark_report_aggregates_only=true
@@ -19,6 +21,8 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "broker/admin_service.h"
 #include "broker/bootstrap_service.h"
@@ -45,7 +49,8 @@ namespace {
 
 template <typename T>
 T Must(absl::StatusOr<T> v, const char* what) {
-  if (!v.ok()) Die(std::string(what) + ": " + std::string(v.status().message()));
+  if (!v.ok())
+    Die(std::string(what) + ": " + std::string(v.status().message()));
   return std::move(*v);
 }
 
@@ -119,7 +124,7 @@ DeviceCertRequest DeviceRequest(EVP_PKEY* key) {
   return r;
 }
 
-// ---- AKA (Challenge) ---------------------------------------------------------
+// ---- AKA (Challenge) --------------------------------------------------------
 
 void BM_MilenageCreate(benchmark::State& state) {
   for (auto _ : state) {
@@ -185,7 +190,7 @@ void BM_UsimAuthenticate(benchmark::State& state) {
 }
 BENCHMARK(BM_UsimAuthenticate);
 
-// ---- Transcript (Enrol) ---------------------------------------------------------
+// ---- Transcript (Enrol) -----------------------------------------------------
 
 void BM_DeriveSessionKeys(benchmark::State& state) {
   const Bytes ck = Rng().Generate(16), ik = Rng().Generate(16);
@@ -231,8 +236,8 @@ void BM_OpenAnswer(benchmark::State& state) {
       DeriveSessionKeys(Rng().Generate(16), Rng().Generate(16),
                         Rng().Generate(16), kImsi, kBrokerIdentity);
   const Bytes request_hash = Rng().Generate(32);
-  const Bytes box = SealAnswer(keys, request_hash, Rng().Generate(1536),
-                               Random::Real());
+  const Bytes box =
+      SealAnswer(keys, request_hash, Rng().Generate(1536), Random::Real());
   for (auto _ : state) {
     auto plain = OpenAnswer(keys, request_hash, box);
     benchmark::DoNotOptimize(plain);
@@ -240,7 +245,7 @@ void BM_OpenAnswer(benchmark::State& state) {
 }
 BENCHMARK(BM_OpenAnswer);
 
-// ---- Keys, CSRs, certificates --------------------------------------------------
+// ---- Keys, CSRs, certificates -----------------------------------------------
 
 void BM_GenerateP256Key(benchmark::State& state) {
   for (auto _ : state) {
@@ -370,7 +375,7 @@ void BM_EcdsaP256VerifyRaw(benchmark::State& state) {
 }
 BENCHMARK(BM_EcdsaP256VerifyRaw);
 
-// ---- The broker's whole bootstrap, in process ---------------------------------
+// ---- The broker's whole bootstrap, in process -------------------------------
 
 // Bootstrapper::Challenge + Enrol exactly as the gRPC service calls them,
 // with a real SqliteStore (WAL, synchronous=FULL, group commit) in a

@@ -85,7 +85,7 @@ int Fail(const absl::Status& s) {
   return rc == kExitOk ? kExitError : rc;
 }
 
-// ---- SIMs ------------------------------------------------------------------
+// ---- SIMs -------------------------------------------------------------------
 
 struct Device {
   std::string imsi;
@@ -136,14 +136,13 @@ absl::Status Import(const std::string& socket_path,
                                      grpc::InsecureChannelCredentials());
   if (!channel->WaitForConnected(std::chrono::system_clock::now() +
                                  std::chrono::seconds(5))) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot reach the broker's admin socket ", socket_path,
-        " (is simprov-broker running with this --data-dir?)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot reach the broker's admin socket ", socket_path,
+                     " (is simprov-broker running with this --data-dir?)"));
   }
   auto stub = v1::Admin::NewStub(channel);
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::minutes(10));
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(10));
   v1::ImportResult result;
   auto writer = stub->ImportSubscribers(&ctx, &result);
   v1::ImportBatch batch;
@@ -171,9 +170,8 @@ absl::Status Import(const std::string& socket_path,
     return absl::Status(s.code(), absl::StrCat("import: ", s.message()));
   }
   if (result.imported() != total) {
-    return absl::InternalError(absl::StrCat("import: broker imported ",
-                                            result.imported(), " of ", total,
-                                            " rows"));
+    return absl::InternalError(absl::StrCat(
+        "import: broker imported ", result.imported(), " of ", total, " rows"));
   }
   return absl::OkStatus();
 }
@@ -207,7 +205,7 @@ std::shared_ptr<grpc::Channel> MakeBenchChannel(const BrokerEndpoint& broker,
       broker.target, grpc::experimental::TlsCredentials(tls), args);
 }
 
-// ---- CPU accounting -----------------------------------------------------------
+// ---- CPU accounting ---------------------------------------------------------
 
 // utime + stime of a process in microseconds, from /proc/PID/stat.
 std::optional<double> ProcessCpuUs(int pid) {
@@ -241,14 +239,15 @@ std::optional<HostCpu> ReadHostCpu() {
   std::ifstream in("/proc/stat");
   std::string label;
   if (!(in >> label) || label != "cpu") return std::nullopt;
-  unsigned long long v[8] = {};  // user nice system idle iowait irq softirq steal
+  // user nice system idle iowait irq softirq steal
+  unsigned long long v[8] = {};
   for (auto& x : v) {
     if (!(in >> x)) return std::nullopt;
   }
   const double tick_us = 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
   HostCpu h;
-  h.busy_us = static_cast<double>(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) *
-              tick_us;
+  h.busy_us =
+      static_cast<double>(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) * tick_us;
   h.total_us = h.busy_us + static_cast<double>(v[3] + v[4]) * tick_us;
   return h;
 }
@@ -263,7 +262,7 @@ double SelfCpuUs() {
   return us(ru.ru_utime) + us(ru.ru_stime);
 }
 
-// ---- The timed phase ----------------------------------------------------------
+// ---- The timed phase --------------------------------------------------------
 
 struct Outcome {
   double latency_ms = 0;
@@ -337,8 +336,8 @@ int Run(const Flags& f) {
   }
   auto endpoint = ParseBroker(f.broker);
   if (!endpoint.ok()) {
-    return Fail(absl::InvalidArgumentError(
-        absl::StrCat("--broker ", f.broker, ": ", endpoint.status().message())));
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--broker ", f.broker, ": ", endpoint.status().message())));
   }
   std::string ca_pem;
   if (!f.broker_ca.empty()) {
@@ -378,10 +377,9 @@ int Run(const Flags& f) {
   for (int i = 0; i < std::max(f.connections, 1); ++i) {
     channels.push_back(MakeBenchChannel(*endpoint, ca_pem, i));
   }
-  const auto connect_deadline =
-      std::chrono::system_clock::now() +
-      std::chrono::milliseconds(
-          static_cast<int64_t>(f.connect_timeout_s * 1000));
+  const auto connect_deadline = std::chrono::system_clock::now() +
+                                std::chrono::milliseconds(static_cast<int64_t>(
+                                    f.connect_timeout_s * 1000));
   for (auto& ch : channels) {
     if (!ch->WaitForConnected(connect_deadline)) {
       return Fail(absl::UnavailableError(absl::StrCat(
@@ -471,14 +469,15 @@ int Run(const Flags& f) {
       const double s =
           std::chrono::duration<double>(SteadyClock::now() - start).count();
       const size_t d = done.load();
-      std::fprintf(stderr,
-                   "simprov-bench: %zu/%zu done, %zu errors, %.0f/s\n", d, n,
-                   error_count.load(), s > 0 ? static_cast<double>(d) / s : 0);
+      std::fprintf(stderr, "simprov-bench: %zu/%zu done, %zu errors, %.0f/s\n",
+                   d, n, error_count.load(),
+                   s > 0 ? static_cast<double>(d) / s : 0);
     }
   });
 
   std::vector<std::thread> workers;
-  const size_t threads = std::min<size_t>(static_cast<size_t>(f.concurrency), n);
+  const size_t threads =
+      std::min<size_t>(static_cast<size_t>(f.concurrency), n);
   workers.reserve(threads);
   for (size_t t = 0; t < threads; ++t) workers.emplace_back(worker);
   for (auto& t : workers) t.join();
@@ -537,11 +536,11 @@ int Run(const Flags& f) {
     // noise from whatever else runs on the host.
     const double busy = host1->busy_us - host0->busy_us;
     out["host_busy_cores"] = Round3(busy / (seconds * 1e6));
-    out["host_cores"] = Round3((host1->total_us - host0->total_us) /
-                               (seconds * 1e6));
-    out["others_busy_cores"] = Round3(
-        std::max(0.0, busy - (self_cpu1 - self_cpu0) - broker_cpu_us) /
-        (seconds * 1e6));
+    out["host_cores"] =
+        Round3((host1->total_us - host0->total_us) / (seconds * 1e6));
+    out["others_busy_cores"] =
+        Round3(std::max(0.0, busy - (self_cpu1 - self_cpu0) - broker_cpu_us) /
+               (seconds * 1e6));
   }
 
   if (failed > 0) {
