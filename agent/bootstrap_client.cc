@@ -33,8 +33,8 @@ absl::StatusOr<BrokerEndpoint> ParseBroker(absl::string_view broker) {
 }
 
 std::shared_ptr<grpc::Channel> MakeBrokerChannel(
-    const BrokerEndpoint& broker, const std::string& pinned_ca_pem) {
-  grpc::ChannelArguments args;
+    const BrokerEndpoint& broker, const std::string& pinned_ca_pem,
+    grpc::ChannelArguments args) {
   args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 1 << 20);
   if (!pinned_ca_pem.empty()) {
     grpc::SslCredentialsOptions ssl;

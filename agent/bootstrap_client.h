@@ -33,8 +33,11 @@ absl::StatusOr<BrokerEndpoint> ParseBroker(absl::string_view broker);
 // certificate must chain to it, carry serverAuth and match the host;
 // without it the channel is encrypted but unauthenticated, and the sealed
 // answer is what authenticates the broker.
+// `args` lets callers add channel arguments (the benchmark makes each
+// channel a separate connection with them).
 std::shared_ptr<grpc::Channel> MakeBrokerChannel(
-    const BrokerEndpoint& broker, const std::string& pinned_ca_pem);
+    const BrokerEndpoint& broker, const std::string& pinned_ca_pem,
+    grpc::ChannelArguments args = grpc::ChannelArguments());
 
 struct Credentials {
   std::string key_pem;    // PKCS#8

@@ -182,27 +182,13 @@ absl::Status Import(const std::string& socket_path,
 // pool and a per-channel tag: gRPC shares a subchannel (one TCP/TLS
 // connection) between channels whose arguments compare equal, so without
 // these K "channels" could be one connection.
-// (MakeBrokerChannel takes no extra arguments, hence the copy.)
 std::shared_ptr<grpc::Channel> MakeBenchChannel(const BrokerEndpoint& broker,
                                                 const std::string& ca_pem,
                                                 int64_t tag) {
   grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 1 << 20);
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetString("simprov.bench.channel", std::to_string(tag));
-  if (!ca_pem.empty()) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ca_pem;
-    return grpc::CreateCustomChannel(broker.target, grpc::SslCredentials(ssl),
-                                     args);
-  }
-  grpc::experimental::TlsChannelCredentialsOptions tls;
-  tls.set_verify_server_certs(false);
-  tls.set_check_call_host(false);
-  tls.set_certificate_verifier(
-      std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
-  return grpc::CreateCustomChannel(
-      broker.target, grpc::experimental::TlsCredentials(tls), args);
+  return MakeBrokerChannel(broker, ca_pem, std::move(args));
 }
 
 // ---- CPU accounting ---------------------------------------------------------
