@@ -23,6 +23,9 @@ struct SimAuthResult {
   Kind kind = Kind::kMacFailure;
   Bytes res, ck, ik;
   Bytes auts;
+  SimAuthResult() = default;
+  SimAuthResult(SimAuthResult&&) = default;
+  SimAuthResult& operator=(SimAuthResult&&) = default;
   ~SimAuthResult() {
     SecureWipe(res);
     SecureWipe(ck);

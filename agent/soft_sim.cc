@@ -129,14 +129,4 @@ absl::StatusOr<SimAuthResult> SoftSim::Authenticate(const Bytes& rand,
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<SimCard>> OpenSim(absl::string_view spec) {
-  if (spec.substr(0, 5) == "soft:" && spec.size() > 5) {
-    auto sim = SoftSim::Load(std::string(spec.substr(5)));
-    if (!sim.ok()) return sim.status();
-    return std::unique_ptr<SimCard>(std::move(*sim));
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unsupported --sim '", spec, "' (expected soft:FILE)"));
-}
-
 }  // namespace simprov
