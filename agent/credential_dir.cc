@@ -42,7 +42,18 @@ absl::Status ReplaceSymlink(const std::string& target,
   return absl::OkStatus();
 }
 
+void (*g_step_hook)(const char* step) = nullptr;
+
+// A point where a crash must leave the old or the new complete set.
+void Step(const char* step) {
+  if (g_step_hook != nullptr) g_step_hook(step);
+}
+
 }  // namespace
+
+void SetCredentialWriteStepHookForTesting(void (*hook)(const char* step)) {
+  g_step_hook = hook;
+}
 
 std::string BootstrapJson(const Credentials& c, const std::string& broker) {
   nlohmann::json j;
@@ -80,6 +91,7 @@ absl::Status WriteCredentialSet(const std::string& dir, const Credentials& c,
   const std::string gen_name = ".gen-" + HexEncode(random.Generate(4));
   const std::string gen = dir + "/" + gen_name;
   if (mkdir(gen.c_str(), 0700) != 0) return Errno("cannot create", gen);
+  Step("generation created");
   struct File {
     const char* name;
     std::string data;
@@ -97,6 +109,7 @@ absl::Status WriteCredentialSet(const std::string& dir, const Credentials& c,
         !s.ok()) {
       return s;
     }
+    Step(f.name);
   }
   // The stable names: symlinks through .current (created once).
   for (const File& f : files) {
@@ -106,18 +119,22 @@ absl::Status WriteCredentialSet(const std::string& dir, const Credentials& c,
     ssize_t n = readlink(link.c_str(), buf, sizeof buf - 1);
     if (n >= 0 && std::string(buf, n) == target) continue;
     if (absl::Status s = ReplaceSymlink(target, link); !s.ok()) return s;
+    Step("stable link");
   }
   // The switch: one atomic rename.
   if (absl::Status s = ReplaceSymlink(gen_name, dir + "/.current"); !s.ok()) {
     return s;
   }
+  Step("switched");
   if (absl::Status s = FsyncDirectory(dir); !s.ok()) return s;
+  Step("synced");
   // Old generations are garbage now.
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     std::string name = entry.path().filename().string();
     if (absl::StartsWith(name, ".gen-") && name != gen_name) {
       std::filesystem::remove_all(entry.path(), ec);
+      Step("old generation removed");
     }
   }
   return absl::OkStatus();

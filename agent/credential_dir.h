@@ -36,6 +36,10 @@ absl::StatusOr<std::string> ImsiFromBootstrapJson(const std::string& json);
 absl::Status WriteCredentialSet(const std::string& dir, const Credentials& c,
                                 const std::string& broker, Random& random);
 
+// Tests only: `hook` is called at every step of WriteCredentialSet (a test
+// that crashes the process there checks that the set stays usable).
+void SetCredentialWriteStepHookForTesting(void (*hook)(const char* step));
+
 // OK when DIR holds a complete set whose certificate matches its key and is
 // valid at `now`; FailedPrecondition (with the reason) otherwise.
 absl::Status CheckExistingCredentials(const std::string& dir, absl::Time now);
