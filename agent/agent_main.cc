@@ -273,6 +273,9 @@ int main(int argc, char** argv) {
                  "(needs CAP_SYS_TIME)");
   time->add_option("--max-skew", f.max_skew, "Skew tolerated by --set-clock")
       ->capture_default_str();
+  time->add_option("--out", f.out,
+                   "Keep the last authenticated time in DIR/time.json: the "
+                   "time then never goes backwards within one boot");
   common(time);
   time->callback([&] { rc = simprov::TimeCommand(f); });
 

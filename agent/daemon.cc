@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -167,6 +168,11 @@ absl::StatusOr<Credentials> BootstrapAndWrite(const AgentConfig& config,
       !s.ok()) {
     return s;
   }
+  // Remember the authenticated time: later ones never go backwards.
+  Clock& elapsed = config.options.elapsed_clock ? *config.options.elapsed_clock
+                                                : Clock::Boottime();
+  ApplyTimeFloor(config.out + "/time.json",
+                 creds->server_time + creds->round_trip / 2, elapsed, BootId());
   return creds;
 }
 
@@ -213,6 +219,46 @@ ClockSetter& ClockSetter::System() {
   return *setter;
 }
 
+std::string BootId() {
+  auto id = ReadFileToString("/proc/sys/kernel/random/boot_id", 128);
+  return id.ok() ? std::string(absl::StripAsciiWhitespace(*id)) : "";
+}
+
+absl::Time ApplyTimeFloor(const std::string& state_path, absl::Time t,
+                          Clock& elapsed, const std::string& boot_id) {
+  if (state_path.empty()) return t;
+  const absl::Time now_elapsed = elapsed.Now();
+  auto text = ReadFileToString(state_path, 4096);
+  if (text.ok()) {
+    nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
+    if (j.is_object() && j.value("boot_id", "") == boot_id &&
+        !boot_id.empty() && j.contains("authenticated_unix_ms") &&
+        j.contains("elapsed_ms")) {
+      const absl::Time floor =
+          absl::FromUnixMillis(j["authenticated_unix_ms"].get<int64_t>()) +
+          (now_elapsed - absl::FromUnixMillis(j["elapsed_ms"].get<int64_t>()));
+      if (t < floor) {
+        LogWarning(
+            "authenticated time is earlier than the last one plus "
+            "the elapsed time; keeping the later");
+        t = floor;
+      }
+    }
+  }
+  nlohmann::json out;
+  out["boot_id"] = boot_id;
+  out["authenticated_unix_ms"] = absl::ToUnixMillis(t);
+  out["elapsed_ms"] = absl::ToUnixMillis(now_elapsed);
+  absl::Status written = MakeDirectories(DirName(state_path), 0700);
+  if (written.ok()) {
+    written = WriteFileAtomic(state_path, out.dump() + "\n", 0600);
+  }
+  if (!written.ok()) {
+    LogWarning("cannot keep the authenticated time: %s", written.message());
+  }
+  return t;
+}
+
 absl::StatusOr<ClockCheck> CheckClock(const AgentConfig& config, Clock& local,
                                       Random& random, ClockSetter* setter,
                                       absl::Duration max_skew) {
@@ -222,6 +268,13 @@ absl::StatusOr<ClockCheck> CheckClock(const AgentConfig& config, Clock& local,
                          config.broker, local, random, config.options);
   auto t = client.Time(**sim);
   if (!t.ok()) return t.status();
+  if (!config.out.empty()) {
+    Clock& elapsed = config.options.elapsed_clock
+                         ? *config.options.elapsed_clock
+                         : Clock::Boottime();
+    t->time =
+        ApplyTimeFloor(config.out + "/time.json", t->time, elapsed, BootId());
+  }
   ClockCheck check;
   check.authenticated = *t;
   check.local = local.Now();

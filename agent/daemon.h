@@ -66,8 +66,19 @@ struct ClockCheck {
   bool set = false;     // the clock was set
 };
 
+// The authenticated time never goes backwards within one boot: it is at
+// least the last authenticated time (kept in `state_path`, with the boot id
+// and the elapsed clock's reading) plus the elapsed time since. Records `t`
+// (or the floor) as the new last authenticated time. `state_path` empty:
+// no floor, nothing recorded.
+absl::Time ApplyTimeFloor(const std::string& state_path, absl::Time t,
+                          Clock& elapsed, const std::string& boot_id);
+// /proc/sys/kernel/random/boot_id, or empty.
+std::string BootId();
+
 // Gets authenticated time through a fresh AKA exchange and compares it with
 // `local`; with `setter`, sets the clock when |skew| exceeds `max_skew`.
+// With config.out set, applies ApplyTimeFloor with DIR/time.json.
 absl::StatusOr<ClockCheck> CheckClock(const AgentConfig& config, Clock& local,
                                       Random& random, ClockSetter* setter,
                                       absl::Duration max_skew);

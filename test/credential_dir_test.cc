@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
+#include "agent/daemon.h"
 #include "broker/ca.h"
 #include "common/atomic_file.h"
 #include "common/x509.h"
@@ -139,6 +140,29 @@ TEST_F(CredentialDirTest, CrashDuringTheFirstWriteLeavesNoSetOrAComplete) {
       EXPECT_TRUE(absl::StrContains(s.message(), "missing")) << s;
     }
   }
+}
+
+TEST(TimeFloorTest, AuthenticatedTimeNeverGoesBackwardsWithinABoot) {
+  const std::string dir = MakeTempDir();
+  const std::string state = dir + "/time.json";
+  FakeClock elapsed(absl::FromUnixSeconds(1000));  // time since boot
+  const absl::Time t0 = absl::FromUnixSeconds(1800000000);
+  EXPECT_EQ(ApplyTimeFloor(state, t0, elapsed, "boot-a"), t0);
+  elapsed.Advance(absl::Seconds(60));
+  // A later answer that claims an earlier time (a replayed or skewed
+  // server): the floor is t0 + 60 s.
+  EXPECT_EQ(ApplyTimeFloor(state, t0 + absl::Seconds(10), elapsed, "boot-a"),
+            t0 + absl::Seconds(60));
+  // A time after the floor is taken as it is.
+  elapsed.Advance(absl::Seconds(5));
+  EXPECT_EQ(ApplyTimeFloor(state, t0 + absl::Seconds(70), elapsed, "boot-a"),
+            t0 + absl::Seconds(70));
+  // After a reboot the elapsed clock restarted: no floor applies.
+  FakeClock rebooted(absl::FromUnixSeconds(3));
+  EXPECT_EQ(ApplyTimeFloor(state, t0, rebooted, "boot-b"), t0);
+  // Without a state file nothing is kept.
+  EXPECT_EQ(ApplyTimeFloor("", t0, elapsed, "boot-a"), t0);
+  RemoveTree(dir);
 }
 
 }  // namespace

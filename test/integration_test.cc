@@ -678,9 +678,15 @@ TEST_F(IntegrationTest, TimeCommandPrintsAuthenticatedTimeAndSkew) {
   ProcessResult r =
       RunProcess({testing::kAgentBin, "time", "--broker", broker->address(),
                   "--sim", "soft:" + WriteSoftSim(dir_, sim), "--broker-ca",
-                  broker->data_dir() + "/ca.pem"});
+                  broker->data_dir() + "/ca.pem", "--out", dir_ + "/state"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(absl::StrContains(r.out, "authenticated time: ")) << r.out;
+  // The last authenticated time is kept for the never-backwards floor.
+  auto state = nlohmann::json::parse(ReadFileOrEmpty(dir_ + "/state/time.json"),
+                                     nullptr, false);
+  ASSERT_TRUE(state.is_object());
+  EXPECT_NEAR(state["authenticated_unix_ms"].get<double>(),
+              absl::ToUnixMillis(absl::Now()), 5000);
   auto pos = r.out.find("skew:");
   ASSERT_NE(pos, std::string::npos);
   double skew = std::stod(r.out.substr(pos + 5));
