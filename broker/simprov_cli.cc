@@ -14,14 +14,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "broker/csv.h"
+#include "broker/subscriber_importer.h"
 #include "common/exit_codes.h"
 #include "common/grpc_status.h"
 #include "simprov/v1/admin.grpc.pb.h"
 
 namespace simprov {
 namespace {
-
-constexpr size_t kBatchRows = 500;
 
 struct Globals {
   std::string data_dir;
@@ -101,53 +100,38 @@ int Import(const Globals& g, const std::string& file) {
   std::string where;
   auto stub = Connect(g, &where);
   if (!stub.ok()) return Fail(stub.status());
-  grpc::ClientContext ctx;
-  v1::ImportResult result;
-  auto writer = (*stub)->ImportSubscribers(&ctx, &result);
-  v1::ImportBatch batch;
-  uint64_t total = 0;
+  SubscriberImporter importer(**stub);
   auto cell = [&](const std::vector<std::string>& f, const char* name) {
     auto it = col.find(name);
     return it == col.end() ? std::string() : f[it->second];
   };
-  auto abort_with = [&](const absl::Status& s) {
-    ctx.TryCancel();
-    writer->Finish();
-    return Fail(s);
-  };
   std::vector<std::string> fields;
   while (true) {
     auto more = csv.Next(&fields);
-    if (!more.ok()) return abort_with(more.status());
+    if (!more.ok()) return Fail(more.status());  // importer rolls back
     if (!*more) break;
     if (fields.size() != header.size()) {
-      return abort_with(absl::InvalidArgumentError(
+      return Fail(absl::InvalidArgumentError(
           absl::StrCat("line ", csv.line(), ": expected ", header.size(),
                        " fields, found ", fields.size())));
     }
-    v1::ImportRow* row = batch.add_rows();
-    row->set_line(csv.line());
-    row->set_imsi(cell(fields, "imsi"));
-    row->set_ki(cell(fields, "ki"));
-    row->set_opc(cell(fields, "opc"));
-    row->set_amf(cell(fields, "amf"));
-    row->set_sqn(cell(fields, "sqn"));
-    row->set_group(cell(fields, "group"));
-    row->set_iccid(cell(fields, "iccid"));
-    row->set_msisdn(cell(fields, "msisdn"));
-    ++total;
-    if (batch.rows_size() >= static_cast<int>(kBatchRows)) {
-      if (!writer->Write(batch)) break;  // the broker refused; see Finish
-      batch.Clear();
-    }
+    v1::ImportRow row;
+    row.set_line(csv.line());
+    row.set_imsi(cell(fields, "imsi"));
+    row.set_ki(cell(fields, "ki"));
+    row.set_opc(cell(fields, "opc"));
+    row.set_amf(cell(fields, "amf"));
+    row.set_sqn(cell(fields, "sqn"));
+    row.set_group(cell(fields, "group"));
+    row.set_iccid(cell(fields, "iccid"));
+    row.set_msisdn(cell(fields, "msisdn"));
+    if (!importer.Add(std::move(row))) break;  // refused; Finish says why
   }
-  batch.set_end(true);
-  batch.set_total_rows(total);
-  writer->Write(batch);
-  writer->WritesDone();
-  grpc::Status st = writer->Finish();
-  if (!st.ok()) return Fail(Explain(st, where));
-  std::cout << "imported " << result.imported() << " subscribers\n";
+  auto imported = importer.Finish();
+  if (!imported.ok()) {
+    return Fail(Explain(ToGrpcStatus(imported.status()), where));
+  }
+  std::cout << "imported " << *imported << " subscribers\n";
   return kExitOk;
 }
 

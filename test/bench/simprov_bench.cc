@@ -48,6 +48,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/bootstrap_client.h"
 #include "agent/soft_sim.h"
+#include "broker/subscriber_importer.h"
 #include "common/bytes.h"
 #include "common/clock.h"
 #include "common/exit_codes.h"
@@ -59,7 +60,6 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-constexpr size_t kBatchRows = 500;
 constexpr size_t kMaxDevices = 1000000;
 constexpr int kMaxConcurrency = 4096;
 constexpr int kMaxConnections = 1024;
@@ -141,37 +141,26 @@ absl::Status Import(const std::string& socket_path,
                      " (is simprov-broker running with this --data-dir?)"));
   }
   auto stub = v1::Admin::NewStub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(10));
-  v1::ImportResult result;
-  auto writer = stub->ImportSubscribers(&ctx, &result);
-  v1::ImportBatch batch;
+  SubscriberImporter importer(*stub);
   uint64_t total = 0;
   for (const Device& d : devices) {
-    v1::ImportRow* row = batch.add_rows();
-    row->set_line(total + 2);  // as if from a CSV file with a header line
-    row->set_imsi(d.imsi);
-    row->set_ki(d.k_hex);
-    row->set_opc(d.opc_hex);
-    row->set_group("bench");
+    v1::ImportRow row;
+    row.set_line(total + 2);  // as if from a CSV file with a header line
+    row.set_imsi(d.imsi);
+    row.set_ki(d.k_hex);
+    row.set_opc(d.opc_hex);
+    row.set_group("bench");
     ++total;
-    if (batch.rows_size() >= static_cast<int>(kBatchRows)) {
-      if (!writer->Write(batch)) break;  // the broker refused; see Finish
-      batch.Clear();
-    }
+    if (!importer.Add(std::move(row))) break;  // refused; Finish says why
   }
-  batch.set_end(true);
-  batch.set_total_rows(total);
-  writer->Write(batch);
-  writer->WritesDone();
-  grpc::Status st = writer->Finish();
-  if (!st.ok()) {
-    absl::Status s = FromGrpcStatus(st);
-    return absl::Status(s.code(), absl::StrCat("import: ", s.message()));
+  auto imported = importer.Finish();
+  if (!imported.ok()) {
+    return absl::Status(imported.status().code(),
+                        absl::StrCat("import: ", imported.status().message()));
   }
-  if (result.imported() != total) {
-    return absl::InternalError(absl::StrCat(
-        "import: broker imported ", result.imported(), " of ", total, " rows"));
+  if (*imported != total) {
+    return absl::InternalError(absl::StrCat("import: broker imported ",
+                                            *imported, " of ", total, " rows"));
   }
   return absl::OkStatus();
 }
