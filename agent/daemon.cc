@@ -163,16 +163,18 @@ absl::StatusOr<Credentials> BootstrapAndWrite(const AgentConfig& config,
     backoff = std::min(backoff * 2, config.max_backoff);
   }
   if (!creds.ok()) return creds.status();
+  // The estimate below is for this moment: the answer just arrived.
+  Clock& elapsed = config.options.elapsed_clock ? *config.options.elapsed_clock
+                                                : Clock::Boottime();
+  const absl::Time arrived = elapsed.Now();
   if (absl::Status s =
           WriteCredentialSet(config.out, *creds, config.broker.target, random);
       !s.ok()) {
     return s;
   }
   // Remember the authenticated time: later ones never go backwards.
-  Clock& elapsed = config.options.elapsed_clock ? *config.options.elapsed_clock
-                                                : Clock::Boottime();
   ApplyTimeFloor(config.out + "/time.json",
-                 creds->server_time + creds->round_trip / 2, elapsed, BootId());
+                 creds->server_time + creds->round_trip / 2, arrived, BootId());
   return creds;
 }
 
@@ -225,9 +227,8 @@ std::string BootId() {
 }
 
 absl::Time ApplyTimeFloor(const std::string& state_path, absl::Time t,
-                          Clock& elapsed, const std::string& boot_id) {
+                          absl::Time now_elapsed, const std::string& boot_id) {
   if (state_path.empty()) return t;
-  const absl::Time now_elapsed = elapsed.Now();
   auto text = ReadFileToString(state_path, 4096);
   if (text.ok()) {
     nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
@@ -267,13 +268,13 @@ absl::StatusOr<ClockCheck> CheckClock(const AgentConfig& config, Clock& local,
   BootstrapClient client(MakeBrokerChannel(config.broker, config.pinned_ca_pem),
                          config.broker, local, random, config.options);
   auto t = client.Time(**sim);
+  Clock& elapsed = config.options.elapsed_clock ? *config.options.elapsed_clock
+                                                : Clock::Boottime();
+  const absl::Time arrived = elapsed.Now();  // the moment t describes
   if (!t.ok()) return t.status();
   if (!config.out.empty()) {
-    Clock& elapsed = config.options.elapsed_clock
-                         ? *config.options.elapsed_clock
-                         : Clock::Boottime();
     t->time =
-        ApplyTimeFloor(config.out + "/time.json", t->time, elapsed, BootId());
+        ApplyTimeFloor(config.out + "/time.json", t->time, arrived, BootId());
   }
   ClockCheck check;
   check.authenticated = *t;

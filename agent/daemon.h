@@ -71,8 +71,9 @@ struct ClockCheck {
 // and the elapsed clock's reading) plus the elapsed time since. Records `t`
 // (or the floor) as the new last authenticated time. `state_path` empty:
 // no floor, nothing recorded.
+// `now_elapsed`: the elapsed clock's reading at the moment `t` describes.
 absl::Time ApplyTimeFloor(const std::string& state_path, absl::Time t,
-                          Clock& elapsed, const std::string& boot_id);
+                          absl::Time now_elapsed, const std::string& boot_id);
 // /proc/sys/kernel/random/boot_id, or empty.
 std::string BootId();
 

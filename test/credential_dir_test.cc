@@ -147,21 +147,23 @@ TEST(TimeFloorTest, AuthenticatedTimeNeverGoesBackwardsWithinABoot) {
   const std::string state = dir + "/time.json";
   FakeClock elapsed(absl::FromUnixSeconds(1000));  // time since boot
   const absl::Time t0 = absl::FromUnixSeconds(1800000000);
-  EXPECT_EQ(ApplyTimeFloor(state, t0, elapsed, "boot-a"), t0);
+  EXPECT_EQ(ApplyTimeFloor(state, t0, elapsed.Now(), "boot-a"), t0);
   elapsed.Advance(absl::Seconds(60));
   // A later answer that claims an earlier time (a replayed or skewed
   // server): the floor is t0 + 60 s.
-  EXPECT_EQ(ApplyTimeFloor(state, t0 + absl::Seconds(10), elapsed, "boot-a"),
-            t0 + absl::Seconds(60));
+  EXPECT_EQ(
+      ApplyTimeFloor(state, t0 + absl::Seconds(10), elapsed.Now(), "boot-a"),
+      t0 + absl::Seconds(60));
   // A time after the floor is taken as it is.
   elapsed.Advance(absl::Seconds(5));
-  EXPECT_EQ(ApplyTimeFloor(state, t0 + absl::Seconds(70), elapsed, "boot-a"),
-            t0 + absl::Seconds(70));
+  EXPECT_EQ(
+      ApplyTimeFloor(state, t0 + absl::Seconds(70), elapsed.Now(), "boot-a"),
+      t0 + absl::Seconds(70));
   // After a reboot the elapsed clock restarted: no floor applies.
   FakeClock rebooted(absl::FromUnixSeconds(3));
-  EXPECT_EQ(ApplyTimeFloor(state, t0, rebooted, "boot-b"), t0);
+  EXPECT_EQ(ApplyTimeFloor(state, t0, rebooted.Now(), "boot-b"), t0);
   // Without a state file nothing is kept.
-  EXPECT_EQ(ApplyTimeFloor("", t0, elapsed, "boot-a"), t0);
+  EXPECT_EQ(ApplyTimeFloor("", t0, elapsed.Now(), "boot-a"), t0);
   RemoveTree(dir);
 }
 
