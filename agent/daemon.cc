@@ -239,9 +239,14 @@ absl::Time ApplyTimeFloor(const std::string& state_path, absl::Time t,
           absl::FromUnixMillis(j["authenticated_unix_ms"].get<int64_t>()) +
           (now_elapsed - absl::FromUnixMillis(j["elapsed_ms"].get<int64_t>()));
       if (t < floor) {
-        LogWarning(
-            "authenticated time is earlier than the last one plus "
-            "the elapsed time; keeping the later");
+        // Within a round trip or so this is just the estimates' error
+        // (+/- RTT/2, millisecond server time); beyond, worth a warning.
+        if (floor - t > absl::Seconds(1)) {
+          LogWarning(
+              "authenticated time is %s earlier than the last one plus the "
+              "elapsed time; keeping the later",
+              absl::FormatDuration(floor - t));
+        }
         t = floor;
       }
     }
