@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "agent/credential_dir.h"
 #include "common/aka.h"
 #include "common/atomic_file.h"
 #include "common/clock.h"
@@ -32,9 +33,6 @@ using ::simprov::testing::RunProcess;
 using ::simprov::testing::TestSim;
 using ::simprov::testing::VirtualUsim;
 using ::testing::HasSubstr;
-
-const char* const kFiles[] = {"device.key", "device.crt", "chain.pem", "ca.pem",
-                              "bootstrap.json"};
 
 AuthVector Vector(const TestSim& sim, uint64_t sqn) {
   auto m = Milenage::Create(*HexDecode(sim.k), *HexDecode(sim.opc));
@@ -285,7 +283,8 @@ class AtSimEndToEndTest : public ::testing::Test {
   }
 
   void ExpectNothingWritten(const std::string& out) {
-    for (const char* f : kFiles) EXPECT_FALSE(PathExists(out + "/" + f)) << f;
+    for (const char* f : kCredentialFiles)
+      EXPECT_FALSE(PathExists(out + "/" + f)) << f;
   }
 
   std::string dir_;
@@ -300,7 +299,8 @@ TEST_F(AtSimEndToEndTest, FirstBootThroughAModem) {
   ProcessResult r = Bootstrap(modem, out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("provisioned device 001010000000211"));
-  for (const char* f : kFiles) EXPECT_TRUE(PathExists(out + "/" + f)) << f;
+  for (const char* f : kCredentialFiles)
+    EXPECT_TRUE(PathExists(out + "/" + f)) << f;
   auto j = nlohmann::json::parse(ReadFileOrEmpty(out + "/bootstrap.json"),
                                  nullptr, false);
   ASSERT_TRUE(j.is_object());
@@ -321,7 +321,8 @@ TEST_F(AtSimEndToEndTest, ResynchronisesWhenTheUsimIsFarAhead) {
   const std::string out = dir_ + "/device";
   ProcessResult r = Bootstrap(modem, out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const char* f : kFiles) EXPECT_TRUE(PathExists(out + "/" + f)) << f;
+  for (const char* f : kCredentialFiles)
+    EXPECT_TRUE(PathExists(out + "/" + f)) << f;
   EXPECT_EQ(usim.sync_failure_count(), 1);
   EXPECT_EQ(usim.success_count(), 1);
   uint64_t highest = 0;

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/bootstrap_client.h"
+#include "agent/credential_dir.h"
 #include "agent/daemon.h"
 #include "common/atomic_file.h"
 #include "common/duration.h"
@@ -34,9 +35,6 @@ using ::simprov::testing::TestSim;
 using ::simprov::testing::WriteFileOrDie;
 using ::simprov::testing::WriteSoftSim;
 
-const char* const kFiles[] = {"device.key", "device.crt", "chain.pem", "ca.pem",
-                              "bootstrap.json"};
-
 class IntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override { dir_ = MakeTempDir(); }
@@ -51,7 +49,7 @@ class IntegrationTest : public ::testing::Test {
 
   // Nothing at all was written into `out`.
   void ExpectNothingWritten(const std::string& out) {
-    for (const char* f : kFiles) {
+    for (const char* f : kCredentialFiles) {
       EXPECT_FALSE(PathExists(out + "/" + f)) << f;
     }
   }

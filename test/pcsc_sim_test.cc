@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "agent/credential_dir.h"
 #include "common/aka.h"
 #include "common/atomic_file.h"
 #include "common/clock.h"
@@ -35,9 +36,6 @@ using ::simprov::testing::TestSim;
 using ::simprov::testing::VirtualUsim;
 using ::simprov::testing::VpcdCard;
 using ::testing::HasSubstr;
-
-const char* const kFiles[] = {"device.key", "device.crt", "chain.pem", "ca.pem",
-                              "bootstrap.json"};
 
 AuthVector Vector(const TestSim& sim, uint64_t sqn) {
   auto m = Milenage::Create(*HexDecode(sim.k), *HexDecode(sim.opc));
@@ -90,7 +88,8 @@ class PcscSimTest : public ::testing::Test {
   }
 
   void ExpectNothingWritten(const std::string& out) {
-    for (const char* f : kFiles) EXPECT_FALSE(PathExists(out + "/" + f)) << f;
+    for (const char* f : kCredentialFiles)
+      EXPECT_FALSE(PathExists(out + "/" + f)) << f;
   }
 
   static PcscDaemon* daemon_;
@@ -112,7 +111,8 @@ TEST_F(PcscSimTest, FirstBoot) {
   ProcessResult r = Bootstrap("pcsc", out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("provisioned device 001010000000301"));
-  for (const char* f : kFiles) EXPECT_TRUE(PathExists(out + "/" + f)) << f;
+  for (const char* f : kCredentialFiles)
+    EXPECT_TRUE(PathExists(out + "/" + f)) << f;
   auto j = nlohmann::json::parse(ReadFileOrEmpty(out + "/bootstrap.json"),
                                  nullptr, false);
   ASSERT_TRUE(j.is_object());
@@ -129,7 +129,8 @@ TEST_F(PcscSimTest, Resynchronisation) {
   const std::string out = dir_ + "/device";
   ProcessResult r = Bootstrap(absl::StrCat("pcsc:", daemon_->reader()), out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const char* f : kFiles) EXPECT_TRUE(PathExists(out + "/" + f)) << f;
+  for (const char* f : kCredentialFiles)
+    EXPECT_TRUE(PathExists(out + "/" + f)) << f;
   EXPECT_EQ(usim.sync_failure_count(), 1);
   EXPECT_EQ(usim.success_count(), 1);
   uint64_t highest = 0;
