@@ -67,6 +67,12 @@ bool SleepOrStop(absl::Duration d, const sigset_t& stop) {
   return false;
 }
 
+// The clock that measures elapsed time: CLOCK_BOOTTIME unless injected.
+Clock& ElapsedClock(const AgentConfig& config) {
+  return config.options.elapsed_clock ? *config.options.elapsed_clock
+                                      : Clock::Boottime();
+}
+
 void RunHook(const std::string& command) {
   if (command.empty()) return;
   pid_t pid = fork();
@@ -164,8 +170,7 @@ absl::StatusOr<Credentials> BootstrapAndWrite(const AgentConfig& config,
   }
   if (!creds.ok()) return creds.status();
   // The estimate below is for this moment: the answer just arrived.
-  Clock& elapsed = config.options.elapsed_clock ? *config.options.elapsed_clock
-                                                : Clock::Boottime();
+  Clock& elapsed = ElapsedClock(config);
   const absl::Time arrived = elapsed.Now();
   if (absl::Status s =
           WriteCredentialSet(config.out, *creds, config.broker.target, random);
@@ -273,8 +278,7 @@ absl::StatusOr<ClockCheck> CheckClock(const AgentConfig& config, Clock& local,
   BootstrapClient client(MakeBrokerChannel(config.broker, config.pinned_ca_pem),
                          config.broker, local, random, config.options);
   auto t = client.Time(**sim);
-  Clock& elapsed = config.options.elapsed_clock ? *config.options.elapsed_clock
-                                                : Clock::Boottime();
+  Clock& elapsed = ElapsedClock(config);
   const absl::Time arrived = elapsed.Now();  // the moment t describes
   if (!t.ok()) return t.status();
   if (!config.out.empty()) {
