@@ -1,0 +1,46 @@
+#include "broker/cli_common.h"
+
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/exit_codes.h"
+#include "common/grpc_status.h"
+
+namespace simprov {
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> CliContext::Channel(
+    std::string* where) const {
+  std::string path = admin_socket;
+  if (path.empty() && !data_dir.empty()) path = data_dir + "/admin.sock";
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        "say where the broker is: --data-dir DIR or --admin-socket PATH");
+  }
+  *where = path;
+  return grpc::CreateChannel("unix:" + path,
+                             grpc::InsecureChannelCredentials());
+}
+
+int Fail(const absl::Status& s) {
+  std::cerr << "simprov: " << s.message() << "\n";
+  int rc = ExitCodeFor(s);
+  return rc == kExitOk ? kExitError : rc;
+}
+
+absl::Status Explain(const grpc::Status& s, const std::string& where) {
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot reach the broker's admin API at ", where,
+                     " (is simprov-broker running with this --data-dir?)"));
+  }
+  return FromGrpcStatus(s);
+}
+
+std::string FormatTime(int64_t unix_seconds) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                          absl::FromUnixSeconds(unix_seconds),
+                          absl::UTCTimeZone());
+}
+
+}  // namespace simprov
