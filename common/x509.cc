@@ -181,6 +181,173 @@ absl::Status CheckCsrSignatureAlgorithm(const X509_REQ* req) {
   }
 }
 
+// ---- P-256 CSR fast path --------------------------------------------------
+//
+// OpenSSL 3.0 decodes every public key it meets in DER through its provider
+// decoder machinery, which costs several times an ECDSA verification. The
+// CSRs devices send are nearly always the same shape: P-256 key, no
+// attributes, ecdsa-with-SHA256. For exactly that shape we walk the DER
+// ourselves, build the key from its point (checked to be on the curve) and
+// verify the signature; anything else, however slightly different, goes
+// down the general OpenSSL path. The fast path never accepts what the
+// general path refuses (test/x509_test.cc compares them on mutated input).
+
+// A strict DER reader over [p, end): definite, minimal lengths only.
+class DerReader {
+ public:
+  DerReader(const uint8_t* p, const uint8_t* end) : p_(p), end_(end) {}
+
+  // Reads one element with `tag`; `whole` spans tag..end of contents.
+  bool Next(uint8_t tag, const uint8_t** contents, size_t* len,
+            const uint8_t** whole = nullptr, size_t* whole_len = nullptr) {
+    const uint8_t* start = p_;
+    if (end_ - p_ < 2 || *p_ != tag) return false;
+    ++p_;
+    size_t n = *p_++;
+    if (n & 0x80) {
+      size_t bytes = n & 0x7f;
+      if (bytes == 0 || bytes > 2 || static_cast<size_t>(end_ - p_) < bytes) {
+        return false;
+      }
+      n = 0;
+      for (size_t i = 0; i < bytes; ++i) n = (n << 8) | *p_++;
+      // Minimal encoding: long form only from 128, no leading zero byte.
+      if (n < 0x80 || (bytes == 2 && n < 0x100)) return false;
+    }
+    if (static_cast<size_t>(end_ - p_) < n) return false;
+    *contents = p_;
+    *len = n;
+    p_ += n;
+    if (whole != nullptr) {
+      *whole = start;
+      *whole_len = static_cast<size_t>(p_ - start);
+    }
+    return true;
+  }
+  bool AtEnd() const { return p_ == end_; }
+
+ private:
+  const uint8_t* p_;
+  const uint8_t* end_;
+};
+
+// SubjectPublicKeyInfo of an uncompressed P-256 point, up to the point.
+constexpr uint8_t kP256SpkiPrefix[] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a,
+                                       0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+                                       0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03,
+                                       0x01, 0x07, 0x03, 0x42, 0x00, 0x04};
+constexpr size_t kP256PointSize = 65;
+// AlgorithmIdentifier ecdsa-with-SHA256, no parameters (RFC 5758).
+constexpr uint8_t kEcdsaWithSha256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+                                        0xce, 0x3d, 0x04, 0x03, 0x02};
+
+// The parts of a fast-path CSR. Pointers into the caller's buffer.
+struct P256CsrParts {
+  const uint8_t* info = nullptr;  // CertificationRequestInfo, whole DER
+  size_t info_len = 0;
+  const uint8_t* point = nullptr;  // 04 || X || Y
+  const uint8_t* sig = nullptr;    // ECDSA-Sig-Value DER
+  size_t sig_len = 0;
+};
+
+// True when `der` has exactly the fast path's shape.
+bool MatchP256Csr(const Bytes& der, P256CsrParts* out) {
+  DerReader top(der.data(), der.data() + der.size());
+  const uint8_t* c;
+  size_t n;
+  if (!top.Next(0x30, &c, &n) || !top.AtEnd()) return false;
+  DerReader req(c, c + n);
+  const uint8_t* info;
+  size_t info_len;
+  if (!req.Next(0x30, &c, &n, &out->info, &out->info_len)) return false;
+  info = c;
+  info_len = n;
+  // signatureAlgorithm, then signature BIT STRING with 0 unused bits.
+  if (!req.Next(0x30, &c, &n) || n != sizeof kEcdsaWithSha256 ||
+      std::memcmp(c, kEcdsaWithSha256, n) != 0) {
+    return false;
+  }
+  if (!req.Next(0x03, &c, &n) || n < 2 || c[0] != 0 || !req.AtEnd()) {
+    return false;
+  }
+  out->sig = c + 1;
+  out->sig_len = n - 1;
+
+  DerReader fields(info, info + info_len);
+  // version INTEGER 0
+  if (!fields.Next(0x02, &c, &n) || n != 1 || c[0] != 0) return false;
+  // subject Name: must be a well-formed Name (we do not use it).
+  const uint8_t* name;
+  size_t name_len;
+  if (!fields.Next(0x30, &c, &n, &name, &name_len)) return false;
+  const unsigned char* np = name;
+  X509_NAME* parsed = d2i_X509_NAME(nullptr, &np, static_cast<long>(name_len));
+  if (parsed == nullptr) {
+    ERR_clear_error();
+    return false;
+  }
+  X509_NAME_free(parsed);
+  if (np != name + name_len) return false;
+  // subjectPKInfo: exactly an uncompressed P-256 point.
+  const uint8_t* spki;
+  size_t spki_len;
+  if (!fields.Next(0x30, &c, &n, &spki, &spki_len) ||
+      spki_len != sizeof kP256SpkiPrefix + kP256PointSize - 1 ||
+      std::memcmp(spki, kP256SpkiPrefix, sizeof kP256SpkiPrefix) != 0) {
+    return false;
+  }
+  out->point = spki + sizeof kP256SpkiPrefix - 1;
+  // attributes [0]: empty.
+  if (!fields.Next(0xa0, &c, &n) || n != 0 || !fields.AtEnd()) return false;
+  return true;
+}
+
+// Builds a P-256 public key from its uncompressed point; null when the
+// point is not on the curve.
+EvpPkeyPtr P256KeyFromPoint(const uint8_t* point) {
+  // One context per thread: fetching the key manager costs a lock each time,
+  // and contexts are not documented as safe to share between threads.
+  thread_local const EvpPkeyCtxPtr ctx(
+      EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+  if (ctx == nullptr || EVP_PKEY_fromdata_init(ctx.get()) != 1) {
+    ERR_clear_error();
+    return nullptr;
+  }
+  char group[] = "prime256v1";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
+      OSSL_PARAM_construct_octet_string(
+          OSSL_PKEY_PARAM_PUB_KEY, const_cast<uint8_t*>(point), kP256PointSize),
+      OSSL_PARAM_construct_end()};
+  EVP_PKEY* key = nullptr;
+  if (EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+    ERR_clear_error();
+    return nullptr;
+  }
+  return EvpPkeyPtr(key);
+}
+
+absl::StatusOr<CsrInfo> VerifyP256Csr(const P256CsrParts& parts) {
+  EvpPkeyPtr key = P256KeyFromPoint(parts.point);
+  if (key == nullptr) {
+    return absl::InvalidArgumentError("CSR public key cannot be decoded");
+  }
+  EvpMdCtxPtr md(EVP_MD_CTX_new());
+  if (md == nullptr ||
+      EVP_DigestVerifyInit(md.get(), nullptr, EVP_sha256(), nullptr,
+                           key.get()) != 1 ||
+      EVP_DigestVerify(md.get(), parts.sig, parts.sig_len, parts.info,
+                       parts.info_len) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        "CSR self-signature does not verify (no proof of possession)");
+  }
+  CsrInfo info;
+  info.public_key = std::move(key);
+  info.key_type = "P-256";
+  return info;
+}
+
 }  // namespace
 
 bool SetEcPublicKeyDirect(X509_PUBKEY* dst, EVP_PKEY* key) {
@@ -319,6 +486,20 @@ absl::StatusOr<CsrInfo> ParseAndVerifyCsr(const Bytes& der) {
                                                    der.size(), " bytes; limit ",
                                                    kMaxCsrDerSize, ")"));
   }
+  P256CsrParts parts;
+  if (MatchP256Csr(der, &parts)) return VerifyP256Csr(parts);
+  return internal::ParseAndVerifyCsrGeneral(der);
+}
+
+namespace internal {
+
+absl::StatusOr<CsrInfo> ParseAndVerifyCsrGeneral(const Bytes& der) {
+  if (der.empty()) return absl::InvalidArgumentError("CSR is empty");
+  if (der.size() > kMaxCsrDerSize) {
+    return absl::InvalidArgumentError(absl::StrCat("CSR is too large (",
+                                                   der.size(), " bytes; limit ",
+                                                   kMaxCsrDerSize, ")"));
+  }
   const unsigned char* p = der.data();
   X509ReqPtr req(d2i_X509_REQ(nullptr, &p, static_cast<long>(der.size())));
   if (req == nullptr) {
@@ -356,6 +537,8 @@ absl::StatusOr<CsrInfo> ParseAndVerifyCsr(const Bytes& der) {
   info.key_type = *std::move(key_type);
   return info;
 }
+
+}  // namespace internal
 
 // ---- Certificates --------------------------------------------------------
 

@@ -77,6 +77,12 @@ struct CsrInfo {
 // the broker decides the subject, not the device.
 absl::StatusOr<CsrInfo> ParseAndVerifyCsr(const Bytes& der);
 
+namespace internal {
+// The general path of ParseAndVerifyCsr, without the P-256 fast path; for
+// tests that check the two agree.
+absl::StatusOr<CsrInfo> ParseAndVerifyCsrGeneral(const Bytes& der);
+}  // namespace internal
+
 // ---- Certificates --------------------------------------------------------
 
 // The first certificate in `pem`; NotFound if there is none.

@@ -6,6 +6,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -262,6 +264,80 @@ TEST(CsrTest, RejectsMalformedInput) {
   EXPECT_NE(info.status().message().find("trailing"), std::string::npos);
   Bytes truncated(csr->begin(), csr->end() - 1);
   EXPECT_FALSE(ParseAndVerifyCsr(truncated).ok());
+}
+
+// ParseAndVerifyCsr walks the common P-256 shape itself; the general
+// OpenSSL path must agree with it on every input: the same verdict and, when
+// accepted, the same key.
+TEST(CsrTest, FastPathAgreesWithGeneralPathOnMutatedInput) {
+  EvpPkeyPtr key = GenerateP256Key();
+  absl::StatusOr<Bytes> csr = CreateCsr(key.get(), "001010123456789");
+  ASSERT_TRUE(csr.ok());
+  ASSERT_TRUE(ParseAndVerifyCsr(*csr).ok());
+  ASSERT_TRUE(internal::ParseAndVerifyCsrGeneral(*csr).ok());
+
+  std::mt19937 rng(20261128);
+  int accepted = 0;
+  for (int i = 0; i < 4000; ++i) {
+    Bytes m = *csr;
+    switch (i % 4) {
+      case 0:  // flip one bit
+        m[rng() % m.size()] ^= static_cast<uint8_t>(1u << (rng() % 8));
+        break;
+      case 1:  // replace one byte
+        m[rng() % m.size()] = static_cast<uint8_t>(rng());
+        break;
+      case 2:  // truncate
+        m.resize(rng() % m.size());
+        break;
+      case 3:  // insert one byte
+        m.insert(m.begin() + static_cast<long>(rng() % (m.size() + 1)),
+                 static_cast<uint8_t>(rng()));
+        break;
+    }
+    if (m == *csr) continue;  // a byte replaced by itself
+    absl::StatusOr<CsrInfo> fast = ParseAndVerifyCsr(m);
+    absl::StatusOr<CsrInfo> general = internal::ParseAndVerifyCsrGeneral(m);
+    ASSERT_EQ(fast.ok(), general.ok())
+        << "mutation " << i << ": fast=" << fast.status()
+        << " general=" << general.status() << " csr=" << HexEncode(m);
+    if (fast.ok()) {
+      ++accepted;
+      EXPECT_TRUE(
+          SamePublicKey(fast->public_key.get(), general->public_key.get()));
+      EXPECT_EQ(fast->key_type, general->key_type);
+    }
+  }
+  // Mutations inside the subject can keep the signature valid only if they
+  // do not change the signed bytes, i.e. never: nothing mutated verifies.
+  EXPECT_EQ(accepted, 0);
+}
+
+TEST(CsrTest, FastPathRejectsWrongSignatureAndOffCurvePoint) {
+  EvpPkeyPtr key = GenerateP256Key();
+  EvpPkeyPtr other = GenerateP256Key();
+  absl::StatusOr<Bytes> csr = CreateCsr(key.get(), "device");
+  ASSERT_TRUE(csr.ok());
+  // Swap in another key's point: well-formed, but the signature is not its.
+  absl::StatusOr<Bytes> other_spki = PublicKeyToDer(other.get());
+  absl::StatusOr<Bytes> spki = PublicKeyToDer(key.get());
+  ASSERT_TRUE(other_spki.ok() && spki.ok());
+  Bytes swapped = *csr;
+  auto at =
+      std::search(swapped.begin(), swapped.end(), spki->begin(), spki->end());
+  ASSERT_NE(at, swapped.end());
+  std::copy(other_spki->begin(), other_spki->end(), at);
+  absl::StatusOr<CsrInfo> info = ParseAndVerifyCsr(swapped);
+  EXPECT_EQ(info.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(info.status().message().find("does not verify"), std::string::npos);
+  // A point off the curve (Y + 1).
+  Bytes off = *csr;
+  at = std::search(off.begin(), off.end(), spki->begin(), spki->end());
+  off[static_cast<size_t>(at - off.begin()) + spki->size() - 1] ^= 1;
+  info = ParseAndVerifyCsr(off);
+  EXPECT_EQ(info.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(info.status().message().find("cannot be decoded"),
+            std::string::npos);
 }
 
 TEST(CsrTest, CreateCsrValidatesInput) {
