@@ -330,6 +330,29 @@ void BM_VerifyChain(benchmark::State& state) {
 }
 BENCHMARK(BM_VerifyChain);
 
+// The agent's side of an answer: parse the leaf and encode the new key.
+void BM_AgentLeafFromDer(benchmark::State& state) {
+  CertificateAuthority& ca = *Ca().ca;
+  EvpPkeyPtr key = GenerateP256Key();
+  X509Ptr leaf =
+      Must(ca.IssueDeviceCertificate(DeviceRequest(key.get())), "issue");
+  const Bytes der = CertToDer(leaf.get());
+  for (auto _ : state) {
+    auto parsed = CertFromDer(der);
+    benchmark::DoNotOptimize(parsed);
+  }
+}
+BENCHMARK(BM_AgentLeafFromDer);
+
+void BM_PrivateKeyToPkcs8Pem(benchmark::State& state) {
+  EvpPkeyPtr key = GenerateP256Key();
+  for (auto _ : state) {
+    auto pem = PrivateKeyToPkcs8Pem(key.get());
+    benchmark::DoNotOptimize(pem);
+  }
+}
+BENCHMARK(BM_PrivateKeyToPkcs8Pem);
+
 // Reference points: one raw ECDSA P-256 sign and verify over a SHA-256
 // digest through EVP (what `openssl speed ecdsap256` measures, plus EVP).
 void BM_EcdsaP256SignRaw(benchmark::State& state) {
