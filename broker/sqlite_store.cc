@@ -567,6 +567,8 @@ absl::Status SqliteStore::AppendAudit(const AuditEvent& event) {
 }
 
 absl::Status SqliteStore::FlushAudit() {
+  // One flush at a time, so batches reach the table in queue order.
+  std::lock_guard<std::mutex> flushing(audit_flush_mu_);
   std::vector<AuditEvent> batch;
   {
     std::lock_guard<std::mutex> lock(audit_mu_);

@@ -124,6 +124,7 @@ class SqliteStore : public Store {
   bool stopping_ = false;            // guarded by queue_mu_
   std::thread writer_thread_;
 
+  std::mutex audit_flush_mu_;  // held across a batch's swap and write
   std::mutex audit_mu_;
   std::condition_variable audit_cv_;
   std::vector<AuditEvent> audit_queue_;  // guarded by audit_mu_

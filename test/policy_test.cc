@@ -368,3 +368,72 @@ TEST_F(CrlTest, AuditIsAppendOnlyAndBatchedEventsAreReadable) {
 
 }  // namespace
 }  // namespace simprov
+
+namespace simprov {
+namespace {
+
+// A store written by schema version 1 (the core's audit table) opens with
+// its audit rows migrated into the new shape.
+TEST(FleetMigrationTest, VersionOneAuditRowsAreMigrated) {
+  const std::string dir = testing::MakeTempDir();
+  const std::string path = dir + "/store.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  // Schema step 1 as released (broker/sqlite_store.cc), with two rows.
+  const char* v1 = R"sql(
+CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,
+  applied_at INTEGER NOT NULL);
+INSERT INTO schema_migrations VALUES (1, 1700000000);
+CREATE TABLE subscribers (
+  imsi TEXT PRIMARY KEY, sealed_keys BLOB NOT NULL, amf BLOB NOT NULL,
+  sqn_seq INTEGER NOT NULL, sqn_ind INTEGER NOT NULL,
+  last_sqn INTEGER NOT NULL DEFAULT 0, group_name TEXT NOT NULL,
+  iccid TEXT NOT NULL DEFAULT '', msisdn TEXT NOT NULL DEFAULT '',
+  status TEXT NOT NULL DEFAULT 'active', device_id TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE INDEX subscribers_group ON subscribers (group_name, imsi);
+CREATE TABLE certificates (
+  serial TEXT PRIMARY KEY, imsi TEXT NOT NULL REFERENCES subscribers (imsi),
+  device_id TEXT NOT NULL, not_before INTEGER NOT NULL,
+  not_after INTEGER NOT NULL, der BLOB NOT NULL,
+  status TEXT NOT NULL DEFAULT 'valid', issued_at INTEGER NOT NULL);
+CREATE INDEX certificates_imsi ON certificates (imsi, issued_at);
+CREATE TABLE audit (id INTEGER PRIMARY KEY, at INTEGER NOT NULL,
+  event TEXT NOT NULL, imsi TEXT NOT NULL DEFAULT '',
+  detail TEXT NOT NULL DEFAULT '');
+CREATE INDEX audit_imsi ON audit (imsi, id);
+INSERT INTO audit (at, event, imsi, detail) VALUES
+  (1700000001, 'bootstrap.issued', '001010000000001', 'serial=0a'),
+  (1700000002, 'bootstrap.refused', '001010000000001', 'RES does not match'),
+  (1700000003, 'subscribers.imported', '', '5 subscribers');
+)sql";
+  ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+
+  auto store = SqliteStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ(*(*store)->SchemaVersion(), SqliteStore::LatestSchemaVersion());
+  std::vector<AuditEvent> all;
+  ASSERT_TRUE((*store)
+                  ->QueryAudit({},
+                               [&](const AuditEvent& e) {
+                                 all.push_back(e);
+                                 return true;
+                               })
+                  .ok());
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].actor, "001010000000001");
+  EXPECT_EQ(all[0].action, "bootstrap");
+  EXPECT_EQ(all[0].target, "001010000000001");
+  EXPECT_EQ(all[0].result, "ok");
+  EXPECT_EQ(all[0].reason, "serial=0a");
+  EXPECT_EQ(all[0].at, absl::FromUnixSeconds(1700000001));
+  EXPECT_EQ(all[1].result, "refused");
+  EXPECT_EQ(all[1].reason, "RES does not match");
+  EXPECT_EQ(all[2].actor, "local");
+  EXPECT_EQ(all[2].action, "import");
+  testing::RemoveTree(dir);
+}
+
+}  // namespace
+}  // namespace simprov
