@@ -356,17 +356,9 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
 
   auto sub = store_.GetSubscriber(imsi);
   if (!sub.ok()) return absl::UnavailableError(sub.status().message());
-  std::string new_device_id = s->device_id;
-  if (new_device_id.empty()) {
-    // A fresh device is named after its IMSI, unless that id already
-    // belongs to another SIM's device (a replaced SIM that was reactivated
-    // after its device id moved to the new SIM).
-    new_device_id = imsi;
-    auto holder = store_.GetSubscriberByDeviceId(imsi);
-    if (holder.ok() && holder->imsi != imsi) {
-      new_device_id = absl::StrCat(imsi, "-", HexEncode(random_.Generate(4)));
-    }
-  }
+  // A fresh device is named after its IMSI. (A replaced SIM that is
+  // reactivated got a device id of its own at `subscribers resume`.)
+  const std::string new_device_id = s->device_id.empty() ? imsi : s->device_id;
   auto issued = Issue(*sub, new_device_id, t.imei, t.csr_der, "bootstrap",
                       t.imei.empty() ? "" : absl::StrCat(" imei=", t.imei));
   if (!issued.ok()) return issued.status();

@@ -124,7 +124,7 @@ int Run(const Flags& f) {
   options.policies = &policies;
   options.crl = &crl;
   Bootstrapper bootstrapper(options, **store, **ca, *kek, clock, random);
-  FleetGrpcService fleet_service(**store, policies, crl, clock);
+  FleetGrpcService fleet_service(**store, policies, crl, clock, random);
   BootstrapGrpcService bootstrap_service(bootstrapper);
   AdminGrpcService admin_service(**store, *kek, clock, random);
 

@@ -7,6 +7,7 @@
 #include "broker/bootstrap_service.h"
 #include "broker/fleet_hooks.h"
 #include "broker/policy.h"
+#include "common/bytes.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
 
@@ -167,8 +168,12 @@ grpc::Status FleetGrpcService::SetSubscriberStatus(
     return ToGrpcStatus(absl::InvalidArgumentError(
         "action must be suspend, resume or terminate"));
   }
+  // Used only when a replaced SIM is reactivated: its old device id now
+  // belongs to the SIM that replaced it, so it becomes a device of its own.
+  const std::string reactivated_device_id =
+      absl::StrCat(req->imsi(), "-", HexEncode(random_.Generate(4)));
   absl::Status s = store_.SetSubscriberStatus(
-      req->imsi(), from, to,
+      req->imsi(), from, to, reactivated_device_id,
       AdminEvent(ctx, clock_.Now(), req->action(), req->imsi()));
   if (!s.ok()) {
     if (s.code() == absl::StatusCode::kFailedPrecondition) {

@@ -16,8 +16,12 @@ namespace simprov {
 class FleetGrpcService final : public v1::Fleet::Service {
  public:
   FleetGrpcService(Store& store, GroupPolicies& policies, CrlPublisher& crl,
-                   Clock& clock)
-      : store_(store), policies_(policies), crl_(crl), clock_(clock) {}
+                   Clock& clock, Random& random)
+      : store_(store),
+        policies_(policies),
+        crl_(crl),
+        clock_(clock),
+        random_(random) {}
 
   grpc::Status ApplyGroups(grpc::ServerContext* ctx,
                            const v1::ApplyGroupsRequest* req,
@@ -63,6 +67,7 @@ class FleetGrpcService final : public v1::Fleet::Service {
   GroupPolicies& policies_;
   CrlPublisher& crl_;
   Clock& clock_;
+  Random& random_;
 };
 
 }  // namespace simprov

@@ -76,6 +76,7 @@ class SqliteStore : public Store {
   absl::Status SetSubscriberStatus(const std::string& imsi,
                                    const std::vector<std::string>& from,
                                    const std::string& to,
+                                   const std::string& reactivated_device_id,
                                    const AuditEvent& event) override;
   absl::StatusOr<std::vector<CertificateRecord>> RevokeCertificates(
       const RevocationRequest& request, const AuditEvent& event) override;

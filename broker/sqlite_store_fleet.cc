@@ -248,7 +248,8 @@ absl::Status SqliteStore::SetSubscriberGroup(const std::string& imsi,
 
 absl::Status SqliteStore::SetSubscriberStatus(
     const std::string& imsi, const std::vector<std::string>& from,
-    const std::string& to, const AuditEvent& event) {
+    const std::string& to, const std::string& reactivated_device_id,
+    const AuditEvent& event) {
   (void)FlushAudit();  // device events queued earlier come first
   return Write([&](SqliteConnection& db) -> absl::Status {
     auto status = StatusOf(db, imsi);
@@ -259,14 +260,23 @@ absl::Status SqliteStore::SetSubscriberStatus(
       return absl::FailedPreconditionError(
           absl::StrCat("subscriber ", imsi, " is ", *status));
     }
+    const bool reactivate = *status == kStatusReplaced && to == kStatusActive;
     if (absl::Status s = ExecBound(
             db,
-            "UPDATE subscribers SET status = ?, updated_at = ?, "
-            "replaced_by = CASE WHEN ? = 'active' THEN '' ELSE replaced_by "
-            "END WHERE imsi = ?",
-            "set status", to, Unix(event.at), to, imsi);
+            "UPDATE subscribers SET status = ?, updated_at = ? WHERE imsi = ?",
+            "set status", to, Unix(event.at), imsi);
         !s.ok()) {
       return s;
+    }
+    if (reactivate) {
+      if (absl::Status s = ExecBound(
+              db,
+              "UPDATE subscribers SET replaced_by = '', device_id = ? "
+              "WHERE imsi = ?",
+              "reactivate", reactivated_device_id, imsi);
+          !s.ok()) {
+        return s;
+      }
     }
     return InsertAudit(db, event);
   });

@@ -178,12 +178,13 @@ class Store {
                                           const std::string& group,
                                           const AuditEvent& event) = 0;
   // Moves the subscriber to `to` if its status is one of `from`;
-  // FailedPrecondition naming the current status otherwise. Resuming a
-  // replaced SIM clears replaced_by.
-  virtual absl::Status SetSubscriberStatus(const std::string& imsi,
-                                           const std::vector<std::string>& from,
-                                           const std::string& to,
-                                           const AuditEvent& event) = 0;
+  // FailedPrecondition naming the current status otherwise. Reactivating a
+  // replaced SIM (to "active") clears replaced_by and gives it the device id
+  // `reactivated_device_id` (its old one moved to the new SIM).
+  virtual absl::Status SetSubscriberStatus(
+      const std::string& imsi, const std::vector<std::string>& from,
+      const std::string& to, const std::string& reactivated_device_id,
+      const AuditEvent& event) = 0;
   // Marks the named certificates revoked (those of `imsi`, or the one
   // `serial`); returns the ones newly revoked (already revoked ones are
   // left as they are). NotFound for an unknown IMSI or serial.
