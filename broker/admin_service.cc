@@ -1,8 +1,11 @@
 #include "broker/admin_service.h"
 
+#include <set>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "broker/admin_actor.h"
 #include "broker/bootstrap_service.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
@@ -121,7 +124,7 @@ absl::StatusOr<NewSubscriber> ValidateImportRow(const v1::ImportRow& row,
 }
 
 grpc::Status AdminGrpcService::ImportSubscribers(
-    grpc::ServerContext*, grpc::ServerReader<v1::ImportBatch>* reader,
+    grpc::ServerContext* ctx, grpc::ServerReader<v1::ImportBatch>* reader,
     v1::ImportResult* result) {
   auto import = store_.BeginImport();
   if (!import.ok()) return ToGrpcStatus(import.status());
@@ -129,6 +132,7 @@ grpc::Status AdminGrpcService::ImportSubscribers(
   uint64_t rows = 0;
   bool ended = false;
   uint64_t announced = 0;
+  std::set<std::string> known_groups;
   while (reader->Read(&batch)) {
     if (ended) {
       return ToGrpcStatus(
@@ -139,6 +143,21 @@ grpc::Status AdminGrpcService::ImportSubscribers(
       if (!s.ok()) {
         LogWarning("import rejected: %s", s.status().message());
         return ToGrpcStatus(s.status());
+      }
+      if (s->group != kDefaultGroup && !known_groups.contains(s->group)) {
+        auto g = store_.GetGroup(s->group);
+        if (!g.ok()) {
+          absl::Status err =
+              g.status().code() == absl::StatusCode::kNotFound
+                  ? LineError(row.line(),
+                              absl::StrCat("group ", s->group,
+                                           " does not exist (create it with "
+                                           "simprov groups apply first)"))
+                  : g.status();
+          LogWarning("import rejected: %s", err.message());
+          return ToGrpcStatus(err);
+        }
+        known_groups.insert(s->group);
       }
       absl::Status added = (*import)->Add(*s);
       if (!added.ok()) {
@@ -164,7 +183,7 @@ grpc::Status AdminGrpcService::ImportSubscribers(
   }
   auto committed = (*import)->Commit();
   if (!committed.ok()) return ToGrpcStatus(committed.status());
-  (void)store_.AppendAudit({clock_.Now(), "subscribers.imported", "",
+  (void)store_.AppendAudit({clock_.Now(), AdminActor(ctx), "import", "", "ok",
                             absl::StrCat(*committed, " subscribers")});
   LogInfo("imported %d subscribers", *committed);
   result->set_imported(*committed);
@@ -174,8 +193,12 @@ grpc::Status AdminGrpcService::ImportSubscribers(
 grpc::Status AdminGrpcService::ListSubscribers(
     grpc::ServerContext* ctx, const v1::ListSubscribersRequest* req,
     grpc::ServerWriter<v1::Subscriber>* writer) {
+  SubscriberFilter filter;
+  filter.group = req->group();
+  filter.after = req->after();
+  filter.limit = req->limit();
   absl::Status s =
-      store_.ListSubscribers(req->group(), [&](const SubscriberRecord& r) {
+      store_.ListSubscribersPage(filter, [&](const SubscriberRecord& r) {
         v1::Subscriber out;
         FillSubscriber(r, &out);
         return !ctx->IsCancelled() && writer->Write(out);

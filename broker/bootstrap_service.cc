@@ -130,8 +130,8 @@ absl::Status Bootstrapper::Resynchronise(const std::string& imsi,
   auto sqn_ms = RecoverSqnMs(*m, rand, auts);
   if (!sqn_ms.ok()) {
     LogWarning("resync: IMSI %s: MAC-S does not verify", imsi);
-    (void)store_.AppendAudit(
-        {clock_.Now(), "resync.refused", imsi, "MAC-S does not verify"});
+    (void)store_.AppendAudit({clock_.Now(), imsi, "resync", imsi, "refused",
+                              "MAC-S does not verify"});
     return refused;
   }
   if (absl::Status st = store_.ResyncSqn(imsi, *sqn_ms); !st.ok()) {
@@ -163,6 +163,13 @@ absl::StatusOr<v1::ChallengeResponse> Bootstrapper::NewChallenge(
                       : "unknown IMSI";
     session.autn = random_.Generate(16);
     LogInfo("challenge: IMSI %s gets a decoy (%s)", imsi, session.decoy_reason);
+    // A known SIM that is not active: the audit says why. (Unknown IMSIs
+    // are only logged: anyone can send them.)
+    if (material.ok()) {
+      (void)store_.AppendAudit(
+          {clock_.Now(), imsi, "bootstrap", imsi, "refused",
+           absl::StrCat(session.decoy_reason, " (decoy challenge)")});
+    }
   } else {
     auto m = MilenageFor(kek_, imsi, material->sealed_keys);
     if (!m.ok()) {
@@ -187,12 +194,53 @@ absl::StatusOr<v1::ChallengeResponse> Bootstrapper::NewChallenge(
   return resp;
 }
 
-absl::Status Bootstrapper::Refuse(const std::string& imsi, absl::Status status,
+absl::Status Bootstrapper::Refuse(absl::string_view action,
+                                  const std::string& imsi, absl::Status status,
                                   absl::string_view reason) {
-  LogWarning("enrol: IMSI %s refused: %s", imsi, reason);
-  (void)store_.AppendAudit(
-      {clock_.Now(), "bootstrap.refused", imsi, std::string(reason)});
+  LogWarning("%s: IMSI %s refused: %s", action, imsi, reason);
+  (void)store_.AppendAudit({clock_.Now(), imsi, std::string(action), imsi,
+                            "refused", std::string(reason)});
   return status;
+}
+
+absl::Status Bootstrapper::CheckImei(const SubscriberRecord& sub,
+                                     const GroupPolicy& policy,
+                                     const std::string& imei) {
+  if (!policy.imei_lock) {
+    if (imei.empty() || imei == sub.imei) return absl::OkStatus();
+    // Remembered (for #{imei} at renewal and `devices show`), not bound.
+    if (absl::Status s = store_.SetImei(sub.imsi, imei, false); !s.ok()) {
+      return absl::UnavailableError("store unavailable; retry");
+    }
+    return absl::OkStatus();
+  }
+  const absl::Status locked = absl::PermissionDeniedError(
+      "refused by the IMEI lock of the subscriber's group: this SIM is bound "
+      "to another device (an operator can clear the lock)");
+  if (imei.empty()) {
+    return Refuse("bootstrap", sub.imsi,
+                  absl::PermissionDeniedError(
+                      "the subscriber's group has an IMEI lock and the "
+                      "device sent no IMEI"),
+                  "IMEI lock: no IMEI sent");
+  }
+  if (!sub.imei.empty() && sub.imei != imei) {
+    return Refuse(
+        "bootstrap", sub.imsi, locked,
+        absl::StrCat("IMEI lock: IMEI ", imei, " is not the bound ", sub.imei));
+  }
+  if (sub.imei.empty()) {
+    absl::Status s = store_.SetImei(sub.imsi, imei, /*only_if_unbound=*/true);
+    if (s.code() == absl::StatusCode::kFailedPrecondition) {
+      return Refuse(
+          "bootstrap", sub.imsi, locked,
+          absl::StrCat("IMEI lock: IMEI ", imei, " lost the race to bind"));
+    }
+    if (!s.ok()) return absl::UnavailableError("store unavailable; retry");
+    (void)store_.AppendAudit({clock_.Now(), sub.imsi, "imei-bind", sub.imsi,
+                              "ok", absl::StrCat("imei=", imei)});
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::EnrolResponse> Bootstrapper::Enrol(
@@ -241,27 +289,28 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
   }
 
   const std::string& imsi = req.imsi();
+  const char* const action = time_only ? "time" : "bootstrap";
   const absl::Status auth_failed =
       absl::UnauthenticatedError("authentication failed");
   // Uses the session up, whatever follows.
   std::optional<Session> s = sessions_.Take(ToBytes(req.session_id()));
   if (!s) {
-    return Refuse(imsi,
+    return Refuse(action, imsi,
                   absl::UnauthenticatedError("unknown or already used session"),
                   "unknown or already used session");
   }
   if (s->imsi != imsi) {
-    return Refuse(imsi, auth_failed, "session belongs to another IMSI");
+    return Refuse(action, imsi, auth_failed, "session belongs to another IMSI");
   }
   const absl::Time now = clock_.Now();
   if (now - s->created > options_.session_ttl) {
-    return Refuse(imsi, absl::UnauthenticatedError("session expired"),
+    return Refuse(action, imsi, absl::UnauthenticatedError("session expired"),
                   "session expired");
   }
-  if (s->decoy) return Refuse(imsi, auth_failed, s->decoy_reason);
+  if (s->decoy) return Refuse(action, imsi, auth_failed, s->decoy_reason);
   if (!options_.names.contains(req.broker_identity())) {
     return Refuse(
-        imsi,
+        action, imsi,
         absl::InvalidArgumentError(absl::StrCat(
             "broker identity '", req.broker_identity(),
             "' is not a name of this broker (use its listen host or a "
@@ -271,7 +320,7 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
   // Both comparisons are constant-time; the lengths are not secret.
   const Bytes res = ToBytes(req.res());
   if (!ConstantTimeEqual(res, s->xres)) {
-    return Refuse(imsi, auth_failed, "RES does not match");
+    return Refuse(action, imsi, auth_failed, "RES does not match");
   }
   SessionKeys keys =
       DeriveSessionKeys(s->ck, s->ik, s->rand, imsi, req.broker_identity());
@@ -290,7 +339,7 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
   const Bytes encoded =
       EncodeTranscript(t, time_only ? kTimeLabel : kEnrolLabel);
   if (!ConstantTimeEqual(TranscriptMac(keys, encoded), ToBytes(req.mac()))) {
-    return Refuse(imsi, auth_failed, "request MAC does not verify");
+    return Refuse(action, imsi, auth_failed, "request MAC does not verify");
   }
   if (time_only) {
     v1::Answer answer;
@@ -305,8 +354,12 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
     return resp;
   }
 
-  auto issued = Issue(imsi, s->device_id.empty() ? imsi : s->device_id,
-                      t.csr_der, "bootstrap.issued",
+  auto sub = store_.GetSubscriber(imsi);
+  if (!sub.ok()) return absl::UnavailableError(sub.status().message());
+  // A fresh device is named after its IMSI. (A replaced SIM that is
+  // reactivated got a device id of its own at `subscribers resume`.)
+  const std::string new_device_id = s->device_id.empty() ? imsi : s->device_id;
+  auto issued = Issue(*sub, new_device_id, t.imei, t.csr_der, "bootstrap",
                       t.imei.empty() ? "" : absl::StrCat(" imei=", t.imei));
   if (!issued.ok()) return issued.status();
   const CertificateRecord& record = *issued;
@@ -332,21 +385,83 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
 }
 
 absl::StatusOr<CertificateRecord> Bootstrapper::Issue(
-    const std::string& imsi, const std::string& device_id, const Bytes& csr_der,
-    absl::string_view event, absl::string_view detail) {
+    const SubscriberRecord& sub, const std::string& device_id,
+    const std::string& imei, const Bytes& csr_der, absl::string_view action,
+    absl::string_view detail) {
+  const std::string& imsi = sub.imsi;
   auto csr = ParseAndVerifyCsr(csr_der);
   if (!csr.ok()) {
-    return Refuse(imsi, csr.status(),
+    return Refuse(action, imsi, csr.status(),
                   absl::StrCat("bad CSR: ", csr.status().message()));
   }
+  std::shared_ptr<const GroupPolicy> policy;
+  if (options_.policies != nullptr) {
+    auto p = options_.policies->Get(sub.group);
+    if (!p.ok()) {
+      LogError("IMSI %s: group %s: %s", imsi, sub.group, p.status().message());
+      return absl::UnavailableError("group policy unavailable");
+    }
+    policy = *p;
+  } else {
+    policy = std::make_shared<const GroupPolicy>(ImplicitPolicy(sub.group));
+  }
+  if (!policy->AllowsKeyType(csr->key_type)) {
+    return Refuse(action, imsi,
+                  absl::InvalidArgumentError(
+                      absl::StrCat("key type ", csr->key_type,
+                                   " is not allowed for group ", sub.group)),
+                  absl::StrCat("key type ", csr->key_type, " not allowed"));
+  }
+  if (action == "bootstrap") {
+    if (absl::Status s = CheckImei(sub, *policy, imei); !s.ok()) return s;
+  }
+  TemplateValues values;
+  values.device_id = device_id;
+  values.imsi = imsi;
+  values.imei = imei.empty() ? sub.imei : imei;
+  values.iccid = sub.iccid;
+  values.msisdn = sub.msisdn;
+  values.group = sub.group;
   DeviceCertRequest cert_req;
   cert_req.public_key = csr->public_key.get();
   cert_req.common_name = imsi;
   cert_req.device_id_uri = DeviceIdUri(device_id);
-  cert_req.ttl = options_.cert_ttl;
+  cert_req.ttl = policy->cert_ttl.value_or(options_.cert_ttl);
+  absl::Status expanded = absl::OkStatus();
+  auto subject = ExpandSubject(*policy, values);
+  if (subject.ok()) {
+    cert_req.subject = std::move(*subject);
+  } else {
+    expanded = subject.status();
+  }
+  for (const std::string& t : policy->san_dns_templates) {
+    auto v = ExpandTemplate(t, values);
+    if (!v.ok()) expanded.Update(v.status());
+    if (v.ok()) cert_req.dns_names.push_back(std::move(*v));
+  }
+  for (const std::string& t : policy->san_uri_templates) {
+    auto v = ExpandTemplate(t, values);
+    if (!v.ok()) expanded.Update(v.status());
+    if (v.ok()) cert_req.uris.push_back(std::move(*v));
+  }
+  if (!expanded.ok()) {
+    return Refuse(action, imsi,
+                  absl::FailedPreconditionError(absl::StrCat(
+                      "group ", sub.group, " policy: ", expanded.message())),
+                  absl::StrCat("policy: ", expanded.message()));
+  }
+  if (options_.crl != nullptr) cert_req.crl_url = options_.crl->Url();
   auto cert = ca_.IssueDevice(cert_req);
   if (!cert.ok()) {
     LogError("IMSI %s: signing failed: %s", imsi, cert.status().message());
+    if (cert.status().code() == absl::StatusCode::kInvalidArgument) {
+      return Refuse(
+          action, imsi,
+          absl::FailedPreconditionError(absl::StrCat(
+              "group ", sub.group, " policy gives an unusable certificate: ",
+              cert.status().message())),
+          absl::StrCat("policy: ", cert.status().message()));
+    }
     return absl::InternalError("certificate signing failed");
   }
   const absl::Time now = clock_.Now();
@@ -360,12 +475,13 @@ absl::StatusOr<CertificateRecord> Bootstrapper::Issue(
   record.der = std::move(cert->der);
   record.issued_at = now;
   absl::Status recorded = store_.RecordIssuance(
-      record, {now, std::string(event), imsi,
-               absl::StrCat("serial=", info.serial_hex, " device_id=",
-                            device_id, " key=", csr->key_type, detail)});
+      record,
+      {now, imsi, std::string(action), imsi, "ok",
+       absl::StrCat("serial=", info.serial_hex, " device_id=", device_id,
+                    " group=", sub.group, " key=", csr->key_type, detail)});
   if (!recorded.ok()) {
     if (recorded.code() == absl::StatusCode::kFailedPrecondition) {
-      return Refuse(imsi,
+      return Refuse(action, imsi,
                     absl::PermissionDeniedError("subscriber is not active"),
                     recorded.message());
     }
@@ -411,9 +527,12 @@ absl::StatusOr<v1::RenewResponse> Bootstrapper::Renew(
   }
   const std::string imsi = record->imsi;
   if (record->status != "valid") {
-    return Refuse(imsi,
+    return Refuse("renew", imsi,
                   absl::PermissionDeniedError(absl::StrCat(
                       "certificate ", info.serial_hex, " was ", record->status,
+                      record->revocation_reason.empty()
+                          ? ""
+                          : absl::StrCat(" (", record->revocation_reason, ")"),
                       ": bootstrap again with the SIM")),
                   absl::StrCat("renewal with ", record->status, " certificate ",
                                info.serial_hex));
@@ -421,14 +540,14 @@ absl::StatusOr<v1::RenewResponse> Bootstrapper::Renew(
   auto sub = store_.GetSubscriber(imsi);
   if (!sub.ok()) return absl::UnavailableError(sub.status().message());
   if (sub->status != kStatusActive) {
-    return Refuse(imsi,
+    return Refuse("renew", imsi,
                   absl::PermissionDeniedError(
                       absl::StrCat("subscriber is ", sub->status)),
                   absl::StrCat("renewal refused: subscriber is ", sub->status));
   }
   const std::string device_id =
       sub->device_id.empty() ? record->device_id : sub->device_id;
-  auto issued = Issue(imsi, device_id, ToBytes(req.csr()), "renewal.issued",
+  auto issued = Issue(*sub, device_id, "", ToBytes(req.csr()), "renew",
                       absl::StrCat(" previous=", info.serial_hex));
   if (!issued.ok()) return issued.status();
   v1::RenewResponse resp;

@@ -14,6 +14,8 @@
 
 #include "absl/status/statusor.h"
 #include "broker/ca.h"
+#include "broker/crl_publisher.h"
+#include "broker/group_policies.h"
 #include "broker/session_table.h"
 #include "broker/store.h"
 #include "common/clock.h"
@@ -31,6 +33,12 @@ struct BootstrapOptions {
   absl::Duration rate_refill = absl::Seconds(2);
   size_t max_sessions_per_imsi = 4;
   size_t max_sessions = 1 << 20;
+  // Fleet lifecycle (issue 6); not owned, may be null. Without policies
+  // every group gets ImplicitPolicy (CN=IMSI, cert_ttl); without a CRL
+  // publisher (or with an empty URL) certificates carry no CRL
+  // Distribution Points.
+  GroupPolicies* policies = nullptr;
+  const CrlPublisher* crl = nullptr;
 };
 
 // Stateless apart from the session table and rate limiter; thread-safe.
@@ -58,13 +66,19 @@ class Bootstrapper {
                              const Bytes& auts);
   absl::StatusOr<v1::EnrolResponse> Finish(const v1::EnrolRequest& req,
                                            bool time_only);
-  absl::Status Refuse(const std::string& imsi, absl::Status status,
-                      absl::string_view reason);
-  // Verifies the CSR, signs, and records the certificate durably.
-  absl::StatusOr<CertificateRecord> Issue(const std::string& imsi,
+  // Audits a refused device `action` ("bootstrap", "renew", "time").
+  absl::Status Refuse(absl::string_view action, const std::string& imsi,
+                      absl::Status status, absl::string_view reason);
+  // The IMEI lock of `policy`: binds the first IMEI, refuses others.
+  absl::Status CheckImei(const SubscriberRecord& sub, const GroupPolicy& policy,
+                         const std::string& imei);
+  // Verifies the CSR, applies the subscriber's group policy (subject, SANs,
+  // lifetime, key types), signs, and records the certificate durably.
+  absl::StatusOr<CertificateRecord> Issue(const SubscriberRecord& sub,
                                           const std::string& device_id,
+                                          const std::string& imei,
                                           const Bytes& csr_der,
-                                          absl::string_view event,
+                                          absl::string_view action,
                                           absl::string_view detail);
 
   const BootstrapOptions options_;

@@ -19,7 +19,11 @@
 #include "absl/strings/str_join.h"
 #include "broker/admin_service.h"
 #include "broker/bootstrap_service.h"
+#include "broker/crl_publisher.h"
 #include "broker/data_dir.h"
+#include "broker/fleet_http.h"
+#include "broker/fleet_service.h"
+#include "broker/group_policies.h"
 #include "broker/sqlite_store.h"
 #include "common/atomic_file.h"
 #include "common/duration.h"
@@ -40,6 +44,8 @@ struct Flags {
   int rate_burst = 10;
   std::string rate_refill = "2s";
   std::string log_level = "info";
+  std::string public_url;
+  std::string crl_validity = "24h";
 };
 
 int Fail(const absl::Status& s) {
@@ -69,6 +75,11 @@ int Run(const Flags& f) {
   }
   if (*cert_ttl < absl::Seconds(1)) {
     return Fail(absl::InvalidArgumentError("--cert-ttl must be at least 1s"));
+  }
+  auto crl_validity = ParseHumanDuration(f.crl_validity);
+  if (!crl_validity.ok()) return Fail(crl_validity.status());
+  if (*crl_validity < absl::Minutes(1)) {
+    return Fail(absl::InvalidArgumentError("--crl-validity must be >= 1m"));
   }
   auto refill = ParseHumanDuration(f.rate_refill);
   if (!refill.ok()) return Fail(refill.status());
@@ -107,7 +118,13 @@ int Run(const Flags& f) {
   auto tls = IssueTlsIdentity(paths, **ca, names);
   if (!tls.ok()) return Fail(tls.status());
 
+  GroupPolicies policies(**store);
+  CrlPublisher crl(**store, **ca, clock, paths.root + "/ca.crl", *crl_validity);
+  if (absl::Status s = crl.Regenerate(); !s.ok()) return Fail(s);
+  options.policies = &policies;
+  options.crl = &crl;
   Bootstrapper bootstrapper(options, **store, **ca, *kek, clock, random);
+  FleetGrpcService fleet_service(**store, policies, crl, clock, random);
   BootstrapGrpcService bootstrap_service(bootstrapper);
   AdminGrpcService admin_service(**store, *kek, clock, random);
 
@@ -137,6 +154,7 @@ int Run(const Flags& f) {
   admin_builder.AddListeningPort("unix:" + paths.admin_socket(),
                                  grpc::InsecureServerCredentials());
   admin_builder.RegisterService(&admin_service);
+  admin_builder.RegisterService(&fleet_service);
   std::unique_ptr<grpc::Server> admin_server = admin_builder.BuildAndStart();
   if (!admin_server) {
     return Fail(absl::UnavailableError(
@@ -159,6 +177,7 @@ int Run(const Flags& f) {
               [anchors](const httplib::Request&, httplib::Response& r) {
                 r.set_content(anchors, "application/x-pem-file");
               });
+    RegisterFleetHttpRoutes(*http, crl);
     int http_port =
         hp->port == 0
             ? http->bind_to_any_port(hp->host)
@@ -168,9 +187,11 @@ int Run(const Flags& f) {
           absl::StrCat("cannot listen on ", f.http_listen)));
     }
     http_bound = absl::StrCat(hp->host, ":", http_port);
+    crl.SetUrl(CrlUrl(f.public_url, hp->host, http_port, names.front()));
     http_thread = std::thread([&http] { http->listen_after_bind(); });
   }
 
+  if (!http) crl.SetUrl(CrlUrl(f.public_url, "", 0, ""));
   const std::string bound =
       listen->host.find(':') != std::string::npos
           ? absl::StrCat("[", listen->host, "]:", bound_port)
@@ -181,7 +202,7 @@ int Run(const Flags& f) {
         !s.ok()) {
       return Fail(s);
     }
-    LogInfo("HTTP (/healthz, /ca.pem) on %s", http_bound);
+    LogInfo("HTTP (/healthz, /ca.pem, %s) on %s", kCrlHttpPath, http_bound);
   }
   // Written last: its presence means the broker serves.
   if (absl::Status s =
@@ -202,6 +223,9 @@ int Run(const Flags& f) {
     while (!stop_cv.wait_for(lock, std::chrono::seconds(5),
                              [&] { return stopping; })) {
       bootstrapper.Sweep();
+      if (absl::Status s = crl.MaybeRefresh(); !s.ok()) {
+        LogError("CRL refresh: %s", s.message());
+      }
     }
   });
 
@@ -272,6 +296,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--rate-refill", f.rate_refill,
                  "Time to regain one challenge after the burst")
+      ->capture_default_str();
+  app.add_option("--public-url", f.public_url,
+                 "Base URL devices and peers reach the broker's HTTP at "
+                 "(CRL Distribution Points); default: from --http-listen");
+  app.add_option("--crl-validity", f.crl_validity,
+                 "CRL nextUpdate - thisUpdate (regenerated at half)")
       ->capture_default_str();
   app.add_option("--log-level", f.log_level, "debug, info, warning or error")
       ->capture_default_str()

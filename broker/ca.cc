@@ -119,6 +119,19 @@ Bytes MakeSerial(Random& random) {
   return serial;
 }
 
+struct DistPointsDeleter {
+  void operator()(CRL_DIST_POINTS* d) const { CRL_DIST_POINTS_free(d); }
+};
+using DistPointsPtr = std::unique_ptr<CRL_DIST_POINTS, DistPointsDeleter>;
+struct CrlDeleter {
+  void operator()(X509_CRL* c) const { X509_CRL_free(c); }
+};
+using CrlPtr = std::unique_ptr<X509_CRL, CrlDeleter>;
+struct RevokedDeleter {
+  void operator()(X509_REVOKED* r) const { X509_REVOKED_free(r); }
+};
+using RevokedPtr = std::unique_ptr<X509_REVOKED, RevokedDeleter>;
+
 struct SanEntry {
   int type;           // GEN_DNS, GEN_IPADD or GEN_URI.
   std::string value;  // ASCII text, or 4/16 raw address bytes for GEN_IPADD.
@@ -139,7 +152,50 @@ struct CertSpec {
   const char* key_usage = nullptr;
   const char* ext_key_usage = nullptr;  // Null: no EKU.
   std::vector<SanEntry> sans;
+  // If non-empty, replaces CN=common_name (checked by the caller).
+  std::vector<std::pair<std::string, std::string>> subject;
+  std::string crl_url;  // If non-empty: a CRL Distribution Points URI.
 };
+
+// CRL Distribution Points with one full-name URI.
+absl::Status AddCrlDistributionPoint(X509* cert, const std::string& url) {
+  DistPointsPtr points(sk_DIST_POINT_new_null());
+  DIST_POINT* point = DIST_POINT_new();
+  GENERAL_NAME* name = GENERAL_NAME_new();
+  ASN1_IA5STRING* value = ASN1_IA5STRING_new();
+  if (points == nullptr || point == nullptr || name == nullptr ||
+      value == nullptr ||
+      ASN1_STRING_set(value, url.data(), static_cast<int>(url.size())) != 1) {
+    DIST_POINT_free(point);
+    GENERAL_NAME_free(name);
+    ASN1_IA5STRING_free(value);
+    return absl::InternalError("allocation failed");
+  }
+  GENERAL_NAME_set0_value(name, GEN_URI, value);
+  if (sk_DIST_POINT_push(points.get(), point) <= 0) {
+    DIST_POINT_free(point);
+    GENERAL_NAME_free(name);
+    return absl::InternalError("allocation failed");
+  }
+  point->distpoint = DIST_POINT_NAME_new();
+  if (point->distpoint == nullptr) {
+    GENERAL_NAME_free(name);
+    return absl::InternalError("allocation failed");
+  }
+  point->distpoint->type = 0;  // fullName
+  point->distpoint->name.fullname = sk_GENERAL_NAME_new_null();
+  if (point->distpoint->name.fullname == nullptr ||
+      sk_GENERAL_NAME_push(point->distpoint->name.fullname, name) <= 0) {
+    GENERAL_NAME_free(name);
+    return absl::InternalError("allocation failed");
+  }
+  if (X509_add1_ext_i2d(cert, NID_crl_distribution_points, points.get(), 0,
+                        X509V3_ADD_DEFAULT) != 1) {
+    return absl::InternalError(absl::StrCat(
+        "cannot add CRL distribution points: ", OpenSslErrorString()));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status AddConfExtension(X509* cert, int nid, const char* value) {
   X509V3_CTX ctx;
@@ -228,12 +284,26 @@ absl::StatusOr<X509Ptr> BuildCertificate(const CertSpec& spec) {
   }
   Asn1IntegerPtr serial(BN_to_ASN1_INTEGER(serial_bn.get(), nullptr));
   X509_NAME* subject = X509_get_subject_name(cert.get());
+  bool subject_ok = true;
+  if (spec.subject.empty()) {
+    subject_ok =
+        X509_NAME_add_entry_by_NID(
+            subject, NID_commonName, MBSTRING_UTF8,
+            reinterpret_cast<const unsigned char*>(spec.common_name.data()),
+            static_cast<int>(spec.common_name.size()), -1, 0) == 1;
+  }
+  for (const auto& [type, value] : spec.subject) {
+    if (X509_NAME_add_entry_by_txt(
+            subject, type.c_str(), MBSTRING_UTF8,
+            reinterpret_cast<const unsigned char*>(value.data()),
+            static_cast<int>(value.size()), -1, 0) != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("subject attribute ", type, "=", value,
+                       " is not acceptable: ", OpenSslErrorString()));
+    }
+  }
   if (serial == nullptr || X509_set_version(cert.get(), X509_VERSION_3) != 1 ||
-      X509_set_serialNumber(cert.get(), serial.get()) != 1 ||
-      X509_NAME_add_entry_by_NID(
-          subject, NID_commonName, MBSTRING_UTF8,
-          reinterpret_cast<const unsigned char*>(spec.common_name.data()),
-          static_cast<int>(spec.common_name.size()), -1, 0) != 1 ||
+      X509_set_serialNumber(cert.get(), serial.get()) != 1 || !subject_ok ||
       X509_set_issuer_name(cert.get(), spec.issuer_name != nullptr
                                            ? spec.issuer_name
                                            : subject) != 1 ||
@@ -254,6 +324,9 @@ absl::StatusOr<X509Ptr> BuildCertificate(const CertSpec& spec) {
   if (s.ok()) s = AddKeyIdentifiers(cert.get(), spec.issuer_ski);
   if (s.ok() && !spec.sans.empty())
     s = AddSubjectAltNames(cert.get(), spec.sans);
+  if (s.ok() && !spec.crl_url.empty()) {
+    s = AddCrlDistributionPoint(cert.get(), spec.crl_url);
+  }
   if (!s.ok()) return s;
   return cert;
 }
@@ -386,10 +459,25 @@ absl::Status SoftwareCaSigner::SignCertificate(X509* cert) const {
   return absl::OkStatus();
 }
 
+absl::Status SoftwareCaSigner::SignCrl(X509_CRL* crl) const {
+  if (crl == nullptr) return absl::InvalidArgumentError("null CRL");
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  if (ctx == nullptr) return absl::InternalError("EVP_MD_CTX_new failed");
+  if (EVP_DigestSignInit(ctx.get(), nullptr, SigningDigestFor(key_.get()),
+                         nullptr, key_.get()) != 1 ||
+      X509_CRL_sign_ctx(crl, ctx.get()) <= 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot sign CRL: ", OpenSslErrorString()));
+  }
+  return absl::OkStatus();
+}
+
 // ---- CertificateAuthority ------------------------------------------------
 
 struct CertificateAuthority::LeafProfile {
   EVP_PKEY* public_key = nullptr;
+  std::vector<std::pair<std::string, std::string>> subject;
+  std::string crl_url;
   std::string common_name;
   absl::Duration ttl;
   const char* ext_key_usage = nullptr;  // "clientAuth" or "serverAuth".
@@ -603,6 +691,12 @@ absl::StatusOr<X509Ptr> CertificateAuthority::IssueLeaf(
     return absl::InvalidArgumentError("null public key");
   }
   if (absl::Status s = CheckCommonName(profile.common_name); !s.ok()) return s;
+  for (const auto& rdn : profile.subject) {
+    if (absl::Status s = CheckCommonName(rdn.second); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("subject ", rdn.first, ": ", s.message()));
+    }
+  }
   absl::StatusOr<Validity> validity = ComputeValidity(
       clock_.Now(), profile.ttl, issuing_not_before_, issuing_not_after_);
   if (!validity.ok()) return validity.status();
@@ -619,6 +713,8 @@ absl::StatusOr<X509Ptr> CertificateAuthority::IssueLeaf(
   spec.key_usage = "critical,digitalSignature";
   spec.ext_key_usage = profile.ext_key_usage;
   spec.sans = profile.sans;
+  spec.subject = profile.subject;
+  spec.crl_url = profile.crl_url;
   absl::StatusOr<X509Ptr> cert = BuildCertificate(spec);
   if (!cert.ok()) return cert.status();
   if (absl::Status s = signer_->SignCertificate(cert->get()); !s.ok()) {
@@ -644,6 +740,22 @@ absl::StatusOr<IssuedCertificate> CertificateAuthority::IssueDevice(
   if (!request.device_id_uri.empty()) {
     if (absl::Status s = CheckUri(request.device_id_uri); !s.ok()) return s;
     profile.sans.push_back({GEN_URI, request.device_id_uri});
+  }
+  for (const std::string& uri : request.uris) {
+    if (absl::Status s = CheckUri(uri); !s.ok()) return s;
+    profile.sans.push_back({GEN_URI, uri});
+  }
+  for (const std::string& name : request.dns_names) {
+    if (absl::Status s = CheckDnsName(name); !s.ok()) return s;
+    profile.sans.push_back({GEN_DNS, name});
+  }
+  if (!request.crl_url.empty()) {
+    if (absl::Status s = CheckUri(request.crl_url); !s.ok()) return s;
+    profile.crl_url = request.crl_url;
+  }
+  profile.subject = request.subject;
+  if (!profile.subject.empty() && profile.common_name.empty()) {
+    profile.common_name = profile.subject.front().second;  // for the check
   }
   absl::StatusOr<X509Ptr> cert = IssueLeaf(profile);
   if (!cert.ok()) return cert.status();
@@ -686,6 +798,88 @@ absl::StatusOr<X509Ptr> CertificateAuthority::IssueServerCertificate(
   absl::StatusOr<X509Ptr> cert = IssueLeaf(profile);
   if (!cert.ok()) return cert.status();
   return CertFromDer(CertToDer(cert->get()));  // a complete object
+}
+
+absl::StatusOr<Bytes> CertificateAuthority::IssueCrl(
+    const std::vector<RevokedEntry>& revoked, uint64_t crl_number,
+    absl::Time this_update, absl::Time next_update) const {
+  if (next_update <= this_update) {
+    return absl::InvalidArgumentError("nextUpdate must follow thisUpdate");
+  }
+  CrlPtr crl(X509_CRL_new());
+  Asn1TimePtr last(ASN1_TIME_set(nullptr, absl::ToTimeT(this_update)));
+  Asn1TimePtr next(ASN1_TIME_set(nullptr, absl::ToTimeT(next_update)));
+  if (crl == nullptr || last == nullptr || next == nullptr ||
+      X509_CRL_set_version(crl.get(), X509_CRL_VERSION_2) != 1 ||
+      X509_CRL_set_issuer_name(crl.get(),
+                               X509_get_subject_name(issuing_.get())) != 1 ||
+      X509_CRL_set1_lastUpdate(crl.get(), last.get()) != 1 ||
+      X509_CRL_set1_nextUpdate(crl.get(), next.get()) != 1) {
+    return absl::InternalError(
+        absl::StrCat("cannot build CRL: ", OpenSslErrorString()));
+  }
+  for (const RevokedEntry& e : revoked) {
+    BIGNUM* bn = nullptr;
+    if (e.serial_hex.empty() || e.serial_hex.size() > 64 ||
+        BN_hex2bn(&bn, e.serial_hex.c_str()) !=
+            static_cast<int>(e.serial_hex.size())) {
+      BN_free(bn);
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad serial \"", e.serial_hex, "\""));
+    }
+    BignumPtr serial_bn(bn);
+    Asn1IntegerPtr serial(BN_to_ASN1_INTEGER(serial_bn.get(), nullptr));
+    Asn1TimePtr when(ASN1_TIME_set(nullptr, absl::ToTimeT(e.revoked_at)));
+    RevokedPtr entry(X509_REVOKED_new());
+    if (serial == nullptr || when == nullptr || entry == nullptr ||
+        X509_REVOKED_set_serialNumber(entry.get(), serial.get()) != 1 ||
+        X509_REVOKED_set_revocationDate(entry.get(), when.get()) != 1) {
+      return absl::InternalError("allocation failed");
+    }
+    if (e.reason_code != 0) {
+      ASN1_ENUMERATED* code = ASN1_ENUMERATED_new();
+      if (code == nullptr || ASN1_ENUMERATED_set(code, e.reason_code) != 1 ||
+          X509_REVOKED_add1_ext_i2d(entry.get(), NID_crl_reason, code, 0,
+                                    X509V3_ADD_DEFAULT) != 1) {
+        ASN1_ENUMERATED_free(code);
+        return absl::InternalError(
+            absl::StrCat("cannot add reason code: ", OpenSslErrorString()));
+      }
+      ASN1_ENUMERATED_free(code);
+    }
+    if (X509_CRL_add0_revoked(crl.get(), entry.get()) != 1) {
+      return absl::InternalError("allocation failed");
+    }
+    entry.release();  // owned by the CRL
+  }
+  Asn1IntegerPtr number(ASN1_INTEGER_new());
+  AuthorityKeyIdPtr akid(AUTHORITY_KEYID_new());
+  if (number == nullptr || akid == nullptr ||
+      ASN1_INTEGER_set_uint64(number.get(), crl_number) != 1 ||
+      X509_CRL_add1_ext_i2d(crl.get(), NID_crl_number, number.get(), 0,
+                            X509V3_ADD_DEFAULT) != 1) {
+    return absl::InternalError(
+        absl::StrCat("cannot add CRL number: ", OpenSslErrorString()));
+  }
+  akid->keyid = ASN1_OCTET_STRING_new();
+  if (akid->keyid == nullptr ||
+      ASN1_OCTET_STRING_set(akid->keyid, issuing_ski_.data(),
+                            static_cast<int>(issuing_ski_.size())) != 1 ||
+      X509_CRL_add1_ext_i2d(crl.get(), NID_authority_key_identifier, akid.get(),
+                            0, X509V3_ADD_DEFAULT) != 1) {
+    return absl::InternalError(
+        absl::StrCat("cannot add CRL AKI: ", OpenSslErrorString()));
+  }
+  if (X509_CRL_sort(crl.get()) != 1) {
+    return absl::InternalError("cannot sort CRL");
+  }
+  if (absl::Status s = signer_->SignCrl(crl.get()); !s.ok()) return s;
+  unsigned char* der = nullptr;
+  int len = i2d_X509_CRL(crl.get(), &der);
+  if (len <= 0) return absl::InternalError("cannot encode CRL");
+  Bytes out(der, der + len);
+  OPENSSL_free(der);
+  return out;
 }
 
 std::string CertificateAuthority::ChainPem() const { return chain_pem_; }

@@ -61,6 +61,8 @@ class CaSigner {
   // Signs `cert` in place (sets signatureAlgorithm and signature). All other
   // fields must already be final. ECDSA/RSA keys sign with SHA-256.
   virtual absl::Status SignCertificate(X509* cert) const = 0;
+  // Signs a to-be-signed CRL in place, like SignCertificate.
+  virtual absl::Status SignCrl(X509_CRL* crl) const = 0;
 };
 
 // A CaSigner over a private key held in process memory.
@@ -70,6 +72,7 @@ class SoftwareCaSigner final : public CaSigner {
       : key_(std::move(private_key)) {}
   EVP_PKEY* public_key() const override { return key_.get(); }
   absl::Status SignCertificate(X509* cert) const override;
+  absl::Status SignCrl(X509_CRL* crl) const override;
 
  private:
   const EvpPkeyPtr key_;  // Never mutated after construction.
@@ -86,6 +89,22 @@ struct DeviceCertRequest {
   // Requested lifetime, counted from now (not from the backdated
   // notBefore). Must be positive.
   absl::Duration ttl;
+  // Group policy (issue 6). If non-empty, the subject as (short type,
+  // value) RDNs in order ("CN", "cam-1"), ("O", "Acme"), replacing
+  // CN=common_name; each value 1..64 bytes without control characters.
+  std::vector<std::pair<std::string, std::string>> subject;
+  // More subjectAltNames after the device-id URI (same checks).
+  std::vector<std::string> dns_names;
+  std::vector<std::string> uris;
+  // If non-empty, the only URI of a CRL Distribution Points extension.
+  std::string crl_url;
+};
+
+// One entry of a CRL.
+struct RevokedEntry {
+  std::string serial_hex;  // lower-case hex, as CertInfo::serial_hex
+  absl::Time revoked_at;
+  int reason_code = 0;  // RFC 5280 CRLReason; 0 (unspecified) is omitted
 };
 
 struct IssuedCertificate {
@@ -140,6 +159,13 @@ class CertificateAuthority {
   absl::StatusOr<X509Ptr> IssueServerCertificate(
       EVP_PKEY* public_key, const std::vector<std::string>& dns_names,
       const std::vector<std::string>& ip_addresses, absl::Duration ttl) const;
+
+  // A v2 CRL signed by the issuing CA: thisUpdate/nextUpdate, CRL number,
+  // AKI (keyid of the issuing CA), one entry per `revoked` with its reason
+  // code as an entry extension. DER.
+  absl::StatusOr<Bytes> IssueCrl(const std::vector<RevokedEntry>& revoked,
+                                 uint64_t crl_number, absl::Time this_update,
+                                 absl::Time next_update) const;
 
   // Borrowed; valid for the CA's lifetime.
   X509* issuing_cert() const { return issuing_.get(); }

@@ -39,6 +39,9 @@ std::string FormatTime(int64_t unix_seconds);
 
 // subscribers import|list|show
 void AddSubscriberCommands(CLI::App& app, CliContext& ctx);
+// groups, devices, audit, subscribers suspend|resume|terminate|... (after
+// AddSubscriberCommands)
+void AddFleetCommands(CLI::App& app, CliContext& ctx);
 
 }  // namespace simprov
 

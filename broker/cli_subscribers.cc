@@ -3,6 +3,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -104,19 +105,44 @@ void PrintSubscriberRow(const v1::Subscriber& s) {
                                s.iccid().empty() ? "-" : s.iccid());
 }
 
-int List(const CliContext& g, const std::string& group) {
+struct ListOptions {
+  std::string group;
+  bool json = false;
+  uint32_t limit = 0;
+  std::string after;
+};
+
+int List(const CliContext& g, const ListOptions& o) {
   std::string where;
   auto channel = g.Channel(&where);
   if (!channel.ok()) return Fail(channel.status());
   auto stub = v1::Admin::NewStub(*channel);
   grpc::ClientContext ctx;
   v1::ListSubscribersRequest req;
-  req.set_group(group);
+  req.set_group(o.group);
+  req.set_after(o.after);
+  req.set_limit(o.limit);
   auto reader = stub->ListSubscribers(&ctx, req);
   // Rows stream straight to stdout: a million subscribers need no memory.
   v1::Subscriber s;
   bool header = false;
+  size_t rows = 0;
+  std::string last;
   while (reader->Read(&s)) {
+    ++rows;
+    last = s.imsi();
+    if (o.json) {
+      std::cout << nlohmann::json{{"imsi", s.imsi()},
+                                  {"group", s.group()},
+                                  {"status", s.status()},
+                                  {"device_id", s.device_id()},
+                                  {"iccid", s.iccid()},
+                                  {"msisdn", s.msisdn()},
+                                  {"created", FormatTime(s.created_unix())}}
+                       .dump()
+                << "\n";
+      continue;
+    }
     if (!header) {
       PrintSubscriberHeader();
       header = true;
@@ -125,7 +151,10 @@ int List(const CliContext& g, const std::string& group) {
   }
   grpc::Status st = reader->Finish();
   if (!st.ok()) return Fail(Explain(st, where));
-  if (!header) PrintSubscriberHeader();
+  if (!header && !o.json) PrintSubscriberHeader();
+  if (o.limit != 0 && rows == o.limit) {
+    std::cerr << "next page: --after " << last << "\n";
+  }
   return kExitOk;
 }
 
@@ -166,7 +195,6 @@ void AddSubscriberCommands(CLI::App& app, CliContext& ctx) {
   auto* subs = app.add_subcommand("subscribers", "Manage SIM subscribers");
   subs->require_subcommand(1);
   auto file = std::make_shared<std::string>();
-  auto group = std::make_shared<std::string>();
   auto imsi = std::make_shared<std::string>();
   auto* imp = subs->add_subcommand(
       "import", "Import subscribers from a CSV file (all or nothing)");
@@ -176,8 +204,15 @@ void AddSubscriberCommands(CLI::App& app, CliContext& ctx) {
       ->required();
   imp->callback([&ctx, file] { ctx.rc = Import(ctx, *file); });
   auto* list = subs->add_subcommand("list", "List subscribers");
-  list->add_option("--group", *group, "Only this group");
-  list->callback([&ctx, group] { ctx.rc = List(ctx, *group); });
+  auto list_options = std::make_shared<ListOptions>();
+  list->add_option("--group", list_options->group, "Only this group");
+  list->add_flag("--json", list_options->json, "One JSON object per line");
+  list->add_option("--limit", list_options->limit,
+                   "At most N rows (0: all); a full page prints the cursor "
+                   "for the next one on stderr");
+  list->add_option("--after", list_options->after,
+                   "Continue after this IMSI (from the previous page)");
+  list->callback([&ctx, list_options] { ctx.rc = List(ctx, *list_options); });
   auto* show = subs->add_subcommand("show", "Show one subscriber");
   show->add_option("IMSI", *imsi, "The subscriber's IMSI")->required();
   show->callback([&ctx, imsi] { ctx.rc = Show(ctx, *imsi); });

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   app.add_option("--admin-socket", ctx.admin_socket,
                  "Path of the broker's admin socket (overrides --data-dir)");
   simprov::AddSubscriberCommands(app, ctx);
+  simprov::AddFleetCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -4,10 +4,20 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "broker/sqlite_store_internal.h"
 #include "common/log.h"
 
 namespace simprov {
 
+namespace {
+
+// Audit events queued by AppendAudit are written at least this often.
+constexpr absl::Duration kAuditFlushInterval = absl::Milliseconds(250);
+constexpr size_t kAuditBatchMax = 4096;
+
+}  // namespace
+
+namespace sqlite_internal {
 namespace {
 
 // Schema migrations, applied in order, each in its own transaction. Never
@@ -51,15 +61,72 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_imsi ON audit (imsi, id);
 )sql",
+    // 2 (fleet lifecycle, issue 6): groups; IMEI, last seen and replacement
+    // on subscribers; revocation on certificates; the audit trail becomes
+    // (time, actor, action, target, result, reason), old rows migrated,
+    // append-only (triggers refuse UPDATE and DELETE).
+    R"sql(
+CREATE TABLE groups (
+  name        TEXT PRIMARY KEY,
+  policy      TEXT NOT NULL,
+  updated_at  INTEGER NOT NULL
+);
+ALTER TABLE subscribers ADD COLUMN imei TEXT NOT NULL DEFAULT '';
+ALTER TABLE subscribers ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE subscribers ADD COLUMN replaced_by TEXT NOT NULL DEFAULT '';
+CREATE INDEX subscribers_device ON subscribers (device_id);
+ALTER TABLE certificates ADD COLUMN revocation_reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE certificates ADD COLUMN revoked_at INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX certificates_status ON certificates (status, not_after);
+CREATE TABLE crl_state (
+  id          INTEGER PRIMARY KEY,
+  crl_number  INTEGER NOT NULL
+);
+INSERT INTO crl_state (id, crl_number) VALUES (1, 0);
+CREATE TABLE audit_v2 (
+  id      INTEGER PRIMARY KEY,
+  at      INTEGER NOT NULL,
+  actor   TEXT NOT NULL,
+  action  TEXT NOT NULL,
+  target  TEXT NOT NULL DEFAULT '',
+  result  TEXT NOT NULL DEFAULT '',
+  reason  TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO audit_v2 (id, at, actor, action, target, result, reason)
+  SELECT id, at,
+    CASE WHEN imsi = '' THEN 'local' ELSE imsi END,
+    CASE event
+      WHEN 'bootstrap.issued' THEN 'bootstrap'
+      WHEN 'bootstrap.refused' THEN 'bootstrap'
+      WHEN 'renewal.issued' THEN 'renew'
+      WHEN 'resync.refused' THEN 'resync'
+      WHEN 'subscribers.imported' THEN 'import'
+      ELSE event END,
+    imsi,
+    CASE WHEN event LIKE '%.refused' THEN 'refused' ELSE 'ok' END,
+    detail
+  FROM audit;
+DROP TABLE audit;
+ALTER TABLE audit_v2 RENAME TO audit;
+CREATE INDEX audit_actor ON audit (actor, id);
+CREATE INDEX audit_target ON audit (target, id);
+CREATE INDEX audit_at ON audit (at, id);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+)sql",
 };
 
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
+
+}  // namespace
 
 int64_t Unix(absl::Time t) { return absl::ToUnixSeconds(t); }
 
 const char kSubscriberColumns[] =
     "imsi, sealed_keys, amf, sqn_seq, sqn_ind, last_sqn, group_name, iccid, "
-    "msisdn, status, device_id, created_at";
+    "msisdn, status, device_id, created_at, imei, last_seen, replaced_by";
 
 SubscriberRecord ReadSubscriber(StatementLease& st) {
   SubscriberRecord r;
@@ -75,11 +142,15 @@ SubscriberRecord ReadSubscriber(StatementLease& st) {
   r.status = st->Text(9);
   r.device_id = st->Text(10);
   r.created_at = absl::FromUnixSeconds(st->Int(11));
+  r.imei = st->Text(12);
+  r.last_seen = absl::FromUnixSeconds(st->Int(13));
+  r.replaced_by = st->Text(14);
   return r;
 }
 
 const char kCertificateColumns[] =
-    "serial, imsi, device_id, not_before, not_after, der, status, issued_at";
+    "serial, imsi, device_id, not_before, not_after, der, status, issued_at, "
+    "revocation_reason, revoked_at";
 
 CertificateRecord ReadCertificate(StatementLease& st) {
   CertificateRecord c;
@@ -91,21 +162,42 @@ CertificateRecord ReadCertificate(StatementLease& st) {
   c.der = st->Blob(5);
   c.status = st->Text(6);
   c.issued_at = absl::FromUnixSeconds(st->Int(7));
+  c.revocation_reason = st->Text(8);
+  c.revoked_at = absl::FromUnixSeconds(st->Int(9));
   return c;
 }
 
 absl::Status InsertAudit(SqliteConnection& db, const AuditEvent& e) {
   auto st = db.Prepare(
-      "INSERT INTO audit (at, event, imsi, detail) VALUES (?, ?, ?, ?)");
+      "INSERT INTO audit (at, actor, action, target, result, reason) "
+      "VALUES (?, ?, ?, ?, ?, ?)");
   if (!st.ok()) return st.status();
   (*st)->Bind(1, Unix(e.at));
-  (*st)->Bind(2, e.event);
-  (*st)->Bind(3, e.imsi);
-  (*st)->Bind(4, e.detail);
+  (*st)->Bind(2, e.actor);
+  (*st)->Bind(3, e.action);
+  (*st)->Bind(4, e.target);
+  (*st)->Bind(5, e.result);
+  (*st)->Bind(6, e.reason);
   int rc = (*st)->Step();
   if (rc != SQLITE_DONE) return db.Error(rc, "audit");
   return absl::OkStatus();
 }
+
+const char kAuditColumns[] = "id, at, actor, action, target, result, reason";
+
+AuditEvent ReadAudit(StatementLease& st) {
+  AuditEvent e;
+  e.id = st->Int(0);
+  e.at = absl::FromUnixSeconds(st->Int(1));
+  e.actor = st->Text(2);
+  e.action = st->Text(3);
+  e.target = st->Text(4);
+  e.result = st->Text(5);
+  e.reason = st->Text(6);
+  return e;
+}
+
+namespace {
 
 absl::Status Migrate(SqliteConnection& db, Clock& clock) {
   if (absl::Status s =
@@ -199,6 +291,9 @@ class SqliteImport : public SubscriberImport {
 };
 
 }  // namespace
+}  // namespace sqlite_internal
+
+using namespace sqlite_internal;  // NOLINT: this file's own helpers
 
 struct SqliteStore::PendingWrite {
   WriteFn fn;
@@ -226,9 +321,17 @@ SqliteStore::SqliteStore(std::string path, Clock& clock,
       writer_(std::move(writer)),
       reader_(std::move(reader)) {
   writer_thread_ = std::thread([this] { WriterLoop(); });
+  audit_thread_ = std::thread([this] { AuditLoop(); });
 }
 
 SqliteStore::~SqliteStore() {
+  {
+    std::lock_guard<std::mutex> lock(audit_mu_);
+    audit_stopping_ = true;
+  }
+  audit_cv_.notify_all();
+  audit_thread_.join();
+  (void)FlushAudit();  // the writer still runs
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
     stopping_ = true;
@@ -416,14 +519,15 @@ absl::Status SqliteStore::RecordIssuance(const CertificateRecord& cert,
   return Write([&](SqliteConnection& db) -> absl::Status {
     {
       auto st = db.Prepare(
-          "UPDATE subscribers SET device_id = ?, updated_at = ? "
-          "WHERE imsi = ? AND status = 'active' AND "
+          "UPDATE subscribers SET device_id = ?, updated_at = ?, "
+          "last_seen = ? WHERE imsi = ? AND status = 'active' AND "
           "(device_id = '' OR device_id = ?)");
       if (!st.ok()) return st.status();
       (*st)->Bind(1, cert.device_id);
       (*st)->Bind(2, Unix(cert.issued_at));
-      (*st)->Bind(3, cert.imsi);
-      (*st)->Bind(4, cert.device_id);
+      (*st)->Bind(3, Unix(cert.issued_at));
+      (*st)->Bind(4, cert.imsi);
+      (*st)->Bind(5, cert.device_id);
       int rc = (*st)->Step();
       if (rc != SQLITE_DONE) return db.Error(rc, "record issuance");
       if (sqlite3_changes(db.raw()) != 1) {
@@ -450,7 +554,49 @@ absl::Status SqliteStore::RecordIssuance(const CertificateRecord& cert,
 }
 
 absl::Status SqliteStore::AppendAudit(const AuditEvent& event) {
-  return Write([&](SqliteConnection& db) { return InsertAudit(db, event); });
+  {
+    std::lock_guard<std::mutex> lock(audit_mu_);
+    if (audit_stopping_) {
+      return absl::UnavailableError("store is shutting down");
+    }
+    audit_queue_.push_back(event);
+    if (audit_queue_.size() < kAuditBatchMax) return absl::OkStatus();
+  }
+  audit_cv_.notify_one();
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::FlushAudit() {
+  // One flush at a time, so batches reach the table in queue order.
+  std::lock_guard<std::mutex> flushing(audit_flush_mu_);
+  std::vector<AuditEvent> batch;
+  {
+    std::lock_guard<std::mutex> lock(audit_mu_);
+    batch.swap(audit_queue_);
+  }
+  if (batch.empty()) return absl::OkStatus();
+  absl::Status s = Write([&](SqliteConnection& db) -> absl::Status {
+    for (const AuditEvent& e : batch) {
+      if (absl::Status st = InsertAudit(db, e); !st.ok()) return st;
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) LogError("audit: %d events lost: %s", batch.size(), s.message());
+  return s;
+}
+
+void SqliteStore::AuditLoop() {
+  std::unique_lock<std::mutex> lock(audit_mu_);
+  while (!audit_stopping_) {
+    audit_cv_.wait_for(
+        lock, absl::ToChronoMilliseconds(kAuditFlushInterval), [this] {
+          return audit_stopping_ || audit_queue_.size() >= kAuditBatchMax;
+        });
+    if (audit_queue_.empty()) continue;
+    lock.unlock();
+    (void)FlushAudit();
+    lock.lock();
+  }
 }
 
 absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::CertificatesOf(
@@ -488,19 +634,14 @@ absl::StatusOr<CertificateRecord> SqliteStore::GetCertificate(
 
 absl::StatusOr<std::vector<AuditEvent>> SqliteStore::AuditOf(
     const std::string& imsi) {
-  std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare(
-      "SELECT at, event, imsi, detail FROM audit WHERE imsi = ? ORDER BY id");
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, imsi);
   std::vector<AuditEvent> out;
-  while (true) {
-    int rc = (*st)->Step();
-    if (rc == SQLITE_DONE) break;
-    if (rc != SQLITE_ROW) return reader_->Error(rc, "audit");
-    out.push_back({absl::FromUnixSeconds((*st)->Int(0)), (*st)->Text(1),
-                   (*st)->Text(2), (*st)->Text(3)});
-  }
+  AuditQuery q;
+  q.imsi = imsi;
+  absl::Status s = QueryAudit(q, [&](const AuditEvent& e) {
+    out.push_back(e);
+    return true;
+  });
+  if (!s.ok()) return s;
   return out;
 }
 

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "broker/sqlite_db.h"
 #include "broker/store.h"
@@ -53,6 +54,47 @@ class SqliteStore : public Store {
   absl::StatusOr<std::vector<AuditEvent>> AuditOf(
       const std::string& imsi) override;
 
+  // Fleet lifecycle (issue 6), in sqlite_store_fleet.cc.
+  absl::Status PutGroups(const std::vector<GroupRow>& groups,
+                         const AuditEvent& event) override;
+  absl::StatusOr<GroupRow> GetGroup(const std::string& name) override;
+  absl::Status ListGroups(
+      const std::string& after, size_t limit,
+      const std::function<bool(const GroupRow&)>& fn) override;
+  absl::Status DeleteGroup(const std::string& name,
+                           const AuditEvent& event) override;
+  absl::StatusOr<uint64_t> CountSubscribersInGroup(
+      const std::string& group) override;
+  absl::Status ListSubscribersPage(
+      const SubscriberFilter& filter,
+      const std::function<bool(const SubscriberRecord&)>& fn) override;
+  absl::StatusOr<SubscriberRecord> GetSubscriberByDeviceId(
+      const std::string& device_id) override;
+  absl::Status SetSubscriberGroup(const std::string& imsi,
+                                  const std::string& group,
+                                  const AuditEvent& event) override;
+  absl::Status SetSubscriberStatus(const std::string& imsi,
+                                   const std::vector<std::string>& from,
+                                   const std::string& to,
+                                   const std::string& reactivated_device_id,
+                                   const AuditEvent& event) override;
+  absl::StatusOr<std::vector<CertificateRecord>> RevokeCertificates(
+      const RevocationRequest& request, const AuditEvent& event) override;
+  absl::StatusOr<std::vector<CertificateRecord>> RevokedCertificates(
+      absl::Time now) override;
+  absl::StatusOr<uint64_t> NextCrlNumber() override;
+  absl::StatusOr<std::vector<CertificateRecord>> ReplaceDevice(
+      const std::string& old_imsi, const std::string& new_imsi, absl::Time at,
+      const AuditEvent& event) override;
+  absl::Status SetImei(const std::string& imsi, const std::string& imei,
+                       bool only_if_unbound) override;
+  absl::Status ClearImei(const std::string& imsi,
+                         const AuditEvent& event) override;
+  absl::Status QueryAudit(
+      const AuditQuery& query,
+      const std::function<bool(const AuditEvent&)>& fn) override;
+  absl::Status FlushAudit() override;
+
  private:
   using WriteFn = std::function<absl::Status(SqliteConnection&)>;
   struct PendingWrite;
@@ -63,6 +105,9 @@ class SqliteStore : public Store {
   // Queues `fn` for the next group commit and waits until it is durable.
   absl::Status Write(WriteFn fn);
   void WriterLoop();
+  // Writes queued audit events every kAuditFlushInterval (or sooner when
+  // the queue is long).
+  void AuditLoop();
 
   // Constant after construction.
   const std::string path_;
@@ -79,6 +124,13 @@ class SqliteStore : public Store {
   std::deque<PendingWrite*> queue_;  // guarded by queue_mu_
   bool stopping_ = false;            // guarded by queue_mu_
   std::thread writer_thread_;
+
+  std::mutex audit_flush_mu_;  // held across a batch's swap and write
+  std::mutex audit_mu_;
+  std::condition_variable audit_cv_;
+  std::vector<AuditEvent> audit_queue_;  // guarded by audit_mu_
+  bool audit_stopping_ = false;          // guarded by audit_mu_
+  std::thread audit_thread_;
 };
 
 }  // namespace simprov

@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "broker/fleet_store_types.h"
 #include "common/bytes.h"
 #include "common/sqn.h"
 
@@ -49,6 +50,12 @@ struct SubscriberRecord {
   std::string status;
   std::string device_id;  // empty until first provisioning
   absl::Time created_at;
+  // Fleet (issue 6): the IMEI seen last (bound under an imei_lock policy),
+  // the last successful bootstrap/renewal, and the SIM that replaced this
+  // one (status "replaced").
+  std::string imei;
+  absl::Time last_seen = absl::UnixEpoch();
+  std::string replaced_by;
 };
 
 struct CertificateRecord {
@@ -58,15 +65,26 @@ struct CertificateRecord {
   absl::Time not_before;
   absl::Time not_after;
   Bytes der;
-  std::string status = "valid";
+  std::string status = "valid";  // "valid" or "revoked"
   absl::Time issued_at;
+  // Set when revoked: the RFC 5280 reason name and the time.
+  std::string revocation_reason;
+  absl::Time revoked_at = absl::UnixEpoch();
 };
 
+// One append-only audit record (see docs/fleet.md). Never secrets.
 struct AuditEvent {
   absl::Time at;
-  std::string event;  // e.g. "bootstrap.issued", "bootstrap.refused"
-  std::string imsi;
-  std::string detail;  // never secrets
+  // Who acted: an admin identity ("local" for the Unix socket, see
+  // broker/admin_actor.h) or the IMSI for device events.
+  std::string actor;
+  // Plain words: bootstrap, renew, token, revoke, suspend, resume,
+  // terminate, replace, import, group-apply, ...
+  std::string action;
+  std::string target;  // the IMSI, device id, group or serial acted on
+  std::string result;  // "ok", "refused" or "failed"
+  std::string reason;  // why (refusals), or details (serials)
+  int64_t id = 0;      // assigned by the store; the paging cursor
 };
 
 // A vector's worth of subscriber data, read and SQN-advanced atomically.
@@ -123,6 +141,82 @@ class Store {
       const std::string& serial) = 0;
   virtual absl::StatusOr<std::vector<AuditEvent>> AuditOf(
       const std::string& imsi) = 0;
+
+  // ---- Fleet lifecycle (issue 6): groups, lifecycle, revocation, audit.
+  // AppendAudit above queues device events: they are written in batches
+  // (within a second); every audit read flushes the queue first. Admin
+  // actions pass their event to the mutation, which writes it in the same
+  // transaction.
+
+  // Creates or replaces every group in one transaction (all or nothing).
+  virtual absl::Status PutGroups(const std::vector<GroupRow>& groups,
+                                 const AuditEvent& event) = 0;
+  // NotFound if there is no stored group of that name.
+  virtual absl::StatusOr<GroupRow> GetGroup(const std::string& name) = 0;
+  // Groups in name order after `after` (exclusive); at most `limit` (0: all).
+  virtual absl::Status ListGroups(
+      const std::string& after, size_t limit,
+      const std::function<bool(const GroupRow&)>& fn) = 0;
+  // FailedPrecondition while subscribers belong to it (the message says
+  // how many); NotFound if there is no such group.
+  virtual absl::Status DeleteGroup(const std::string& name,
+                                   const AuditEvent& event) = 0;
+  // Number of subscribers in `group`.
+  virtual absl::StatusOr<uint64_t> CountSubscribersInGroup(
+      const std::string& group) = 0;
+  // Subscribers in IMSI order after `after` (exclusive), optionally of one
+  // group and only those with a device id; at most `limit` (0: all).
+  virtual absl::Status ListSubscribersPage(
+      const SubscriberFilter& filter,
+      const std::function<bool(const SubscriberRecord&)>& fn) = 0;
+  // NotFound if no subscriber carries that device id.
+  virtual absl::StatusOr<SubscriberRecord> GetSubscriberByDeviceId(
+      const std::string& device_id) = 0;
+  // NotFound for an unknown IMSI or group (the default group always
+  // exists).
+  virtual absl::Status SetSubscriberGroup(const std::string& imsi,
+                                          const std::string& group,
+                                          const AuditEvent& event) = 0;
+  // Moves the subscriber to `to` if its status is one of `from`;
+  // FailedPrecondition naming the current status otherwise. Reactivating a
+  // replaced SIM (to "active") clears replaced_by and gives it the device id
+  // `reactivated_device_id` (its old one moved to the new SIM).
+  virtual absl::Status SetSubscriberStatus(
+      const std::string& imsi, const std::vector<std::string>& from,
+      const std::string& to, const std::string& reactivated_device_id,
+      const AuditEvent& event) = 0;
+  // Marks the named certificates revoked (those of `imsi`, or the one
+  // `serial`); returns the ones newly revoked (already revoked ones are
+  // left as they are). NotFound for an unknown IMSI or serial.
+  virtual absl::StatusOr<std::vector<CertificateRecord>> RevokeCertificates(
+      const RevocationRequest& request, const AuditEvent& event) = 0;
+  // Every revoked certificate that has not yet expired at `now` (serial,
+  // reason, time), for the CRL.
+  virtual absl::StatusOr<std::vector<CertificateRecord>> RevokedCertificates(
+      absl::Time now) = 0;
+  // The next CRL number (1, 2, ...), durably consumed.
+  virtual absl::StatusOr<uint64_t> NextCrlNumber() = 0;
+  // The new SIM inherits the old one's device id and group; the old one's
+  // valid certificates are revoked (superseded) and it becomes "replaced"
+  // with an empty device id. FailedPrecondition when old is not active or
+  // suspended, or new is not active or already provisioned. Returns the
+  // revoked certificates.
+  virtual absl::StatusOr<std::vector<CertificateRecord>> ReplaceDevice(
+      const std::string& old_imsi, const std::string& new_imsi, absl::Time at,
+      const AuditEvent& event) = 0;
+  // Records the IMEI seen with a bootstrap (binding it under imei_lock).
+  // With `only_if_unbound`, FailedPrecondition if another IMEI is bound.
+  virtual absl::Status SetImei(const std::string& imsi, const std::string& imei,
+                               bool only_if_unbound) = 0;
+  // Clears the bound IMEI (the next one seen binds).
+  virtual absl::Status ClearImei(const std::string& imsi,
+                                 const AuditEvent& event) = 0;
+  // Audit records matching `query`, in id order.
+  virtual absl::Status QueryAudit(
+      const AuditQuery& query,
+      const std::function<bool(const AuditEvent&)>& fn) = 0;
+  // Writes queued audit events now.
+  virtual absl::Status FlushAudit() = 0;
 };
 
 }  // namespace simprov

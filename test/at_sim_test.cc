@@ -308,9 +308,7 @@ TEST_F(AtSimEndToEndTest, FirstBootThroughAModem) {
   EXPECT_EQ(usim.success_count(), 1);
   EXPECT_EQ(usim.sync_failure_count(), 0);
   // The device info went to the broker: its audit trail names the IMEI.
-  ProcessResult audit = RunProcess(
-      {"/usr/bin/sqlite3", "-readonly", broker_->data_dir() + "/simprov.db",
-       "SELECT detail FROM audit WHERE event = 'bootstrap.issued'"});
+  ProcessResult audit = broker_->Cli({"audit", "--imsi", sim_.imsi});
   EXPECT_THAT(audit.out, HasSubstr("imei=356938035643809")) << audit.err;
 }
 

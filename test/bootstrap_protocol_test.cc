@@ -586,8 +586,9 @@ TEST(BootstrapperTest, RefusesAnExpiredSessionAndChangesNothing) {
   EXPECT_EQ((*store)->GetSubscriber(t.imsi)->device_id, "");
   auto audit = (*store)->AuditOf(t.imsi);
   ASSERT_FALSE(audit->empty());
-  EXPECT_EQ(audit->back().event, "bootstrap.refused");
-  EXPECT_EQ(audit->back().detail, "session expired");
+  EXPECT_EQ(audit->back().action, "bootstrap");
+  EXPECT_EQ(audit->back().result, "refused");
+  EXPECT_EQ(audit->back().reason, "session expired");
 
   // Just inside the limit it works, and binds the device id.
   EXPECT_TRUE(run(absl::Seconds(59)).ok());

@@ -245,7 +245,7 @@ TEST_F(IntegrationTest, BadCsvImportsNothingAndNamesTheLine) {
                     ",", b.k, ",", b.opc, "\n"),
        "line 3: duplicate IMSI 001010000000201"},
       {absl::StrCat("imsi,ki,opc,group\n", a.imsi, ",", a.k, ",", a.opc,
-                    ",ok\n12x45,", b.k, ",", b.opc, ",\n"),
+                    ",default\n12x45,", b.k, ",", b.opc, ",\n"),
        "line 3: imsi must be 6 to 15 decimal digits"},
       {absl::StrCat("imsi,ki\n", a.imsi, ",", a.k, "\n"),
        "line 1: missing required column 'opc'"},
@@ -356,6 +356,10 @@ TEST_F(IntegrationTest, ImportStreamsLargeFilesAllOrNothing) {
     absl::StrAppend(&csv, 310150000000000 + i, ",", k, ",", opc, ",fleet\n");
   }
   const std::string path = dir_ + "/big.csv";
+  // Rows must name existing groups.
+  WriteFileOrDie(dir_ + "/groups.json", R"({"groups": [{"name": "fleet"}]})");
+  ASSERT_EQ(broker->Cli({"groups", "apply", dir_ + "/groups.json"}).exit_code,
+            0);
   // A bad last row: nothing of the 20,000 before it is imported.
   WriteFileOrDie(path, csv + "310150000000000,zz,zz,fleet\n");
   ProcessResult r = broker->Cli({"subscribers", "import", path});

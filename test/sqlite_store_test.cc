@@ -415,7 +415,7 @@ CertificateRecord Cert(const std::string& serial, const std::string& imsi,
 
 AuditEvent Event(const std::string& imsi, const std::string& detail,
                  absl::Time at) {
-  return {at, "bootstrap.issued", imsi, detail};
+  return {at, imsi, "bootstrap", imsi, "ok", detail};
 }
 
 TEST_F(SqliteStoreTest, RecordIssuanceBindsDeviceAndAppendsAudit) {
@@ -456,11 +456,13 @@ TEST_F(SqliteStoreTest, RecordIssuanceBindsDeviceAndAppendsAudit) {
   auto audit = store->AuditOf(Imsi(1));
   ASSERT_TRUE(audit.ok());
   ASSERT_EQ(audit->size(), 2u);
-  EXPECT_EQ((*audit)[0].detail, "serial=0a01");  // in order of appending
-  EXPECT_EQ((*audit)[0].event, "bootstrap.issued");
-  EXPECT_EQ((*audit)[0].imsi, Imsi(1));
+  EXPECT_EQ((*audit)[0].reason, "serial=0a01");  // in order of appending
+  EXPECT_EQ((*audit)[0].action, "bootstrap");
+  EXPECT_EQ((*audit)[0].actor, Imsi(1));
+  EXPECT_EQ((*audit)[0].target, Imsi(1));
+  EXPECT_EQ((*audit)[0].result, "ok");
   EXPECT_EQ((*audit)[0].at, t0);
-  EXPECT_EQ((*audit)[1].detail, "serial=0a02");
+  EXPECT_EQ((*audit)[1].reason, "serial=0a02");
 }
 
 TEST_F(SqliteStoreTest, RecordIssuanceForOtherDeviceIsRefusedAtomically) {
@@ -519,15 +521,19 @@ TEST_F(SqliteStoreTest, AppendAuditKeepsOrderPerImsi) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   const absl::Time t0 = absl::FromUnixSeconds(1700000000);
-  ASSERT_TRUE(store->AppendAudit({t0, "bootstrap.refused", Imsi(1), "a"}).ok());
-  ASSERT_TRUE(store->AppendAudit({t0, "bootstrap.refused", Imsi(2), "b"}).ok());
-  ASSERT_TRUE(store->AppendAudit({t0, "bootstrap.refused", Imsi(1), "c"}).ok());
+  auto refused = [&](const std::string& imsi, const std::string& reason) {
+    return AuditEvent{t0, imsi, "bootstrap", imsi, "refused", reason};
+  };
+  ASSERT_TRUE(store->AppendAudit(refused(Imsi(1), "a")).ok());
+  ASSERT_TRUE(store->AppendAudit(refused(Imsi(2), "b")).ok());
+  ASSERT_TRUE(store->AppendAudit(refused(Imsi(1), "c")).ok());
   auto audit = store->AuditOf(Imsi(1));
   ASSERT_TRUE(audit.ok());
   ASSERT_EQ(audit->size(), 2u);
-  EXPECT_EQ((*audit)[0].detail, "a");
-  EXPECT_EQ((*audit)[1].detail, "c");
-  EXPECT_EQ((*audit)[1].event, "bootstrap.refused");
+  EXPECT_EQ((*audit)[0].reason, "a");
+  EXPECT_EQ((*audit)[1].reason, "c");
+  EXPECT_EQ((*audit)[1].action, "bootstrap");
+  EXPECT_EQ((*audit)[1].result, "refused");
 }
 
 TEST_F(SqliteStoreTest, GroupCommitConcurrentAdvanceSqn) {

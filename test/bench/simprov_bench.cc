@@ -149,7 +149,6 @@ absl::Status Import(const std::string& socket_path,
     row.set_imsi(d.imsi);
     row.set_ki(d.k_hex);
     row.set_opc(d.opc_hex);
-    row.set_group("bench");
     ++total;
     if (!importer.Add(std::move(row))) break;  // refused; Finish says why
   }
