@@ -13,6 +13,7 @@
 #include "agent/credential_dir.h"
 #include "agent/daemon.h"
 #include "agent/sim.h"
+#include "agent/token_client.h"
 #include "common/atomic_file.h"
 #include "common/duration.h"
 #include "common/exit_codes.h"
@@ -38,6 +39,11 @@ struct Flags {
   bool set_clock = false;
   std::string max_skew = "2s";
   bool verbose = false;
+  // Tokens (docs/tokens.md).
+  std::vector<std::string> audiences;
+  std::vector<std::string> scopes;
+  std::string ttl;
+  std::string token_file;
 };
 
 int Fail(const absl::Status& s) {
@@ -174,9 +180,48 @@ int TimeCommand(const Flags& f) {
   return kExitOk;
 }
 
+absl::StatusOr<TokenRequestSpec> TokenSpec(const Flags& f) {
+  TokenRequestSpec spec;
+  spec.audiences = f.audiences;
+  spec.scopes = f.scopes;
+  if (!f.ttl.empty()) {
+    auto ttl = ParseHumanDuration(f.ttl);
+    if (!ttl.ok()) return ttl.status();
+    if (*ttl < absl::Seconds(10)) {
+      return absl::InvalidArgumentError("--ttl must be at least 10s");
+    }
+    spec.ttl = *ttl;
+  }
+  return spec;
+}
+
+int Token(const Flags& f) {
+  auto config = Configure(f);
+  if (!config.ok()) return Fail(config.status());
+  auto spec = TokenSpec(f);
+  if (!spec.ok()) return Fail(spec.status());
+  auto token = RequestDeviceToken(config->broker, f.out, *spec,
+                                  config->options.rpc_timeout);
+  if (!token.ok()) {
+    return Fail(ExplainFailure(token.status(), *config, f.out + "/ca.pem"));
+  }
+  std::cout << token->token << "\n";
+  return kExitOk;
+}
+
 int Run(const Flags& f, const sigset_t& stop) {
   auto config = Configure(f);
   if (!config.ok()) return Fail(config.status());
+  if (!f.token_file.empty()) {
+    if (f.audiences.empty()) {
+      return Fail(absl::InvalidArgumentError(
+          "--token-file needs at least one --token-audience"));
+    }
+    auto spec = TokenSpec(f);
+    if (!spec.ok()) return Fail(spec.status());
+    config->token_file = f.token_file;
+    config->token_spec = *spec;
+  }
   // A bad --sim is a configuration error: say so now, not in a loop.
   if (auto sim = OpenSim(f.sim); !sim.ok()) return Fail(sim.status());
   if (!f.verbose) SetLogLevel(LogLevel::kInfo);
@@ -259,8 +304,34 @@ int main(int argc, char** argv) {
   run->add_option("--max-backoff", f.max_backoff,
                   "Longest wait between failed attempts")
       ->capture_default_str();
+  run->add_option("--token-file", f.token_file,
+                  "Keep a fresh device token in this file (0600), refreshed "
+                  "at 2/3 of its life and after every renewal");
+  run->add_option("--token-audience", f.audiences,
+                  "Audience of the --token-file token (repeatable)");
+  run->add_option("--token-scope", f.scopes,
+                  "Scope of the --token-file token (repeatable)");
+  run->add_option("--token-ttl", f.ttl,
+                  "Lifetime of the --token-file token (default: the "
+                  "broker's, 10m)");
   common(run);
   run->callback([&] { rc = simprov::Run(f, stop); });
+
+  auto* token = app.add_subcommand(
+      "token",
+      "Get a short-lived device token for an application API over mutual "
+      "TLS with the credentials in DIR; prints the JWT on stdout");
+  broker(token);
+  out(token);
+  token
+      ->add_option("--audience", f.audiences,
+                   "The application(s) the token is for (repeatable)")
+      ->required();
+  token->add_option("--scope", f.scopes, "Requested scope (repeatable)");
+  token->add_option("--ttl", f.ttl,
+                    "Lifetime (default: the broker's, 10m; at most 1h)");
+  common(token);
+  token->callback([&] { rc = simprov::Token(f); });
 
   auto* time = app.add_subcommand(
       "time",

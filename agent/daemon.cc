@@ -300,6 +300,13 @@ int RunDaemon(const AgentConfig& config, const sigset_t& stop, Clock& clock,
               Random& random) {
   bool ready = false;
   absl::Duration backoff = config.min_backoff;
+  std::unique_ptr<TokenFileKeeper> token_keeper;
+  if (!config.token_file.empty()) {
+    token_keeper = std::make_unique<TokenFileKeeper>(
+        config.broker, config.out, config.token_file, config.token_spec,
+        config.options.rpc_timeout, clock);
+    token_keeper->Start();
+  }
   while (true) {
     auto current = ReadCurrentSet(config.out, clock.Now());
     absl::StatusOr<Credentials> fresh;
@@ -335,6 +342,7 @@ int RunDaemon(const AgentConfig& config, const sigset_t& stop, Clock& clock,
               fresh->leaf.serial_hex, absl::FormatTime(fresh->leaf.not_after));
       backoff = config.min_backoff;
       RunHook(config.on_renew);
+      if (token_keeper) token_keeper->Renewed();
       if (!ready) {
         SdNotify("READY=1");
         ready = true;
@@ -351,6 +359,7 @@ int RunDaemon(const AgentConfig& config, const sigset_t& stop, Clock& clock,
     backoff = std::min(backoff * 2, config.max_backoff);
   }
   SdNotify("STOPPING=1");
+  if (token_keeper) token_keeper->Stop();
   LogInfo("stopping");
   return kExitOk;
 }

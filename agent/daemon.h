@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/bootstrap_client.h"
+#include "agent/token_client.h"
 #include "common/clock.h"
 
 namespace simprov {
@@ -33,6 +34,9 @@ struct AgentConfig {
   std::string on_renew;  // shell command run after a new set is in place
   absl::Duration min_backoff = absl::Seconds(1);
   absl::Duration max_backoff = absl::Minutes(5);
+  // --token-file: keep a fresh device token there (docs/tokens.md).
+  std::string token_file;
+  TokenRequestSpec token_spec;
 };
 
 // TLS that does not verify against the pinned CA: not a network hiccup.

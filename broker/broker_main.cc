@@ -25,6 +25,8 @@
 #include "broker/fleet_service.h"
 #include "broker/group_policies.h"
 #include "broker/sqlite_store.h"
+#include "broker/token_http.h"
+#include "broker/token_service.h"
 #include "common/atomic_file.h"
 #include "common/duration.h"
 #include "common/exit_codes.h"
@@ -46,6 +48,13 @@ struct Flags {
   std::string log_level = "info";
   std::string public_url;
   std::string crl_validity = "24h";
+  // Tokens (docs/tokens.md).
+  std::string token_issuer;
+  std::vector<std::string> token_audiences;
+  std::string token_alg = "ES256";
+  std::string token_rotation = "24h";
+  std::string token_ttl = "10m";
+  std::string token_max_ttl = "1h";
 };
 
 int Fail(const absl::Status& s) {
@@ -55,6 +64,51 @@ int Fail(const absl::Status& s) {
 
 bool IsWildcard(const std::string& host) {
   return host == "0.0.0.0" || host == "::" || host.empty();
+}
+
+struct TokensConfig {
+  TokenOptions options;
+  std::unique_ptr<TokenKeyManager> keys;
+};
+
+absl::StatusOr<TokensConfig> ConfigureTokens(const Flags& f,
+                                             const DataDirPaths& paths,
+                                             Clock& clock) {
+  TokensConfig c;
+  auto ttl = ParseHumanDuration(f.token_ttl);
+  if (!ttl.ok()) return ttl.status();
+  auto max_ttl = ParseHumanDuration(f.token_max_ttl);
+  if (!max_ttl.ok()) return max_ttl.status();
+  auto rotation = ParseHumanDuration(f.token_rotation);
+  if (!rotation.ok()) return rotation.status();
+  if (*max_ttl < absl::Seconds(10) || *max_ttl > absl::Hours(1)) {
+    return absl::InvalidArgumentError(
+        "--token-max-ttl must be between 10s and 1h");
+  }
+  if (*ttl < absl::Seconds(10) || *ttl > *max_ttl) {
+    return absl::InvalidArgumentError(
+        "--token-ttl must be between 10s and --token-max-ttl");
+  }
+  if (*rotation < absl::Minutes(1)) {
+    return absl::InvalidArgumentError("--token-rotation must be at least 1m");
+  }
+  c.options.issuer = f.token_issuer;
+  c.options.audiences.insert(f.token_audiences.begin(),
+                             f.token_audiences.end());
+  c.options.default_ttl = *ttl;
+  c.options.max_ttl = *max_ttl;
+  if (absl::Status s = MakeDirectories(paths.root + "/tokens", 0700); !s.ok()) {
+    return s;
+  }
+  TokenKeyOptions ko;
+  ko.alg = f.token_alg;
+  ko.rotation_period = *rotation;
+  ko.max_token_lifetime = *max_ttl;
+  ko.path = paths.root + "/tokens/keys.json";
+  auto keys = TokenKeyManager::Open(ko, clock);
+  if (!keys.ok()) return keys.status();
+  c.keys = std::move(*keys);
+  return c;
 }
 
 int Run(const Flags& f) {
@@ -102,6 +156,13 @@ int Run(const Flags& f) {
   auto store = SqliteStore::Open(paths.store(), clock);
   if (!store.ok()) return Fail(store.status());
 
+  auto tokens_config = ConfigureTokens(f, paths, clock);
+  if (!tokens_config.ok()) return Fail(tokens_config.status());
+  TokenService tokens(tokens_config->options, **store, **ca,
+                      *tokens_config->keys, clock, random);
+  TokenGrpcService token_service(tokens);
+  TokenAdminGrpcService token_admin_service(tokens);
+
   BootstrapOptions options;
   std::vector<std::string> names;
   if (!IsWildcard(listen->host)) names.push_back(listen->host);
@@ -139,6 +200,7 @@ int Run(const Flags& f) {
   device_builder.AddListeningPort(f.listen, grpc::SslServerCredentials(ssl),
                                   &bound_port);
   device_builder.RegisterService(&bootstrap_service);
+  device_builder.RegisterService(&token_service);
   // gRPC 1.51's sync server keeps at most 2 pollers by default and creates
   // and destroys threads under load (~270 us of CPU per bootstrap measured).
   device_builder.SetSyncServerOption(
@@ -155,6 +217,7 @@ int Run(const Flags& f) {
                                  grpc::InsecureServerCredentials());
   admin_builder.RegisterService(&admin_service);
   admin_builder.RegisterService(&fleet_service);
+  admin_builder.RegisterService(&token_admin_service);
   std::unique_ptr<grpc::Server> admin_server = admin_builder.BuildAndStart();
   if (!admin_server) {
     return Fail(absl::UnavailableError(
@@ -178,6 +241,7 @@ int Run(const Flags& f) {
                 r.set_content(anchors, "application/x-pem-file");
               });
     RegisterFleetHttpRoutes(*http, crl);
+    RegisterTokenRoutes(*http, tokens);
     int http_port =
         hp->port == 0
             ? http->bind_to_any_port(hp->host)
@@ -188,6 +252,11 @@ int Run(const Flags& f) {
     }
     http_bound = absl::StrCat(hp->host, ":", http_port);
     crl.SetUrl(CrlUrl(f.public_url, hp->host, http_port, names.front()));
+    if (f.token_issuer.empty()) {
+      tokens.SetIssuer(hp->host.find(':') != std::string::npos
+                           ? absl::StrCat("http://[", hp->host, "]:", http_port)
+                           : "http://" + http_bound);
+    }
     http_thread = std::thread([&http] { http->listen_after_bind(); });
   }
 
@@ -226,6 +295,7 @@ int Run(const Flags& f) {
       if (absl::Status s = crl.MaybeRefresh(); !s.ok()) {
         LogError("CRL refresh: %s", s.message());
       }
+      tokens.Sweep();
     }
   });
 
@@ -306,6 +376,29 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", f.log_level, "debug, info, warning or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
+  app.add_option("--token-issuer", f.token_issuer,
+                 "iss of device tokens and the discovery issuer (default: "
+                 "http://HTTP-ADDRESS); set it to the public URL")
+      ->check([](const std::string& s) {
+        return s.rfind("https://", 0) == 0 || s.rfind("http://", 0) == 0
+                   ? std::string()
+                   : std::string("--token-issuer must be an http(s) URL");
+      });
+  app.add_option("--token-audiences", f.token_audiences,
+                 "Audiences devices may ask tokens for (comma-separated or "
+                 "repeated); default: any")
+      ->delimiter(',');
+  app.add_option("--token-alg", f.token_alg, "Signing alg for new token keys")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"ES256", "EdDSA"}));
+  app.add_option("--token-rotation", f.token_rotation,
+                 "Token signing key rotation period")
+      ->capture_default_str();
+  app.add_option("--token-ttl", f.token_ttl, "Default device token lifetime")
+      ->capture_default_str();
+  app.add_option("--token-max-ttl", f.token_max_ttl,
+                 "Longest device token lifetime (at most 1h)")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -42,6 +42,8 @@ void AddSubscriberCommands(CLI::App& app, CliContext& ctx);
 // groups, devices, audit, subscribers suspend|resume|terminate|... (after
 // AddSubscriberCommands)
 void AddFleetCommands(CLI::App& app, CliContext& ctx);
+// apps create, tokens revoke, token verify (cli_tokens.cc)
+void AddTokenCommands(CLI::App& app, CliContext& ctx);
 
 }  // namespace simprov
 

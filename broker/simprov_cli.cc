@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
                  "Path of the broker's admin socket (overrides --data-dir)");
   simprov::AddSubscriberCommands(app, ctx);
   simprov::AddFleetCommands(app, ctx);
+  simprov::AddTokenCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -116,6 +116,24 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 )sql",
+    // Tokens (issue 4): applications allowed to introspect, and revoked
+    // tokens (by jti, and every token of a device issued up to a time).
+    R"sql(
+CREATE TABLE token_apps (
+  name        TEXT PRIMARY KEY,
+  key_hash    BLOB NOT NULL,
+  created_at  INTEGER NOT NULL
+);
+CREATE TABLE token_revocations (
+  jti         TEXT PRIMARY KEY,
+  revoked_at  INTEGER NOT NULL
+);
+CREATE INDEX token_revocations_at ON token_revocations (revoked_at);
+CREATE TABLE token_device_revocations (
+  imsi        TEXT PRIMARY KEY,
+  revoked_at  INTEGER NOT NULL
+);
+)sql",
 };
 
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -516,6 +534,7 @@ absl::Status SqliteStore::ResyncSqn(const std::string& imsi, uint64_t sqn_ms) {
 
 absl::Status SqliteStore::RecordIssuance(const CertificateRecord& cert,
                                          const AuditEvent& event) {
+  (void)FlushAudit();  // events queued earlier come first (cheap when none)
   return Write([&](SqliteConnection& db) -> absl::Status {
     {
       auto st = db.Prepare(

@@ -94,6 +94,19 @@ class SqliteStore : public Store {
       const AuditQuery& query,
       const std::function<bool(const AuditEvent&)>& fn) override;
   absl::Status FlushAudit() override;
+  // Tokens (issue 4): sqlite_store_tokens.cc.
+  absl::Status CreateTokenApp(const std::string& name, const Bytes& key_hash,
+                              absl::Time at) override;
+  absl::StatusOr<Bytes> TokenAppKeyHash(const std::string& name) override;
+  absl::Status RevokeTokenId(const std::string& jti, absl::Time at) override;
+  absl::Status RevokeDeviceTokens(const std::string& imsi,
+                                  absl::Time at) override;
+  absl::StatusOr<bool> TokenRevoked(const std::string& jti,
+                                    const std::string& imsi,
+                                    absl::Time iat) override;
+  absl::Status PruneTokenRevocations(absl::Time before) override;
+  absl::StatusOr<TokenSubject> GetTokenSubject(
+      const std::string& serial) override;
 
  private:
   using WriteFn = std::function<absl::Status(SqliteConnection&)>;

@@ -217,6 +217,32 @@ class Store {
       const std::function<bool(const AuditEvent&)>& fn) = 0;
   // Writes queued audit events now.
   virtual absl::Status FlushAudit() = 0;
+  // --- Tokens (issue 4, broker/sqlite_store_tokens.cc) ---
+  // Applications that may introspect. AlreadyExists when the name is taken.
+  virtual absl::Status CreateTokenApp(const std::string& name,
+                                      const Bytes& key_hash, absl::Time at) = 0;
+  // NotFound for an unknown application.
+  virtual absl::StatusOr<Bytes> TokenAppKeyHash(const std::string& name) = 0;
+  virtual absl::Status RevokeTokenId(const std::string& jti, absl::Time at) = 0;
+  // Revokes every token of the device issued at or before `at`. NotFound
+  // for an unknown IMSI.
+  virtual absl::Status RevokeDeviceTokens(const std::string& imsi,
+                                          absl::Time at) = 0;
+  // Whether token `jti` of `imsi`, issued at `iat`, was revoked.
+  virtual absl::StatusOr<bool> TokenRevoked(const std::string& jti,
+                                            const std::string& imsi,
+                                            absl::Time iat) = 0;
+  // Forgets jti revocations made before `before` (their tokens expired).
+  virtual absl::Status PruneTokenRevocations(absl::Time before) = 0;
+  // What token issuance re-checks, in one read: the certificate's status
+  // and its subscriber. NotFound for an unknown serial.
+  struct TokenSubject {
+    std::string cert_status;
+    std::string imsi, device_id, group, iccid;
+    std::string status;  // the subscriber's
+  };
+  virtual absl::StatusOr<TokenSubject> GetTokenSubject(
+      const std::string& serial) = 0;
 };
 
 }  // namespace simprov

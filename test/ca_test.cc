@@ -26,6 +26,17 @@
 namespace simprov {
 namespace {
 
+// A request with the core fields set and no group-policy extras.
+DeviceCertRequest Request(EVP_PKEY* key, std::string common_name,
+                          std::string device_id_uri, absl::Duration ttl) {
+  DeviceCertRequest request;
+  request.public_key = key;
+  request.common_name = std::move(common_name);
+  request.device_id_uri = std::move(device_id_uri);
+  request.ttl = ttl;
+  return request;
+}
+
 const absl::Time kStart = absl::FromUnixSeconds(1767225600);  // 2026-01-01Z
 constexpr char kImsi[] = "001010123456789";
 constexpr char kDeviceUri[] = "urn:simprov:device:001010123456789";
@@ -238,7 +249,8 @@ TEST_F(CaTest, SerialsUseInjectedRandom) {
   auto ca1 = CertificateAuthority::CreateDevelopment(d1, clock, r1);
   auto ca2 = CertificateAuthority::CreateDevelopment(d2, clock, r2);
   ASSERT_TRUE(ca1.ok() && ca2.ok());
-  DeviceCertRequest request{device_key_.get(), kImsi, "", absl::Hours(1)};
+  DeviceCertRequest request =
+      Request(device_key_.get(), kImsi, "", absl::Hours(1));
   auto c1 = (*ca1)->IssueDeviceCertificate(request);
   auto c2 = (*ca2)->IssueDeviceCertificate(request);
   ASSERT_TRUE(c1.ok() && c2.ok());
@@ -282,7 +294,8 @@ TEST_F(CaTest, OtherDeviceKeyTypes) {
                                           static_cast<size_t>(2048))}) {
     EvpPkeyPtr key(raw);
     ASSERT_NE(key, nullptr);
-    DeviceCertRequest request{key.get(), kImsi, kDeviceUri, absl::Hours(1)};
+    DeviceCertRequest request =
+        Request(key.get(), kImsi, kDeviceUri, absl::Hours(1));
     absl::StatusOr<X509Ptr> cert = ca_->IssueDeviceCertificate(request);
     ASSERT_TRUE(cert.ok()) << cert.status();
     EXPECT_TRUE(SamePublicKey(X509_get0_pubkey(cert->get()), key.get()));
@@ -348,7 +361,8 @@ TEST_F(CaTest, ServerCertificateRejectsBadNames) {
 }
 
 TEST_F(CaTest, DeviceRequestValidation) {
-  DeviceCertRequest ok{device_key_.get(), kImsi, kDeviceUri, absl::Hours(1)};
+  DeviceCertRequest ok =
+      Request(device_key_.get(), kImsi, kDeviceUri, absl::Hours(1));
   EXPECT_TRUE(ca_->IssueDeviceCertificate(ok).ok());
 
   DeviceCertRequest r = ok;
@@ -476,8 +490,8 @@ TEST_F(CaTest, LoadIssuesCertificatesVerifyingToSameRoot) {
   EXPECT_EQ(ca.ChainPem(), ca_->ChainPem());
   EXPECT_EQ(ca.TrustAnchorsPem(), ca_->TrustAnchorsPem());
 
-  DeviceCertRequest request{device_key_.get(), kImsi, kDeviceUri,
-                            absl::Hours(24)};
+  DeviceCertRequest request =
+      Request(device_key_.get(), kImsi, kDeviceUri, absl::Hours(24));
   absl::StatusOr<X509Ptr> cert = ca.IssueDeviceCertificate(request);
   ASSERT_TRUE(cert.ok()) << cert.status();
   EXPECT_EQ(DescribeCert(cert->get()).not_before,
@@ -530,8 +544,8 @@ TEST_F(CaTest, LoadRejectsMismatchedKeyAndMissingFiles) {
 
 TEST_F(CaTest, ExpiredIssuingCaRefusesToIssue) {
   clock_.Advance(absl::Hours(24 * 1827));
-  DeviceCertRequest request{device_key_.get(), kImsi, kDeviceUri,
-                            absl::Hours(1)};
+  DeviceCertRequest request =
+      Request(device_key_.get(), kImsi, kDeviceUri, absl::Hours(1));
   EXPECT_EQ(ca_->IssueDeviceCertificate(request).status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(CertificateAuthority::Load(dir_, clock_, random_).status().code(),
@@ -547,7 +561,8 @@ TEST_F(CaTest, ConcurrentIssuance) {
     threads.emplace_back([this, t, &issued] {
       EvpPkeyPtr key = GenerateP256Key();
       for (int i = 0; i < kPerThread; ++i) {
-        DeviceCertRequest request{key.get(), kImsi, kDeviceUri, absl::Hours(1)};
+        DeviceCertRequest request =
+            Request(key.get(), kImsi, kDeviceUri, absl::Hours(1));
         absl::StatusOr<X509Ptr> cert = ca_->IssueDeviceCertificate(request);
         if (cert.ok()) issued[t].push_back(*std::move(cert));
       }
@@ -576,7 +591,7 @@ TEST(CaRealRandomTest, SerialsWithRealRandom) {
     EvpPkeyPtr key = GenerateP256Key();
     std::set<std::string> serials;
     for (int i = 0; i < 16; ++i) {
-      DeviceCertRequest request{key.get(), kImsi, "", absl::Hours(1)};
+      DeviceCertRequest request = Request(key.get(), kImsi, "", absl::Hours(1));
       auto cert = (*ca)->IssueDeviceCertificate(request);
       ASSERT_TRUE(cert.ok()) << cert.status();
       BignumPtr serial(

@@ -1,0 +1,271 @@
+#include "broker/token_keys.h"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
+#include "common/log.h"
+#include "common/openssl_ptr.h"
+
+namespace simprov {
+namespace {
+
+constexpr absl::Duration kRetireLeeway = absl::Minutes(2);
+
+std::string Thumbprint(EVP_PKEY* key) {
+  nlohmann::json jwk = jose::PublicJwk(key, "");
+  nlohmann::json members;  // RFC 7638: required members, sorted, compact
+  for (const char* m : {"crv", "kty", "x", "y"}) {
+    if (jwk.contains(m)) members[m] = jwk[m];
+  }
+  unsigned char md[32];
+  const std::string text = members.dump();
+  unsigned int len = 0;
+  EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr);
+  return jose::Base64UrlEncode(
+      std::string_view(reinterpret_cast<char*>(md), 32));
+}
+
+std::shared_ptr<TokenKey> MakeKey(jose::PkeyPtr pkey) {
+  auto k = std::make_shared<TokenKey>();
+  k->alg = jose::AlgForKey(pkey.get());
+  k->kid = Thumbprint(pkey.get());
+  nlohmann::json header = {{"alg", k->alg}, {"kid", k->kid}, {"typ", "at+jwt"}};
+  k->header_b64 = jose::Base64UrlEncode(header.dump());
+  k->pkey = std::shared_ptr<EVP_PKEY>(pkey.release(), EVP_PKEY_free);
+  return k;
+}
+
+absl::StatusOr<std::string> PrivatePem(EVP_PKEY* key) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || !PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0,
+                                        nullptr, nullptr)) {
+    return absl::InternalError("cannot encode a token key");
+  }
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(len));
+}
+
+}  // namespace
+
+std::string SignTokenClaims(const TokenKey& key,
+                            const std::string& claims_json) {
+  std::string input = key.header_b64;
+  input += '.';
+  input += jose::Base64UrlEncode(claims_json);
+  const std::string sig = jose::Sign(key.pkey.get(), input);
+  if (sig.empty()) return "";
+  input += '.';
+  input += jose::Base64UrlEncode(sig);
+  return input;
+}
+
+absl::StatusOr<jose::PkeyPtr> GenerateTokenKey(const std::string& alg) {
+  EVP_PKEY* key = nullptr;
+  if (alg == jose::kAlgEs256) {
+    key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+  } else if (alg == jose::kAlgEdDsa) {
+    key = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("token alg must be ES256 or EdDSA, not ", alg));
+  }
+  if (!key) return absl::InternalError("token key generation failed");
+  return jose::PkeyPtr(key);
+}
+
+TokenKeyManager::TokenKeyManager(TokenKeyOptions options, Clock& clock)
+    : options_(std::move(options)),
+      lead_(std::min(options_.rotation_period / 4, absl::Hours(1))),
+      clock_(clock),
+      keys_(std::make_shared<KeyList>()),
+      next_check_(absl::InfinitePast()) {}
+
+absl::StatusOr<std::unique_ptr<TokenKeyManager>> TokenKeyManager::Open(
+    TokenKeyOptions options, Clock& clock) {
+  if (options.alg != jose::kAlgEs256 && options.alg != jose::kAlgEdDsa) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("token alg must be ES256 or EdDSA, not ", options.alg));
+  }
+  if (options.rotation_period < absl::Seconds(4)) {
+    return absl::InvalidArgumentError("token key rotation period too short");
+  }
+  std::unique_ptr<TokenKeyManager> m(
+      new TokenKeyManager(std::move(options), clock));
+  if (!m->options_.path.empty() && PathExists(m->options_.path)) {
+    if (absl::Status s = m->Load(); !s.ok()) return s;
+  }
+  if (absl::Status s = m->Maintain(); !s.ok()) return s;
+  return m;
+}
+
+absl::Duration TokenKeyManager::jwks_max_age() const {
+  return std::min(lead_ / 4, absl::Minutes(5));
+}
+
+absl::Time TokenKeyManager::DropTime(const TokenKey& k) const {
+  return k.sign_until + options_.max_token_lifetime + kRetireLeeway;
+}
+
+absl::Status TokenKeyManager::Load() {
+  auto text = ReadFileToString(options_.path, 1 << 20);
+  if (!text.ok()) return text.status();
+  nlohmann::json doc = nlohmann::json::parse(*text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("keys") ||
+      !doc["keys"].is_array()) {
+    return absl::DataLossError(
+        absl::StrCat(options_.path, ": not a token key file"));
+  }
+  auto list = std::make_shared<KeyList>();
+  for (const auto& e : doc["keys"]) {
+    const std::string pem = e.value("private_pem", "");
+    BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+    EVP_PKEY* raw =
+        bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr)
+            : nullptr;
+    if (!raw || jose::AlgForKey(raw).empty()) {
+      EVP_PKEY_free(raw);
+      return absl::DataLossError(
+          absl::StrCat(options_.path, ": a token key does not load"));
+    }
+    auto k = MakeKey(jose::PkeyPtr(raw));
+    k->publish_at = absl::FromUnixSeconds(e.value("publish_at", int64_t{0}));
+    k->sign_from = absl::FromUnixSeconds(e.value("sign_from", int64_t{0}));
+    k->sign_until = absl::FromUnixSeconds(e.value("sign_until", int64_t{0}));
+    list->push_back(std::move(k));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  keys_ = std::move(list);
+  return absl::OkStatus();
+}
+
+absl::Status TokenKeyManager::Save(const KeyList& keys) const {
+  if (options_.path.empty()) return absl::OkStatus();
+  nlohmann::json doc;
+  doc["keys"] = nlohmann::json::array();
+  for (const auto& k : keys) {
+    auto pem = PrivatePem(k->pkey.get());
+    if (!pem.ok()) return pem.status();
+    doc["keys"].push_back({{"kid", k->kid},
+                           {"alg", k->alg},
+                           {"publish_at", absl::ToUnixSeconds(k->publish_at)},
+                           {"sign_from", absl::ToUnixSeconds(k->sign_from)},
+                           {"sign_until", absl::ToUnixSeconds(k->sign_until)},
+                           {"private_pem", *pem}});
+  }
+  return WriteFileAtomic(options_.path, doc.dump(2) + "\n", 0600);
+}
+
+absl::Status TokenKeyManager::Maintain() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return MaintainLocked(clock_.Now());
+}
+
+absl::Status TokenKeyManager::MaintainLocked(absl::Time now) {
+  // Whole seconds: what the key file and the tokens hold.
+  now = absl::FromUnixSeconds(absl::ToUnixSeconds(now));
+  KeyList next;
+  bool changed = false;
+  for (const auto& k : *keys_) {
+    if (DropTime(*k) <= now) {
+      changed = true;  // every token it signed has expired
+      continue;
+    }
+    next.push_back(k);
+  }
+  std::sort(next.begin(), next.end(), [](const auto& a, const auto& b) {
+    return a->sign_from < b->sign_from;
+  });
+  if (next.empty()) {
+    // First start (or after a very long downtime): nothing can have cached
+    // a key, so the first one signs at once.
+    auto pkey = GenerateTokenKey(options_.alg);
+    if (!pkey.ok()) return pkey.status();
+    auto k = MakeKey(std::move(*pkey));
+    k->publish_at = k->sign_from = now;
+    k->sign_until = now + options_.rotation_period;
+    next.push_back(std::move(k));
+    changed = true;
+  } else if (now >= next.back()->sign_until - lead_) {
+    auto pkey = GenerateTokenKey(options_.alg);
+    if (!pkey.ok()) return pkey.status();
+    auto k = MakeKey(std::move(*pkey));
+    const TokenKey& latest = *next.back();
+    k->publish_at = now;
+    k->sign_from = std::max(latest.sign_until, now + lead_);
+    k->sign_until = k->sign_from + options_.rotation_period;
+    if (k->sign_from != latest.sign_until) {
+      // Overdue: the old key signs on until the new one is published.
+      auto extended = std::make_shared<TokenKey>(latest);
+      extended->sign_until = k->sign_from;
+      next.back() = std::move(extended);
+    }
+    LogInfo("token keys: published %s (%s), signs from %s", k->kid, k->alg,
+            absl::FormatTime(k->sign_from));
+    next.push_back(std::move(k));
+    changed = true;
+  }
+  if (changed) {
+    // Durable before any token is signed with a new key.
+    if (absl::Status s = Save(next); !s.ok()) {
+      LogError("token keys: cannot save %s: %s", options_.path, s.message());
+      return s;
+    }
+    nlohmann::json jwks;
+    jwks["keys"] = nlohmann::json::array();
+    for (const auto& k : next) {
+      jwks["keys"].push_back(jose::PublicJwk(k->pkey.get(), k->kid));
+    }
+    jwks_ = jwks.dump();
+    keys_ = std::make_shared<KeyList>(std::move(next));
+  } else if (jwks_.empty()) {
+    nlohmann::json jwks;
+    jwks["keys"] = nlohmann::json::array();
+    for (const auto& k : *keys_) {
+      jwks["keys"].push_back(jose::PublicJwk(k->pkey.get(), k->kid));
+    }
+    jwks_ = jwks.dump();
+  }
+  absl::Time check = absl::InfiniteFuture();
+  for (const auto& k : *keys_) {
+    check = std::min(check, DropTime(*k));
+    check = std::min(check, k->sign_until - lead_);
+    if (k->sign_from > now) check = std::min(check, k->sign_from);
+  }
+  next_check_ = check;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const TokenKey>> TokenKeyManager::Current() {
+  const absl::Time now = clock_.Now();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (now >= next_check_) {
+    if (absl::Status s = MaintainLocked(now); !s.ok()) {
+      // Keep signing with what is durable; retry at the next call.
+      LogWarning("token keys: rotation failed: %s", s.message());
+    }
+  }
+  std::shared_ptr<const TokenKey> best;
+  for (const auto& k : *keys_) {
+    if (k->sign_from <= now && (!best || k->sign_from > best->sign_from)) {
+      best = k;
+    }
+  }
+  if (!best) return absl::UnavailableError("no token signing key");
+  return best;
+}
+
+std::string TokenKeyManager::JwksJson() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (clock_.Now() >= next_check_) {
+    (void)MaintainLocked(clock_.Now());
+  }
+  return jwks_;
+}
+
+}  // namespace simprov

@@ -1,0 +1,87 @@
+// The broker's token signing keys and their rotation.
+//
+// Schedule (all times from the injected Clock): a key signs from sign_from
+// to sign_until (one rotation period). The next key is created and
+// published in the JWKS `lead` before it starts signing (lead = a quarter
+// of the period, at most 1 hour; the JWKS Cache-Control max-age is shorter
+// still), and a key stays published until every token it signed has
+// expired (sign_until + the maximum token lifetime + 2 minutes of leeway).
+// After downtime longer than the period the old key keeps signing until
+// the new one has been published for `lead`.
+//
+// Keys are kept in one 0600 file (PKCS#8 PEM inside JSON), written
+// atomically before a new key is used.
+#ifndef SIMPROV_BROKER_TOKEN_KEYS_H_
+#define SIMPROV_BROKER_TOKEN_KEYS_H_
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/jose.h"
+
+namespace simprov {
+
+struct TokenKeyOptions {
+  std::string alg = "ES256";  // for new keys: ES256 or EdDSA
+  absl::Duration rotation_period = absl::Hours(24);
+  absl::Duration max_token_lifetime = absl::Hours(1);
+  std::string path;  // the key file; empty: in memory only (tests)
+};
+
+struct TokenKey {
+  std::string kid;  // RFC 7638 JWK thumbprint
+  std::string alg;
+  std::shared_ptr<EVP_PKEY> pkey;
+  std::string header_b64;  // the JWS protected header for this key
+  absl::Time publish_at, sign_from, sign_until;
+};
+
+class TokenKeyManager {
+ public:
+  static absl::StatusOr<std::unique_ptr<TokenKeyManager>> Open(
+      TokenKeyOptions options, Clock& clock);
+
+  // The key to sign with now; rotates first when due.
+  absl::StatusOr<std::shared_ptr<const TokenKey>> Current();
+  // Every published key, as a JWKS document.
+  std::string JwksJson();
+  // Rotates and retires keys as due; call periodically.
+  absl::Status Maintain();
+  // How long before it signs the next key is published.
+  absl::Duration lead() const { return lead_; }
+  // The JWKS Cache-Control max-age.
+  absl::Duration jwks_max_age() const;
+  absl::Time DropTime(const TokenKey& k) const;
+
+ private:
+  using KeyList = std::vector<std::shared_ptr<const TokenKey>>;
+  TokenKeyManager(TokenKeyOptions options, Clock& clock);
+  absl::Status MaintainLocked(absl::Time now);
+  absl::Status Save(const KeyList& keys) const;
+  absl::Status Load();
+
+  const TokenKeyOptions options_;
+  const absl::Duration lead_;
+  Clock& clock_;
+  std::mutex mu_;
+  std::shared_ptr<const KeyList> keys_;  // guarded by mu_
+  std::string jwks_;                     // guarded by mu_
+  absl::Time next_check_;                // guarded by mu_
+};
+
+// The compact JWS of `claims_json` signed with `key` (header: alg, kid,
+// typ at+jwt); empty on failure.
+std::string SignTokenClaims(const TokenKey& key,
+                            const std::string& claims_json);
+
+// A fresh key for `alg` (ES256: P-256; EdDSA: Ed25519).
+absl::StatusOr<jose::PkeyPtr> GenerateTokenKey(const std::string& alg);
+
+}  // namespace simprov
+
+#endif  // SIMPROV_BROKER_TOKEN_KEYS_H_

@@ -1,0 +1,417 @@
+#include "broker/token_service.h"
+
+#include <grpc/grpc_security_constants.h>
+#include <openssl/evp.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "broker/admin_actor.h"
+#include "broker/bootstrap_service.h"
+#include "common/grpc_status.h"
+#include "common/jose.h"
+#include "common/log.h"
+#include "common/token_verifier.h"
+#include "common/x509.h"
+
+namespace simprov {
+namespace {
+
+constexpr size_t kMaxAudiences = 8;
+constexpr size_t kMaxScopes = 16;
+constexpr size_t kMaxNameLength = 128;
+constexpr size_t kMaxJtiLength = 64;
+constexpr absl::Duration kMinTtl = absl::Seconds(10);
+
+// Printable ASCII without spaces or quotes: safe in claims and audit lines.
+bool IsPlainToken(absl::string_view s, size_t max) {
+  if (s.empty() || s.size() > max) return false;
+  for (char c : s) {
+    if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+
+bool IsAppName(absl::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-'))) return false;
+  }
+  return true;
+}
+
+Bytes KeyHash(absl::string_view key) {
+  Bytes out(32);
+  unsigned int len = 0;
+  EVP_Digest(key.data(), key.size(), out.data(), &len, EVP_sha256(), nullptr);
+  return out;
+}
+
+// Standard base64 (HTTP Basic), strict; empty on error.
+std::string DecodeBase64(absl::string_view in) {
+  if (in.empty() || in.size() % 4 != 0 || in.size() > 1024) return "";
+  std::string out(in.size() / 4 * 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  if (n < 0) return "";
+  size_t len = static_cast<size_t>(n);
+  if (absl::EndsWith(in, "==")) {
+    len -= 2;
+  } else if (absl::EndsWith(in, "=")) {
+    len -= 1;
+  }
+  out.resize(len);
+  return out;
+}
+
+}  // namespace
+
+TokenService::TokenService(TokenOptions options, Store& store,
+                           CertificateAuthority& ca, TokenKeyManager& keys,
+                           Clock& clock, Random& random)
+    : options_(std::move(options)),
+      store_(store),
+      ca_(ca),
+      keys_(keys),
+      clock_(clock),
+      random_(random),
+      issuer_(options_.issuer) {}
+
+void TokenService::SetIssuer(const std::string& issuer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  issuer_ = issuer;
+}
+
+std::string TokenService::issuer() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return issuer_;
+}
+
+void TokenService::Audit(const std::string& actor, const std::string& action,
+                         const std::string& target, const std::string& reason) {
+  absl::Status s =
+      store_.AppendAudit({clock_.Now(), actor, action, target, "ok", reason});
+  if (!s.ok()) LogError("audit %s: %s", action, s.message());
+}
+
+absl::StatusOr<TokenService::VerifiedCert> TokenService::VerifyClientCert(
+    const std::string& pem, absl::Time now) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = verified_.find(pem);
+    if (it != verified_.end() && now < it->second.not_after) return it->second;
+  }
+  auto leaf = CertFromPem(pem);
+  if (!leaf.ok()) {
+    return absl::UnauthenticatedError("client certificate does not parse");
+  }
+  absl::Status chain = VerifyChain(leaf->get(), {ca_.issuing_cert()},
+                                   {ca_.root_cert()}, now, "sslclient");
+  CertInfo info = DescribeCert(leaf->get());
+  if (!chain.ok()) {
+    return absl::UnauthenticatedError(
+        now >= info.not_after
+            ? "certificate has expired: bootstrap again with the SIM"
+            : absl::StrCat("client certificate not issued by this broker: ",
+                           chain.message()));
+  }
+  VerifiedCert v;
+  v.serial = info.serial_hex;
+  v.not_after = info.not_after;
+  v.thumbprint = jose::CertThumbprintS256(jose::CertificateDer(pem));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (verified_.size() >= 100000) verified_.clear();  // bounded
+  verified_[pem] = v;
+  return v;
+}
+
+absl::Status TokenService::CheckPolicy(
+    const Store::TokenSubject& sub, const std::vector<std::string>& audiences,
+    const std::vector<std::string>& scopes, absl::Duration* ttl) const {
+  // Per-group policy (fleet issue) plugs in here, keyed by sub.group.
+  (void)sub;
+  (void)scopes;
+  (void)ttl;
+  if (!options_.audiences.empty()) {
+    for (const std::string& a : audiences) {
+      if (!options_.audiences.contains(a)) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("audience ", a, " is not allowed on this broker"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::IssueTokenResponse> TokenService::Issue(
+    const std::string& client_cert_pem, const v1::IssueTokenRequest& req) {
+  if (client_cert_pem.empty()) {
+    return absl::UnauthenticatedError(
+        "no client certificate: tokens need the device certificate over "
+        "mutual TLS");
+  }
+  const std::string iss = issuer();
+  if (iss.empty()) {
+    return absl::FailedPreconditionError(
+        "token issuance needs --http-listen (for the JWKS) or --token-issuer");
+  }
+  // The request first: cheap, and nothing is looked up for a bad one.
+  if (req.audience_size() == 0 ||
+      static_cast<size_t>(req.audience_size()) > kMaxAudiences) {
+    return absl::InvalidArgumentError("need 1 to 8 audiences");
+  }
+  std::vector<std::string> audiences(req.audience().begin(),
+                                     req.audience().end());
+  for (const std::string& a : audiences) {
+    if (!IsPlainToken(a, kMaxNameLength)) {
+      return absl::InvalidArgumentError(
+          "an audience is empty, too long or holds spaces or quotes");
+    }
+  }
+  if (static_cast<size_t>(req.scope_size()) > kMaxScopes) {
+    return absl::InvalidArgumentError("at most 16 scopes");
+  }
+  std::vector<std::string> scopes(req.scope().begin(), req.scope().end());
+  for (const std::string& s : scopes) {
+    if (!IsPlainToken(s, kMaxNameLength)) {
+      return absl::InvalidArgumentError(
+          "a scope is empty, too long or holds spaces or quotes");
+    }
+  }
+  if (req.ttl_seconds() < 0) {
+    return absl::InvalidArgumentError("ttl must not be negative");
+  }
+  absl::Duration ttl = req.ttl_seconds() == 0
+                           ? options_.default_ttl
+                           : absl::Seconds(req.ttl_seconds());
+  if (ttl < kMinTtl) {
+    return absl::InvalidArgumentError("ttl must be at least 10s");
+  }
+  ttl = std::min(ttl, options_.max_ttl);
+
+  // The certificate, as for renewal.
+  const absl::Time now = clock_.Now();
+  auto cert = VerifyClientCert(client_cert_pem, now);
+  if (!cert.ok()) return cert.status();
+  // Revocation and subscriber status, re-read at every issuance.
+  auto subject = store_.GetTokenSubject(cert->serial);
+  if (!subject.ok()) {
+    if (subject.status().code() == absl::StatusCode::kNotFound) {
+      return absl::UnauthenticatedError("certificate unknown to this broker");
+    }
+    return absl::UnavailableError(subject.status().message());
+  }
+  if (subject->cert_status != "valid") {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "certificate ", cert->serial, " was ", subject->cert_status));
+  }
+  if (subject->status != kStatusActive) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("subscriber is ", subject->status));
+  }
+  if (absl::Status s = CheckPolicy(*subject, audiences, scopes, &ttl);
+      !s.ok()) {
+    return s;
+  }
+
+  auto key = keys_.Current();
+  if (!key.ok()) return key.status();
+  const int64_t iat = absl::ToUnixSeconds(now);
+  const int64_t exp = iat + absl::ToInt64Seconds(ttl);
+  // Hex: a jti never starts with "-", so `simprov tokens revoke JTI` works.
+  const std::string jti = HexEncode(random_.Generate(16));
+  const std::string& device_id = subject->device_id;
+  nlohmann::json claims = {{"iss", iss},
+                           {"sub", device_id},
+                           {"iat", iat},
+                           {"nbf", iat},
+                           {"exp", exp},
+                           {"jti", jti},
+                           {"imsi", subject->imsi},
+                           {"group", subject->group},
+                           {"cnf", {{"x5t#S256", cert->thumbprint}}}};
+  if (audiences.size() == 1) {
+    claims["aud"] = audiences[0];
+  } else {
+    claims["aud"] = audiences;
+  }
+  if (!scopes.empty()) claims["scope"] = absl::StrJoin(scopes, " ");
+  // Identifiers: on by default (a per-group switch arrives with fleet).
+  if (!subject->iccid.empty()) claims["iccid"] = subject->iccid;
+
+  std::string token = SignTokenClaims(**key, claims.dump());
+  if (token.empty()) return absl::InternalError("token signing failed");
+  Audit(subject->imsi, "token", subject->imsi,
+        absl::StrCat("jti=", jti, " aud=", absl::StrJoin(audiences, ","),
+                     " exp=", exp, " kid=", (*key)->kid));
+  v1::IssueTokenResponse resp;
+  resp.set_token(std::move(token));
+  resp.set_expires_at_unix(exp);
+  resp.set_issued_at_unix(iat);
+  resp.set_jti(jti);
+  return resp;
+}
+
+absl::StatusOr<v1::CreateAppResponse> TokenService::CreateApp(
+    const std::string& name, const std::string& actor) {
+  if (!IsAppName(name)) {
+    return absl::InvalidArgumentError(
+        "application name: 1-63 of [a-z0-9._-], starting with a letter or "
+        "digit");
+  }
+  const std::string key = absl::StrCat(
+      "sk_", jose::Base64UrlEncode(ToString(random_.Generate(32))));
+  if (absl::Status s = store_.CreateTokenApp(name, KeyHash(key), clock_.Now());
+      !s.ok()) {
+    return s;
+  }
+  Audit(actor, "app-create", name, "");
+  v1::CreateAppResponse resp;
+  resp.set_name(name);
+  resp.set_key(key);
+  return resp;
+}
+
+absl::Status TokenService::RevokeToken(const std::string& jti,
+                                       const std::string& actor) {
+  if (!IsPlainToken(jti, kMaxJtiLength)) {
+    return absl::InvalidArgumentError("not a token id (jti)");
+  }
+  if (absl::Status s = store_.RevokeTokenId(jti, clock_.Now()); !s.ok()) {
+    return s;
+  }
+  Audit(actor, "token-revoke", jti, "");
+  return absl::OkStatus();
+}
+
+absl::Status TokenService::RevokeDevice(const std::string& imsi,
+                                        const std::string& actor) {
+  if (!IsValidImsi(imsi)) return absl::InvalidArgumentError("not an IMSI");
+  if (absl::Status s = store_.RevokeDeviceTokens(imsi, clock_.Now()); !s.ok()) {
+    return s;
+  }
+  Audit(actor, "token-revoke", imsi, "all tokens of the device issued so far");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> TokenService::Introspect(
+    const std::string& authorization, const std::string& token) {
+  // The application: HTTP Basic NAME:KEY.
+  absl::string_view auth = authorization;
+  if (!absl::ConsumePrefix(&auth, "Basic ")) {
+    return absl::UnauthenticatedError("need HTTP Basic authentication");
+  }
+  const std::string pair = DecodeBase64(absl::StripAsciiWhitespace(auth));
+  const size_t colon = pair.find(':');
+  if (colon == std::string::npos) {
+    return absl::UnauthenticatedError("need HTTP Basic authentication");
+  }
+  const std::string app = pair.substr(0, colon);
+  const Bytes presented = KeyHash(pair.substr(colon + 1));
+  auto stored = IsAppName(app) ? store_.TokenAppKeyHash(app)
+                               : absl::NotFoundError("no such application");
+  if (!stored.ok() && stored.status().code() != absl::StatusCode::kNotFound) {
+    return absl::UnavailableError(stored.status().message());
+  }
+  if (!stored.ok() || !ConstantTimeEqual(*stored, presented)) {
+    return absl::UnauthenticatedError("unknown application or wrong key");
+  }
+
+  const std::string inactive = R"({"active":false})";
+  TokenVerifierOptions o;
+  o.audience = app;
+  o.issuer = issuer();
+  o.leeway_seconds = absl::ToInt64Seconds(options_.leeway);
+  o.max_lifetime_seconds = absl::ToInt64Seconds(options_.max_ttl);
+  Clock& clock = clock_;
+  o.now_unix = [&clock] { return absl::ToUnixSeconds(clock.Now()); };
+  TokenVerifier verifier(o);
+  std::string error;
+  if (!verifier.SetJwks(keys_.JwksJson(), &error)) {
+    return absl::InternalError(error);
+  }
+  TokenVerifyResult r = verifier.Verify(token);
+  if (!r.valid) {
+    LogDebug("introspect for %s: inactive: %s", app, r.error);
+    return inactive;
+  }
+  auto revoked = store_.TokenRevoked(r.token.jti, r.token.imsi,
+                                     absl::FromUnixSeconds(r.token.issued_at));
+  if (!revoked.ok()) return absl::UnavailableError(revoked.status().message());
+  if (*revoked) return inactive;
+  auto sub = store_.GetSubscriber(r.token.imsi);
+  if (!sub.ok() || sub->status != kStatusActive) return inactive;
+  nlohmann::json out =
+      nlohmann::json::parse(r.token.claims_json, nullptr, false);
+  if (!out.is_object()) return inactive;
+  out["active"] = true;
+  out["token_type"] = "Bearer";
+  out["client_id"] = r.token.subject;
+  return out.dump();
+}
+
+std::string TokenService::DiscoveryJson() const {
+  const std::string iss = issuer();
+  const absl::string_view base = absl::StripSuffix(iss, "/");
+  nlohmann::json d = {
+      {"issuer", iss},
+      {"jwks_uri", absl::StrCat(base, "/.well-known/jwks.json")},
+      {"introspection_endpoint", absl::StrCat(base, "/v1/introspect")},
+      {"introspection_endpoint_auth_methods_supported",
+       {"client_secret_basic"}},
+      {"tls_client_certificate_bound_access_tokens", true}};
+  return d.dump();
+}
+
+void TokenService::Sweep() {
+  (void)keys_.Maintain();
+  // A jti revocation outlives every token that can carry that jti.
+  (void)store_.PruneTokenRevocations(clock_.Now() - options_.max_ttl -
+                                     absl::Minutes(5));
+}
+
+grpc::Status TokenGrpcService::IssueToken(grpc::ServerContext* ctx,
+                                          const v1::IssueTokenRequest* req,
+                                          v1::IssueTokenResponse* resp) {
+  std::string pem;
+  auto auth = ctx->auth_context();
+  if (auth) {
+    auto values = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    if (!values.empty()) pem = std::string(values[0].data(), values[0].size());
+  }
+  auto r = s_.Issue(pem, *req);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *resp = std::move(*r);
+  return grpc::Status::OK;
+}
+
+grpc::Status TokenAdminGrpcService::CreateApp(grpc::ServerContext* ctx,
+                                              const v1::CreateAppRequest* req,
+                                              v1::CreateAppResponse* resp) {
+  auto r = s_.CreateApp(req->name(), AdminActor(ctx));
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *resp = std::move(*r);
+  return grpc::Status::OK;
+}
+
+grpc::Status TokenAdminGrpcService::RevokeToken(
+    grpc::ServerContext* ctx, const v1::RevokeTokenRequest* req,
+    v1::RevokeTokenResponse*) {
+  return ToGrpcStatus(s_.RevokeToken(req->jti(), AdminActor(ctx)));
+}
+
+grpc::Status TokenAdminGrpcService::RevokeDeviceTokens(
+    grpc::ServerContext* ctx, const v1::RevokeDeviceTokensRequest* req,
+    v1::RevokeTokenResponse*) {
+  return ToGrpcStatus(s_.RevokeDevice(req->imsi(), AdminActor(ctx)));
+}
+
+}  // namespace simprov

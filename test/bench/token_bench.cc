@@ -1,0 +1,94 @@
+// simprov-token-bench: device token signing (the broker's claim building
+// and ES256/EdDSA signature, as in TokenService::Issue without the store
+// and certificate checks) and TokenVerifier verification, in process.
+//
+// Run: simprov-token-bench --benchmark_repetitions=5
+//        --benchmark_report_aggregates_only=true
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "broker/token_keys.h"
+#include "common/clock.h"
+#include "common/jose.h"
+#include "common/token_verifier.h"
+
+namespace simprov {
+namespace {
+
+std::unique_ptr<TokenKeyManager> Keys(const char* alg) {
+  TokenKeyOptions o;
+  o.alg = alg;
+  auto m = TokenKeyManager::Open(o, Clock::Real());
+  if (!m.ok()) {
+    std::fprintf(stderr, "token keys: %s\n",
+                 std::string(m.status().message()).c_str());
+    std::exit(1);
+  }
+  return std::move(*m);
+}
+
+std::string Claims(int64_t now, int i) {
+  nlohmann::json c = {
+      {"iss", "https://broker.example.com"},
+      {"sub", "d2f1c6e0-5b7a-4c1e-9a39-0d6f0b1f6a11"},
+      {"aud", "billing"},
+      {"iat", now},
+      {"nbf", now},
+      {"exp", now + 600},
+      {"jti", "q1w2e3r4t5y6u7i8o9p0aa" + std::to_string(i)},
+      {"imsi", "001010000000001"},
+      {"group", "default"},
+      {"iccid", "8988211000000000001"},
+      {"cnf", {{"x5t#S256", "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}}};
+  return c.dump();
+}
+
+void Sign(benchmark::State& state, const char* alg) {
+  auto keys = Keys(alg);
+  auto key = *keys->Current();
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  int i = 0;
+  for (auto _ : state) {
+    std::string token = SignTokenClaims(*key, Claims(now, i++));
+    benchmark::DoNotOptimize(token);
+  }
+  state.counters["tokens/s"] =
+      benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
+}
+
+void Verify(benchmark::State& state, const char* alg) {
+  auto keys = Keys(alg);
+  auto key = *keys->Current();
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  const std::string token = SignTokenClaims(*key, Claims(now, 0));
+  TokenVerifierOptions o;
+  o.audience = "billing";
+  o.issuer = "https://broker.example.com";
+  TokenVerifier v(o);
+  std::string error;
+  if (!v.SetJwks(keys->JwksJson(), &error)) std::exit(1);
+  for (auto _ : state) {
+    TokenVerifyResult r = v.Verify(token);
+    if (!r.valid) state.SkipWithError(r.error.c_str());
+    benchmark::DoNotOptimize(r);
+  }
+  state.counters["tokens/s"] =
+      benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
+}
+
+void BM_TokenSignES256(benchmark::State& s) { Sign(s, "ES256"); }
+void BM_TokenSignEdDSA(benchmark::State& s) { Sign(s, "EdDSA"); }
+void BM_TokenVerifyES256(benchmark::State& s) { Verify(s, "ES256"); }
+void BM_TokenVerifyEdDSA(benchmark::State& s) { Verify(s, "EdDSA"); }
+BENCHMARK(BM_TokenSignES256);
+BENCHMARK(BM_TokenSignEdDSA);
+BENCHMARK(BM_TokenVerifyES256);
+BENCHMARK(BM_TokenVerifyEdDSA);
+
+}  // namespace
+}  // namespace simprov
+
+BENCHMARK_MAIN();
