@@ -156,8 +156,10 @@ int Run(const Flags& f) {
   auto store = SqliteStore::Open(paths.store(), clock);
   if (!store.ok()) return Fail(store.status());
 
+  GroupPolicies policies(**store);
   auto tokens_config = ConfigureTokens(f, paths, clock);
   if (!tokens_config.ok()) return Fail(tokens_config.status());
+  tokens_config->options.policies = &policies;
   TokenService tokens(tokens_config->options, **store, **ca,
                       *tokens_config->keys, clock, random);
   TokenGrpcService token_service(tokens);
@@ -179,7 +181,6 @@ int Run(const Flags& f) {
   auto tls = IssueTlsIdentity(paths, **ca, names);
   if (!tls.ok()) return Fail(tls.status());
 
-  GroupPolicies policies(**store);
   CrlPublisher crl(**store, **ca, clock, paths.root + "/ca.crl", *crl_validity);
   if (absl::Status s = crl.Regenerate(); !s.ok()) return Fail(s);
   options.policies = &policies;

@@ -63,7 +63,8 @@ struct SubjectAttribute {
 struct TokenPolicy {
   std::vector<std::string> audiences;
   std::optional<absl::Duration> max_ttl;  // unset: the broker's default
-  std::vector<std::string> identifiers;   // imsi, iccid, imei
+  // imsi, iccid, imei; unset: all of them (when known).
+  std::optional<std::vector<std::string>> identifiers;
 };
 
 struct RegistryBinding {

@@ -116,7 +116,7 @@ absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubject(
   std::lock_guard<std::mutex> lock(read_mu_);
   auto st = reader_->Prepare(
       "SELECT c.status, s.imsi, s.device_id, c.device_id, s.group_name, "
-      "s.iccid, s.status FROM certificates c JOIN subscribers s ON "
+      "s.iccid, s.status, s.imei FROM certificates c JOIN subscribers s ON "
       "s.imsi = c.imsi WHERE c.serial = ?");
   if (!st.ok()) return st.status();
   (*st)->Bind(1, serial);
@@ -133,6 +133,7 @@ absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubject(
   t.group = (*st)->Text(4);
   t.iccid = (*st)->Text(5);
   t.status = (*st)->Text(6);
+  t.imei = (*st)->Text(7);
   return t;
 }
 

@@ -238,7 +238,7 @@ class Store {
   // and its subscriber. NotFound for an unknown serial.
   struct TokenSubject {
     std::string cert_status;
-    std::string imsi, device_id, group, iccid;
+    std::string imsi, device_id, group, iccid, imei;
     std::string status;  // the subscriber's
   };
   virtual absl::StatusOr<TokenSubject> GetTokenSubject(

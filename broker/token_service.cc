@@ -3,6 +3,7 @@
 #include <grpc/grpc_security_constants.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
 
@@ -135,11 +136,7 @@ absl::StatusOr<TokenService::VerifiedCert> TokenService::VerifyClientCert(
 
 absl::Status TokenService::CheckPolicy(
     const Store::TokenSubject& sub, const std::vector<std::string>& audiences,
-    const std::vector<std::string>& scopes, absl::Duration* ttl) const {
-  // Per-group policy (fleet issue) plugs in here, keyed by sub.group.
-  (void)sub;
-  (void)scopes;
-  (void)ttl;
+    absl::Duration* ttl, std::vector<std::string>* identifiers) const {
   if (!options_.audiences.empty()) {
     for (const std::string& a : audiences) {
       if (!options_.audiences.contains(a)) {
@@ -148,6 +145,22 @@ absl::Status TokenService::CheckPolicy(
       }
     }
   }
+  *identifiers = {"imsi", "iccid", "imei"};
+  if (options_.policies == nullptr) return absl::OkStatus();
+  auto policy = options_.policies->Get(sub.group);
+  if (!policy.ok()) return absl::UnavailableError(policy.status().message());
+  const TokenPolicy& tp = (*policy)->token;
+  if (!tp.audiences.empty()) {
+    for (const std::string& a : audiences) {
+      if (std::find(tp.audiences.begin(), tp.audiences.end(), a) ==
+          tp.audiences.end()) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "audience ", a, " is not allowed for group ", sub.group));
+      }
+    }
+  }
+  if (tp.max_ttl.has_value()) *ttl = std::min(*ttl, *tp.max_ttl);
+  if (tp.identifiers.has_value()) *identifiers = *tp.identifiers;
   return absl::OkStatus();
 }
 
@@ -217,7 +230,8 @@ absl::StatusOr<v1::IssueTokenResponse> TokenService::Issue(
     return absl::PermissionDeniedError(
         absl::StrCat("subscriber is ", subject->status));
   }
-  if (absl::Status s = CheckPolicy(*subject, audiences, scopes, &ttl);
+  std::vector<std::string> identifiers;
+  if (absl::Status s = CheckPolicy(*subject, audiences, &ttl, &identifiers);
       !s.ok()) {
     return s;
   }
@@ -235,7 +249,6 @@ absl::StatusOr<v1::IssueTokenResponse> TokenService::Issue(
                            {"nbf", iat},
                            {"exp", exp},
                            {"jti", jti},
-                           {"imsi", subject->imsi},
                            {"group", subject->group},
                            {"cnf", {{"x5t#S256", cert->thumbprint}}}};
   if (audiences.size() == 1) {
@@ -244,8 +257,16 @@ absl::StatusOr<v1::IssueTokenResponse> TokenService::Issue(
     claims["aud"] = audiences;
   }
   if (!scopes.empty()) claims["scope"] = absl::StrJoin(scopes, " ");
-  // Identifiers: on by default (a per-group switch arrives with fleet).
-  if (!subject->iccid.empty()) claims["iccid"] = subject->iccid;
+  // Identifiers, when known and the group's policy lets them in.
+  const auto wants = [&identifiers](const char* name) {
+    return std::find(identifiers.begin(), identifiers.end(), name) !=
+           identifiers.end();
+  };
+  if (wants("imsi")) claims["imsi"] = subject->imsi;
+  if (wants("iccid") && !subject->iccid.empty()) {
+    claims["iccid"] = subject->iccid;
+  }
+  if (wants("imei") && !subject->imei.empty()) claims["imei"] = subject->imei;
 
   std::string token = SignTokenClaims(**key, claims.dump());
   if (token.empty()) return absl::InternalError("token signing failed");
@@ -343,12 +364,19 @@ absl::StatusOr<std::string> TokenService::Introspect(
     LogDebug("introspect for %s: inactive: %s", app, r.error);
     return inactive;
   }
-  auto revoked = store_.TokenRevoked(r.token.jti, r.token.imsi,
+  // A group may keep the IMSI out of its tokens: then the device id (sub)
+  // names the subscriber.
+  auto sub = r.token.imsi.empty()
+                 ? store_.GetSubscriberByDeviceId(r.token.subject)
+                 : store_.GetSubscriber(r.token.imsi);
+  if (!sub.ok() && sub.status().code() != absl::StatusCode::kNotFound) {
+    return absl::UnavailableError(sub.status().message());
+  }
+  if (!sub.ok()) return inactive;
+  auto revoked = store_.TokenRevoked(r.token.jti, sub->imsi,
                                      absl::FromUnixSeconds(r.token.issued_at));
   if (!revoked.ok()) return absl::UnavailableError(revoked.status().message());
-  if (*revoked) return inactive;
-  auto sub = store_.GetSubscriber(r.token.imsi);
-  if (!sub.ok() || sub->status != kStatusActive) return inactive;
+  if (*revoked || sub->status != kStatusActive) return inactive;
   nlohmann::json out =
       nlohmann::json::parse(r.token.claims_json, nullptr, false);
   if (!out.is_object()) return inactive;

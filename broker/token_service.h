@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "broker/ca.h"
+#include "broker/group_policies.h"
 #include "broker/store.h"
 #include "broker/token_keys.h"
 #include "common/clock.h"
@@ -37,6 +38,8 @@ struct TokenOptions {
   absl::Duration default_ttl = absl::Minutes(10);
   absl::Duration max_ttl = absl::Hours(1);
   absl::Duration leeway = absl::Seconds(30);  // for introspection
+  // Per-group token policy (docs/fleet.md `token`); null: none.
+  GroupPolicies* policies = nullptr;
 };
 
 class TokenService {
@@ -51,12 +54,14 @@ class TokenService {
   absl::StatusOr<v1::IssueTokenResponse> Issue(
       const std::string& client_cert_pem, const v1::IssueTokenRequest& req);
 
-  // The per-group policy hook: may refuse audiences or scopes and lower
-  // the lifetime for the subscriber's group. Today: --token-audiences only.
+  // What a device of `sub`'s group may get: --token-audiences and the
+  // group's token policy both restrict audiences (PERMISSION_DENIED naming
+  // the audience); the group's max_ttl lowers `*ttl`; `*identifiers` is
+  // set to the identifier claims to include (imsi, iccid, imei).
   absl::Status CheckPolicy(const Store::TokenSubject& sub,
                            const std::vector<std::string>& audiences,
-                           const std::vector<std::string>& scopes,
-                           absl::Duration* ttl) const;
+                           absl::Duration* ttl,
+                           std::vector<std::string>* identifiers) const;
 
   // `actor`: who asks, for the audit trail (AdminActor()).
   absl::StatusOr<v1::CreateAppResponse> CreateApp(const std::string& name,

@@ -89,7 +89,8 @@ TEST(PolicyTest, ParsesEveryKey) {
   EXPECT_FALSE(p->AllowsKeyType("Ed25519"));
   EXPECT_EQ(p->token.audiences, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(p->token.max_ttl, absl::Minutes(15));
-  EXPECT_EQ(p->token.identifiers, (std::vector<std::string>{"imsi", "imei"}));
+  ASSERT_TRUE(p->token.identifiers.has_value());
+  EXPECT_EQ(*p->token.identifiers, (std::vector<std::string>{"imsi", "imei"}));
   ASSERT_EQ(p->registries.size(), 1u);
   EXPECT_EQ(p->registries[0].target, "mqtt");
   EXPECT_EQ(p->registries[0].thing_template, "cam-#{device_id}");

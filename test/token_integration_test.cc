@@ -229,6 +229,53 @@ TEST_F(TokenIntegrationTest, TokenAudiencesRestrictWhatDevicesMayAskFor) {
       << r.err;
 }
 
+TEST_F(TokenIntegrationTest, GroupPolicyRestrictsAudiencesLifetimeAndIds) {
+  broker_ =
+      BrokerProcess::Start(dir_ + "/broker", {"--http-listen", "127.0.0.1:0"});
+  ASSERT_NE(broker_, nullptr);
+  base_ = "http://" + std::string(absl::StripAsciiWhitespace(ReadFileOrEmpty(
+                          broker_->data_dir() + "/http-address")));
+  TestSim sim = RandomSim(kImsi);
+  broker_->Import({sim});
+  WriteFileOrDie(dir_ + "/groups.json", R"({"groups": [{"name": "meters",
+      "token": {"audiences": ["billing"], "max_ttl": "30s",
+                "identifiers": ["imei"]}}]})");
+  ProcessResult r = broker_->Cli({"groups", "apply", dir_ + "/groups.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = broker_->Cli({"subscribers", "set-group", sim.imsi, "meters"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string imei = "490154203237518";
+  out_ = dir_ + "/device";
+  r = broker_->Bootstrap(
+      WriteSoftSim(dir_, sim, ", \"imei\": \"" + imei + "\""), out_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  // An audience outside the group's list is refused, even though the
+  // broker itself allows any.
+  r = AgentToken({"--audience", "maps"});
+  EXPECT_EQ(r.exit_code, kExitRefused);
+  EXPECT_TRUE(
+      absl::StrContains(r.err, "audience maps is not allowed for group meters"))
+      << r.err;
+  // The group's max_ttl caps what the device asks for; only the IMEI goes
+  // in as an identifier.
+  const std::string token = Token({"--audience", "billing", "--ttl", "10m"});
+  json claims = Part(token, 1);
+  EXPECT_EQ(claims["exp"].get<int64_t>() - claims["iat"].get<int64_t>(), 30);
+  EXPECT_EQ(claims["imei"], imei);
+  EXPECT_FALSE(claims.contains("imsi")) << claims;
+  EXPECT_FALSE(claims.contains("iccid")) << claims;
+  EXPECT_EQ(claims["group"], "meters");
+
+  // Without the IMSI claim, introspection finds the subscriber by device
+  // id, and a device-wide revocation still applies.
+  const std::string key = CreateApp("billing");
+  EXPECT_EQ(Introspect("billing", key, token)["active"], true);
+  r = broker_->Cli({"tokens", "revoke", "--device", sim.imsi});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Introspect("billing", key, token), json({{"active", false}}));
+}
+
 TEST_F(TokenIntegrationTest, WithoutCredentialsTheAgentSaysBootstrapFirst) {
   StartAndProvision();
   out_ = dir_ + "/empty";
