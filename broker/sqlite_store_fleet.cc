@@ -41,7 +41,9 @@ absl::StatusOr<std::string> StatusOf(SqliteConnection& db,
   return (*st)->Text(0);
 }
 
-// Revokes every valid certificate matching `where` (bound to `key`).
+// Revokes every valid certificate matching `where` (bound to `key`), and
+// with them every token issued to their subscribers up to `at` (tokens are
+// bound to a certificate; the device asks again with a valid one).
 absl::StatusOr<std::vector<CertificateRecord>> RevokeWhere(
     SqliteConnection& db, const std::string& where, const std::string& key,
     const std::string& reason, absl::Time at) {
@@ -68,6 +70,15 @@ absl::StatusOr<std::vector<CertificateRecord>> RevokeWhere(
                       "UPDATE certificates SET status = 'revoked', "
                       "revocation_reason = ?, revoked_at = ? WHERE serial = ?",
                       "revoke", reason, Unix(at), c.serial);
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s =
+            ExecBound(db,
+                      "INSERT INTO token_device_revocations (imsi, revoked_at) "
+                      "VALUES (?, ?) ON CONFLICT (imsi) DO UPDATE SET "
+                      "revoked_at = max(revoked_at, excluded.revoked_at)",
+                      "revoke tokens", c.imsi, Unix(at));
         !s.ok()) {
       return s;
     }

@@ -4,11 +4,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/sqlite_store.h"
+#include "broker/sqlite_store_internal.h"
 
 namespace simprov {
-namespace {
-int64_t UnixSeconds(absl::Time t) { return absl::ToUnixSeconds(t); }
-}  // namespace
+
+using sqlite_internal::Unix;
 
 absl::Status SqliteStore::CreateTokenApp(const std::string& name,
                                          const Bytes& key_hash, absl::Time at) {
@@ -18,7 +18,7 @@ absl::Status SqliteStore::CreateTokenApp(const std::string& name,
     if (!st.ok()) return st.status();
     (*st)->Bind(1, name);
     (*st)->Bind(2, key_hash);
-    (*st)->Bind(3, UnixSeconds(at));
+    (*st)->Bind(3, Unix(at));
     int rc = (*st)->Step();
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
       return absl::AlreadyExistsError(
@@ -49,7 +49,7 @@ absl::Status SqliteStore::RevokeTokenId(const std::string& jti, absl::Time at) {
         "ON CONFLICT (jti) DO NOTHING");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, jti);
-    (*st)->Bind(2, UnixSeconds(at));
+    (*st)->Bind(2, Unix(at));
     int rc = (*st)->Step();
     if (rc != SQLITE_DONE) return db.Error(rc, "revoke token");
     return absl::OkStatus();
@@ -75,7 +75,7 @@ absl::Status SqliteStore::RevokeDeviceTokens(const std::string& imsi,
         "ON CONFLICT (imsi) DO UPDATE SET revoked_at = excluded.revoked_at");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, imsi);
-    (*st)->Bind(2, UnixSeconds(at));
+    (*st)->Bind(2, Unix(at));
     int rc = (*st)->Step();
     if (rc != SQLITE_DONE) return db.Error(rc, "revoke device tokens");
     return absl::OkStatus();
@@ -93,7 +93,7 @@ absl::StatusOr<bool> SqliteStore::TokenRevoked(const std::string& jti,
   if (!st.ok()) return st.status();
   (*st)->Bind(1, jti);
   (*st)->Bind(2, imsi);
-  (*st)->Bind(3, UnixSeconds(iat));
+  (*st)->Bind(3, Unix(iat));
   int rc = (*st)->Step();
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
@@ -104,7 +104,7 @@ absl::Status SqliteStore::PruneTokenRevocations(absl::Time before) {
   return Write([&](SqliteConnection& db) -> absl::Status {
     auto st = db.Prepare("DELETE FROM token_revocations WHERE revoked_at < ?");
     if (!st.ok()) return st.status();
-    (*st)->Bind(1, UnixSeconds(before));
+    (*st)->Bind(1, Unix(before));
     int rc = (*st)->Step();
     if (rc != SQLITE_DONE) return db.Error(rc, "prune revocations");
     return absl::OkStatus();

@@ -276,6 +276,23 @@ TEST_F(TokenIntegrationTest, GroupPolicyRestrictsAudiencesLifetimeAndIds) {
   EXPECT_EQ(Introspect("billing", key, token), json({{"active", false}}));
 }
 
+TEST_F(TokenIntegrationTest, RevokingTheDeviceRevokesItsTokens) {
+  StartAndProvision();
+  const std::string key = CreateApp("billing");
+  const std::string token = Token();
+  EXPECT_EQ(Introspect("billing", key, token)["active"], true);
+  ProcessResult r =
+      broker_->Cli({"devices", "revoke", kImsi, "--reason", "keyCompromise"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Introspect("billing", key, token), json({{"active", false}}));
+  r = AgentToken({"--audience", "billing"});
+  EXPECT_EQ(r.exit_code, kExitRefused);
+  EXPECT_TRUE(absl::StrContains(r.err, "was revoked")) << r.err;
+  auto audit = broker_->Cli({"audit", "--imsi", kImsi, "--json"});
+  EXPECT_TRUE(absl::StrContains(audit.out, "\"action\":\"revoke\""))
+      << audit.out;
+}
+
 TEST_F(TokenIntegrationTest, WithoutCredentialsTheAgentSaysBootstrapFirst) {
   StartAndProvision();
   out_ = dir_ + "/empty";
