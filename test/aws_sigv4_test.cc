@@ -71,8 +71,10 @@ SigV4Request ParseReq(const std::string& text) {
 TEST(AwsSigV4, EveryCaseOfTheAwsTestSuite) {
   SigV4Credentials creds;
   creds.access_key_id = "AKIDEXAMPLE";
-  creds.secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY/EXAMPLEKEY";
+  // The suite's secret (no '/' before EXAMPLEKEY).
+  creds.secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
   int cases = 0;
+  int quirks = 0;
   for (const auto& entry : fs::recursive_directory_iterator(VectorsDir())) {
     if (entry.path().extension() != ".req") continue;
     const fs::path base = entry.path().parent_path() / entry.path().stem();
@@ -80,11 +82,38 @@ TEST(AwsSigV4, EveryCaseOfTheAwsTestSuite) {
     SigV4Request req = ParseReq(Slurp(entry.path()));
     SigV4Signature sig = SignV4(req, creds, "us-east-1", "service");
     EXPECT_EQ(sig.canonical_request, Slurp(base.string() + ".creq"));
+    const std::string name = entry.path().stem().string();
+    const bool quirky = name == "post-x-www-form-urlencoded" ||
+                        name == "post-x-www-form-urlencoded-parameters";
+    if (quirky) {
+      // The suite's own files disagree for these two: .creq signs
+      // Content-Length (checked above), while .sts and .authz were computed
+      // without it, and for -parameters with "charset=utf8" in place of the
+      // .req's "charset=utf-8" (recomputed by hand: SHA-256 of that
+      // canonical request is the hash in .sts). Check that variant.
+      std::erase_if(req.headers,
+                    [](const auto& h) { return h.first == "Content-Length"; });
+      for (auto& h : req.headers) {
+        if (h.first == "Content-Type" && h.second.ends_with("charset=utf-8")) {
+          h.second.replace(h.second.size() - 5, 5, "utf8");
+        }
+      }
+      sig = SignV4(req, creds, "us-east-1", "service");
+      ++quirks;
+    }
     EXPECT_EQ(sig.string_to_sign, Slurp(base.string() + ".sts"));
-    EXPECT_EQ(sig.authorization, Slurp(base.string() + ".authz"));
+    const std::string authz = Slurp(base.string() + ".authz");
+    if (quirky) {
+      // -parameters' .authz lists content-length in SignedHeaders although
+      // its signature is over the request without it: the signature only.
+      EXPECT_TRUE(authz.ends_with("Signature=" + sig.signature)) << authz;
+    } else {
+      EXPECT_EQ(sig.authorization, authz);
+    }
     ++cases;
   }
-  EXPECT_GE(cases, 30);
+  EXPECT_EQ(cases, 31);  // every .req of the suite
+  EXPECT_EQ(quirks, 2);
 }
 
 TEST(AwsSigV4, EncodesTheWirePathOnceMore) {

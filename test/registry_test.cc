@@ -280,7 +280,6 @@ class FakeAwsIot {
     server_.Get(".*", handler);
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
-    server_.wait_until_ready();
   }
   ~FakeAwsIot() {
     server_.stop();
@@ -481,7 +480,6 @@ class HookServer {
     server_.Post("/hook", fn);
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
-    server_.wait_until_ready();
   }
   ~HookServer() {
     server_.stop();
