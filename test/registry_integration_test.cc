@@ -152,14 +152,17 @@ class RegistryIntegrationTest : public ::testing::Test {
     WriteFileOrDie(
         d + "/mosquitto.conf",
         absl::StrCat(
-            "per_listener_settings false\n", "allow_anonymous false\n",
-            "persistence false\n", "plugin ", kDynsec, "\n",
-            "plugin_opt_config_file ", dynsec, "\n", "log_dest stderr\n",
-            "log_type error\nlog_type warning\n", "log_type notice\n",
-            "listener ", control_port_, " 127.0.0.1\n", "listener ",
-            device_port_, " 127.0.0.1\n", "cafile ", broker_dir, "/ca.pem\n",
-            "certfile ", d, "/server.pem\n", "keyfile ", d, "/server.key\n",
-            "require_certificate true\n", "use_identity_as_username true\n"));
+            // As root Mosquitto would drop to user "mosquitto", which
+            // cannot read the test's private files.
+            getuid() == 0 ? "user root\n" : "", "per_listener_settings false\n",
+            "allow_anonymous false\n", "persistence false\n", "plugin ",
+            kDynsec, "\n", "plugin_opt_config_file ", dynsec, "\n",
+            "log_dest stderr\n", "log_type error\nlog_type warning\n",
+            "log_type notice\n", "listener ", control_port_, " 127.0.0.1\n",
+            "listener ", device_port_, " 127.0.0.1\n", "cafile ", broker_dir,
+            "/ca.pem\n", "certfile ", d, "/server.pem\n", "keyfile ", d,
+            "/server.key\n", "require_certificate true\n",
+            "use_identity_as_username true\n"));
     mosquitto_ = std::make_unique<BackgroundProcess>(
         std::vector<std::string>{kMosquitto, "-c", d + "/mosquitto.conf"},
         d + "/mosquitto.log");
