@@ -374,6 +374,9 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
   }
   answer.set_server_time_unix_ms(absl::ToUnixMillis(clock_.Now()));
   answer.set_device_id(device_id);
+  if (options_.issuance != nullptr) {
+    answer.set_registry_info_json(options_.issuance->RegistryInfo(record));
+  }
   std::string plain;
   answer.SerializeToString(&plain);
   v1::EnrolResponse resp;
@@ -451,6 +454,22 @@ absl::StatusOr<CertificateRecord> Bootstrapper::Issue(
                   absl::StrCat("policy: ", expanded.message()));
   }
   if (options_.crl != nullptr) cert_req.crl_url = options_.crl->Url();
+  // Registries (issue 5): the issue hook may refuse before signing.
+  IssuanceContext hook_ctx;
+  std::string hook_details;
+  if (options_.issuance != nullptr) {
+    hook_ctx.action = std::string(action);
+    hook_ctx.subscriber = &sub;
+    hook_ctx.policy = policy.get();
+    hook_ctx.values = values;
+    hook_ctx.public_key_pem = PublicKeyPem(csr->public_key.get());
+    auto decision = options_.issuance->BeforeSigning(hook_ctx);
+    if (!decision.ok()) {
+      return Refuse(action, imsi, decision.status(),
+                    absl::StrCat("issue hook: ", decision.status().message()));
+    }
+    hook_details = *decision;
+  }
   auto cert = ca_.IssueDevice(cert_req);
   if (!cert.ok()) {
     LogError("IMSI %s: signing failed: %s", imsi, cert.status().message());
@@ -474,11 +493,24 @@ absl::StatusOr<CertificateRecord> Bootstrapper::Issue(
   record.not_after = info.not_after;
   record.der = std::move(cert->der);
   record.issued_at = now;
-  absl::Status recorded = store_.RecordIssuance(
+  std::vector<RegistrationIntent> intents;
+  if (options_.issuance != nullptr) {
+    auto planned = options_.issuance->Intents(hook_ctx, record, hook_details);
+    if (!planned.ok()) {
+      return Refuse(action, imsi,
+                    absl::FailedPreconditionError(absl::StrCat(
+                        "group ", sub.group,
+                        " registries: ", planned.status().message())),
+                    absl::StrCat("registries: ", planned.status().message()));
+    }
+    intents = std::move(*planned);
+  }
+  absl::Status recorded = store_.RecordIssuanceWithIntents(
       record,
       {now, imsi, std::string(action), imsi, "ok",
        absl::StrCat("serial=", info.serial_hex, " device_id=", device_id,
-                    " group=", sub.group, " key=", csr->key_type, detail)});
+                    " group=", sub.group, " key=", csr->key_type, detail)},
+      intents);
   if (!recorded.ok()) {
     if (recorded.code() == absl::StatusCode::kFailedPrecondition) {
       return Refuse(action, imsi,
@@ -487,6 +519,12 @@ absl::StatusOr<CertificateRecord> Bootstrapper::Issue(
     }
     LogError("IMSI %s: store: %s", imsi, recorded.message());
     return absl::UnavailableError("store unavailable; retry");
+  }
+  if (options_.issuance != nullptr) {
+    absl::Status after = options_.issuance->AfterRecorded(hook_ctx, record);
+    if (!after.ok()) {
+      return Refuse(action, imsi, after, after.message());
+    }
   }
   return record;
 }
@@ -558,6 +596,9 @@ absl::StatusOr<v1::RenewResponse> Bootstrapper::Renew(
   }
   resp.set_server_time_unix_ms(absl::ToUnixMillis(clock_.Now()));
   resp.set_device_id(device_id);
+  if (options_.issuance != nullptr) {
+    resp.set_registry_info_json(options_.issuance->RegistryInfo(*issued));
+  }
   LogInfo("renew: IMSI %s serial %s renewed as %s", imsi, info.serial_hex,
           issued->serial);
   return resp;

@@ -16,6 +16,7 @@
 #include "broker/ca.h"
 #include "broker/crl_publisher.h"
 #include "broker/group_policies.h"
+#include "broker/issuance_hooks.h"
 #include "broker/session_table.h"
 #include "broker/store.h"
 #include "common/clock.h"
@@ -39,6 +40,8 @@ struct BootstrapOptions {
   // Distribution Points.
   GroupPolicies* policies = nullptr;
   const CrlPublisher* crl = nullptr;
+  // Registries and the issue hook (issue 5); not owned, may be null.
+  IssuanceHooks* issuance = nullptr;
 };
 
 // Stateless apart from the session table and rate limiter; thread-safe.

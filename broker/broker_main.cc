@@ -22,9 +22,12 @@
 #include "broker/bootstrap_service.h"
 #include "broker/crl_publisher.h"
 #include "broker/data_dir.h"
+#include "broker/fleet_hooks.h"
 #include "broker/fleet_http.h"
 #include "broker/fleet_service.h"
 #include "broker/group_policies.h"
+#include "broker/registry_outbox.h"
+#include "broker/registry_service.h"
 #include "broker/sqlite_store.h"
 #include "broker/token_http.h"
 #include "broker/token_service.h"
@@ -56,6 +59,7 @@ struct Flags {
   std::string token_rotation = "24h";
   std::string token_ttl = "10m";
   std::string token_max_ttl = "1h";
+  RegistryFlags registry;  // docs/registry.md
 };
 
 int Fail(const absl::Status& s) {
@@ -190,6 +194,14 @@ int Run(const Flags& f) {
   if (absl::Status s = crl.Regenerate(); !s.ok()) return Fail(s);
   options.policies = &policies;
   options.crl = &crl;
+  auto outbox = ConfigureRegistries(f.registry, **store, clock, random);
+  if (!outbox.ok()) return Fail(outbox.status());
+  options.issuance = outbox->get();
+  SetDeviceRevokedListener(
+      [&outbox](const DeviceRevocation&) { (*outbox)->Wake(); });
+  DeviceRegistryGrpcService device_registry_service(**outbox, **store, **ca,
+                                                    clock);
+  RegistryAdminGrpcService registry_admin_service(**store, clock);
   Bootstrapper bootstrapper(options, **store, **ca, *kek, clock, random);
   FleetGrpcService fleet_service(**store, policies, crl, clock, random);
   BootstrapGrpcService bootstrap_service(bootstrapper);
@@ -207,6 +219,7 @@ int Run(const Flags& f) {
                                   &bound_port);
   device_builder.RegisterService(&bootstrap_service);
   device_builder.RegisterService(&token_service);
+  device_builder.RegisterService(&device_registry_service);
   // gRPC 1.51's sync server keeps at most 2 pollers by default and creates
   // and destroys threads under load (~270 us of CPU per bootstrap measured).
   device_builder.SetSyncServerOption(
@@ -224,6 +237,7 @@ int Run(const Flags& f) {
   admin_builder.RegisterService(&admin_service);
   admin_builder.RegisterService(&fleet_service);
   admin_builder.RegisterService(&token_admin_service);
+  admin_builder.RegisterService(&registry_admin_service);
   std::unique_ptr<grpc::Server> admin_server = admin_builder.BuildAndStart();
   if (!admin_server) {
     return Fail(absl::UnavailableError(
@@ -289,6 +303,7 @@ int Run(const Flags& f) {
       "simprov-broker serving the device API on %s (names: %s), admin on %s",
       bound, absl::StrJoin(names, ", "), paths.admin_socket());
 
+  (*outbox)->Start();
   // Sweeper: expires sessions and idle rate-limit buckets.
   std::mutex stop_mu;
   std::condition_variable stop_cv;
@@ -328,6 +343,8 @@ int Run(const Flags& f) {
   }
   stop_cv.notify_all();
   sweeper.join();
+  (*outbox)->Stop();
+  SetDeviceRevokedListener(nullptr);
   unlink(paths.admin_socket().c_str());
   unlink(paths.listen_address().c_str());
   unlink(paths.http_address().c_str());
@@ -405,6 +422,25 @@ int main(int argc, char** argv) {
   app.add_option("--token-max-ttl", f.token_max_ttl,
                  "Longest device token lifetime (at most 1h)")
       ->capture_default_str();
+  app.add_option("--registry", f.registry.registries,
+                 "IoT registry URL (repeatable): mosquitto://... or "
+                 "aws-iot://... (docs/registry.md)");
+  app.add_option("--registry-file", f.registry.registry_file,
+                 "File of registry URLs, one a line (keeps passwords off "
+                 "the command line)");
+  app.add_option("--issue-hook", f.registry.issue_hook,
+                 "URL POSTed a signed event before each certificate is "
+                 "signed (https, or http on loopback); it may refuse");
+  app.add_option("--issue-hook-secret-file", f.registry.issue_hook_secret_file,
+                 "HMAC-SHA-256 key of --issue-hook (default: "
+                 "$SIMPROV_ISSUE_HOOK_SECRET)");
+  app.add_option("--issue-hook-timeout", f.registry.issue_hook_timeout,
+                 "How long to wait for --issue-hook")
+      ->capture_default_str();
+  app.add_flag("--issue-hook-allow-on-timeout",
+               f.registry.issue_hook_allow_on_timeout,
+               "Issue when --issue-hook does not answer in time (default: "
+               "refuse)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

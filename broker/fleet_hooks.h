@@ -2,6 +2,7 @@
 #ifndef SIMPROV_BROKER_FLEET_HOOKS_H_
 #define SIMPROV_BROKER_FLEET_HOOKS_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,11 @@ struct DeviceRevocation {
 // recorded the revocation and the CRL was regenerated, before the admin
 // command returns.
 void OnDeviceRevoked(const DeviceRevocation& revocation);
+
+// Registers a listener OnDeviceRevoked calls too (the registry outbox,
+// issue 5); null removes it. Set once at startup, before serving.
+void SetDeviceRevokedListener(
+    std::function<void(const DeviceRevocation&)> listener);
 
 }  // namespace simprov
 

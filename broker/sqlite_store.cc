@@ -134,6 +134,30 @@ CREATE TABLE token_device_revocations (
   revoked_at  INTEGER NOT NULL
 );
 )sql",
+    // 4 (registries, issue 5): the registry outbox. One row per delivery
+    // (register or remove) of one certificate to one registry; rows stay
+    // after delivery (the registration status, and what removal needs).
+    R"sql(
+CREATE TABLE registry_outbox (
+  id               INTEGER PRIMARY KEY,
+  registry         TEXT NOT NULL,
+  kind             TEXT NOT NULL,
+  serial           TEXT NOT NULL,
+  imsi             TEXT NOT NULL,
+  device_id        TEXT NOT NULL,
+  payload          TEXT NOT NULL,
+  created_at       INTEGER NOT NULL,
+  state            TEXT NOT NULL DEFAULT 'pending',
+  attempts         INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms  INTEGER NOT NULL,
+  last_error       TEXT NOT NULL DEFAULT '',
+  result           TEXT NOT NULL DEFAULT '',
+  done_at          INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (registry, kind, serial)
+);
+CREATE INDEX registry_outbox_due ON registry_outbox (state, next_attempt_ms);
+CREATE INDEX registry_outbox_serial ON registry_outbox (serial);
+)sql",
 };
 
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -536,40 +560,46 @@ absl::Status SqliteStore::RecordIssuance(const CertificateRecord& cert,
                                          const AuditEvent& event) {
   (void)FlushAudit();  // events queued earlier come first (cheap when none)
   return Write([&](SqliteConnection& db) -> absl::Status {
-    {
-      auto st = db.Prepare(
-          "UPDATE subscribers SET device_id = ?, updated_at = ?, "
-          "last_seen = ? WHERE imsi = ? AND status = 'active' AND "
-          "(device_id = '' OR device_id = ?)");
-      if (!st.ok()) return st.status();
-      (*st)->Bind(1, cert.device_id);
-      (*st)->Bind(2, Unix(cert.issued_at));
-      (*st)->Bind(3, Unix(cert.issued_at));
-      (*st)->Bind(4, cert.imsi);
-      (*st)->Bind(5, cert.device_id);
-      int rc = (*st)->Step();
-      if (rc != SQLITE_DONE) return db.Error(rc, "record issuance");
-      if (sqlite3_changes(db.raw()) != 1) {
-        return absl::FailedPreconditionError(
-            "subscriber is no longer active or its device id changed");
-      }
-    }
-    auto st = db.Prepare(
-        "INSERT INTO certificates (serial, imsi, device_id, not_before, "
-        "not_after, der, status, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-    if (!st.ok()) return st.status();
-    (*st)->Bind(1, cert.serial);
-    (*st)->Bind(2, cert.imsi);
-    (*st)->Bind(3, cert.device_id);
-    (*st)->Bind(4, Unix(cert.not_before));
-    (*st)->Bind(5, Unix(cert.not_after));
-    (*st)->Bind(6, cert.der);
-    (*st)->Bind(7, cert.status);
-    (*st)->Bind(8, Unix(cert.issued_at));
-    int rc = (*st)->Step();
-    if (rc != SQLITE_DONE) return db.Error(rc, "record certificate");
-    return InsertAudit(db, event);
+    return RecordIssuanceIn(db, cert, event);
   });
+}
+
+absl::Status SqliteStore::RecordIssuanceIn(SqliteConnection& db,
+                                           const CertificateRecord& cert,
+                                           const AuditEvent& event) {
+  {
+    auto st = db.Prepare(
+        "UPDATE subscribers SET device_id = ?, updated_at = ?, "
+        "last_seen = ? WHERE imsi = ? AND status = 'active' AND "
+        "(device_id = '' OR device_id = ?)");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, cert.device_id);
+    (*st)->Bind(2, Unix(cert.issued_at));
+    (*st)->Bind(3, Unix(cert.issued_at));
+    (*st)->Bind(4, cert.imsi);
+    (*st)->Bind(5, cert.device_id);
+    int rc = (*st)->Step();
+    if (rc != SQLITE_DONE) return db.Error(rc, "record issuance");
+    if (sqlite3_changes(db.raw()) != 1) {
+      return absl::FailedPreconditionError(
+          "subscriber is no longer active or its device id changed");
+    }
+  }
+  auto st = db.Prepare(
+      "INSERT INTO certificates (serial, imsi, device_id, not_before, "
+      "not_after, der, status, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  if (!st.ok()) return st.status();
+  (*st)->Bind(1, cert.serial);
+  (*st)->Bind(2, cert.imsi);
+  (*st)->Bind(3, cert.device_id);
+  (*st)->Bind(4, Unix(cert.not_before));
+  (*st)->Bind(5, Unix(cert.not_after));
+  (*st)->Bind(6, cert.der);
+  (*st)->Bind(7, cert.status);
+  (*st)->Bind(8, Unix(cert.issued_at));
+  int rc = (*st)->Step();
+  if (rc != SQLITE_DONE) return db.Error(rc, "record certificate");
+  return InsertAudit(db, event);
 }
 
 absl::Status SqliteStore::AppendAudit(const AuditEvent& event) {

@@ -107,6 +107,23 @@ class SqliteStore : public Store {
   absl::Status PruneTokenRevocations(absl::Time before) override;
   absl::StatusOr<TokenSubject> GetTokenSubject(
       const std::string& serial) override;
+  // Registry outbox (issue 5): sqlite_store_registry.cc.
+  absl::Status RecordIssuanceWithIntents(
+      const CertificateRecord& cert, const AuditEvent& event,
+      const std::vector<RegistrationIntent>& intents) override;
+  absl::StatusOr<std::vector<RegistrationIntent>> DueIntents(
+      absl::Time now, size_t limit) override;
+  absl::Status FinishIntent(int64_t id, const std::string& state,
+                            const std::string& result, absl::Time at) override;
+  absl::Status DeferIntent(int64_t id, const std::string& error,
+                           absl::Time next_attempt_at) override;
+  absl::StatusOr<std::vector<RegistrationIntent>> IntentsOf(
+      const std::string& serial) override;
+  absl::Status ListPendingIntents(
+      int64_t after_id, size_t limit,
+      const std::function<bool(const RegistrationIntent&)>& fn) override;
+  absl::StatusOr<int64_t> EnqueueRemovals(absl::Time now) override;
+  absl::StatusOr<OutboxStats> GetOutboxStats(absl::Time now) override;
 
  private:
   using WriteFn = std::function<absl::Status(SqliteConnection&)>;
@@ -117,6 +134,10 @@ class SqliteStore : public Store {
               std::unique_ptr<SqliteConnection> reader);
   // Queues `fn` for the next group commit and waits until it is durable.
   absl::Status Write(WriteFn fn);
+  // The statements of RecordIssuance, inside a write (issue 5 reuses them).
+  static absl::Status RecordIssuanceIn(SqliteConnection& db,
+                                       const CertificateRecord& cert,
+                                       const AuditEvent& event);
   void WriterLoop();
   // Writes queued audit events every kAuditFlushInterval (or sooner when
   // the queue is long).

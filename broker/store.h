@@ -107,6 +107,34 @@ class SubscriberImport {
   virtual absl::StatusOr<uint64_t> Commit() = 0;
 };
 
+// A registry outbox entry (issue 5, broker/registry_outbox.h): one
+// delivery to one registry, written with the certificate (register) or
+// after a revocation (remove), retried until delivered.
+struct RegistrationIntent {
+  int64_t id = 0;        // assigned by the store
+  std::string registry;  // the configured registry's name
+  std::string kind;      // "register" or "remove"
+  std::string serial;    // the certificate it is about
+  std::string imsi;
+  std::string device_id;
+  std::string payload;  // JSON (broker/registry.h DeviceRegistration)
+  absl::Time created_at = absl::UnixEpoch();
+  // "pending", "done", "cancelled" (sync enrolment refused) or "skipped"
+  // (the certificate was revoked before it was registered).
+  std::string state = "pending";
+  int64_t attempts = 0;
+  absl::Time next_attempt_at = absl::UnixEpoch();  // millisecond precision
+  std::string last_error;                          // one line, no secrets
+  std::string result;  // the adapter's JSON answer (e.g. AWS certificateId)
+  absl::Time done_at = absl::UnixEpoch();
+};
+
+// For metrics: pending outbox entries and how long the oldest has waited.
+struct OutboxStats {
+  int64_t depth = 0;
+  absl::Duration oldest_age = absl::ZeroDuration();
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -243,6 +271,59 @@ class Store {
   };
   virtual absl::StatusOr<TokenSubject> GetTokenSubject(
       const std::string& serial) = 0;
+
+  // --- Registry outbox (issue 5, broker/sqlite_store_registry.cc) ---
+  // RecordIssuance plus `intents`, all in the one transaction.
+  virtual absl::Status RecordIssuanceWithIntents(
+      const CertificateRecord& cert, const AuditEvent& event,
+      const std::vector<RegistrationIntent>& intents) {
+    if (intents.empty()) return RecordIssuance(cert, event);
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
+  // Pending entries due at `now` (next_attempt_at <= now), oldest first, at
+  // most `limit`. A register entry whose certificate was revoked meanwhile
+  // is marked "skipped" instead of returned.
+  virtual absl::StatusOr<std::vector<RegistrationIntent>> DueIntents(
+      absl::Time now, size_t limit) {
+    (void)now, (void)limit;
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
+  // Marks a pending entry done (or "cancelled"/"skipped") with `result`.
+  virtual absl::Status FinishIntent(int64_t id, const std::string& state,
+                                    const std::string& result, absl::Time at) {
+    (void)id, (void)state, (void)result, (void)at;
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
+  // Records a failed attempt and when to try again.
+  virtual absl::Status DeferIntent(int64_t id, const std::string& error,
+                                   absl::Time next_attempt_at) {
+    (void)id, (void)error, (void)next_attempt_at;
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
+  // Every entry of a certificate, any state, in id order.
+  virtual absl::StatusOr<std::vector<RegistrationIntent>> IntentsOf(
+      const std::string& serial) {
+    (void)serial;
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
+  // Pending entries in id order after `after_id`; at most `limit` (0: all).
+  virtual absl::Status ListPendingIntents(
+      int64_t after_id, size_t limit,
+      const std::function<bool(const RegistrationIntent&)>& fn) {
+    (void)after_id, (void)limit, (void)fn;
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
+  // Adds a "remove" entry for every delivered registration whose
+  // certificate is revoked or whose subscriber is terminated and that has
+  // none yet (idempotent). Returns how many were added.
+  virtual absl::StatusOr<int64_t> EnqueueRemovals(absl::Time now) {
+    (void)now;
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
+  virtual absl::StatusOr<OutboxStats> GetOutboxStats(absl::Time now) {
+    (void)now;
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
 };
 
 }  // namespace simprov
