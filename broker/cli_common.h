@@ -20,6 +20,10 @@ namespace simprov {
 struct CliContext {
   std::string data_dir;
   std::string admin_socket;
+  // Remote admin (docs/broker.md): --admin HOST:PORT with the certificate
+  // directory of `simprov admin issue-cert` (admin.key, admin.pem, ca.pem).
+  std::string admin_address;
+  std::string admin_cert_dir;
   // Exit code of the subcommand that ran.
   int rc = 0;
 
@@ -44,6 +48,8 @@ void AddSubscriberCommands(CLI::App& app, CliContext& ctx);
 void AddFleetCommands(CLI::App& app, CliContext& ctx);
 // apps create, tokens revoke, token verify (cli_tokens.cc)
 void AddTokenCommands(CLI::App& app, CliContext& ctx);
+// admin issue-cert|whoami, ca status|activate (cli_admin.cc)
+void AddAdminCommands(CLI::App& app, CliContext& ctx);
 
 }  // namespace simprov
 

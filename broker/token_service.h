@@ -58,7 +58,7 @@ class TokenService {
                            const std::vector<std::string>& scopes,
                            absl::Duration* ttl) const;
 
-  // `actor`: who asks, for the audit trail (AdminActor()).
+  // `actor`: who asks, for the audit trail (Authorize()).
   absl::StatusOr<v1::CreateAppResponse> CreateApp(const std::string& name,
                                                   const std::string& actor);
   absl::Status RevokeToken(const std::string& jti, const std::string& actor);
