@@ -148,6 +148,13 @@ int Run(const Flags& f) {
     return Fail(absl::InvalidArgumentError("--rate-burst must be at least 1"));
   }
 
+  // Bad operator CA files are refused before the data dir is touched.
+  if (!f.ca.empty()) {
+    if (auto m = ReadOperatorCa(f.ca, Clock::Real().Now()); !m.ok()) {
+      return Fail(m.status());
+    }
+  }
+
   // Every file the broker creates is private: keys, store, socket.
   umask(077);
   DataDirPaths paths(f.data_dir);
