@@ -471,6 +471,9 @@ int main(int argc, char** argv) {
   simprov::AddConfigSources(app, "SIMPROV_");
   try {
     app.parse(argc, argv);
+  } catch (const CLI::ConfigError& e) {
+    std::cerr << "simprov-broker: " << e.what() << "\n";  // one line
+    return simprov::kExitUsage;
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : simprov::kExitUsage;
