@@ -18,13 +18,20 @@
 //  - basicConstraints critical CA:FALSE; keyUsage critical digitalSignature;
 //    exactly one extendedKeyUsage; SKI (SHA-1 of the public key) and AKI
 //    (keyid of the issuing CA); signed ECDSA-SHA256.
-//  - Issue* are thread-safe; the CA is immutable after construction except
-//    for access to the injected Random, which is serialized.
+//  - Issue* are thread-safe. The CA is a set of generations (each a root,
+//    an issuing CA with its intermediates, a signer): one active (signs),
+//    at most one staged (a trust anchor only, until it is activated) and
+//    any number retired (verify renewals of what they issued). Activation
+//    swaps the active generation under a mutex; a leaf is always built
+//    and signed from one generation. Access to the injected Random is
+//    serialized.
 //
 // On-disk layout (DIR is the broker's data directory):
 //   DIR/ca.pem          root CA certificate (the trust anchor), mode 0644
 //   DIR/ca/             mode 0700
-//   DIR/ca/root.key     root private key, PKCS#8 PEM, mode 0600
+//   DIR/ca/root.key     root private key, PKCS#8 PEM, mode 0600 (the
+//                       development CA only: an operator's root key
+//                       never comes here)
 //   DIR/ca/issuing.key  issuing private key, PKCS#8 PEM, mode 0600
 //   DIR/ca/issuing.pem  issuing CA certificate, mode 0644
 //   DIR/ca/chain.pem    the certificates a leaf needs up to the root:
