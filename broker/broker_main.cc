@@ -259,10 +259,10 @@ int Run(const Flags& f) {
   }
   chmod(paths.admin_socket().c_str(), 0600);
   if (admin_port != 0) {
+    const std::string host = ParseHostPort(f.admin_listen)->host;
     const std::string admin_bound = absl::StrCat(
-        ParseHostPort(f.admin_listen)->host.find(':') != std::string::npos
-            ? absl::StrCat("[", ParseHostPort(f.admin_listen)->host, "]")
-            : ParseHostPort(f.admin_listen)->host,
+        host.find(':') != std::string::npos ? absl::StrCat("[", host, "]")
+                                            : host,
         ":", admin_port);
     if (absl::Status s =
             WriteFileAtomic(paths.admin_address(), admin_bound + "\n", 0644);
