@@ -5,7 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "broker/admin_actor.h"
+#include "broker/admin_auth.h"
 #include "broker/bootstrap_service.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
@@ -126,6 +126,8 @@ absl::StatusOr<NewSubscriber> ValidateImportRow(const v1::ImportRow& row,
 grpc::Status AdminGrpcService::ImportSubscribers(
     grpc::ServerContext* ctx, grpc::ServerReader<v1::ImportBatch>* reader,
     v1::ImportResult* result) {
+  auto actor = Authorize(ctx, "Admin.ImportSubscribers");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   auto import = store_.BeginImport();
   if (!import.ok()) return ToGrpcStatus(import.status());
   v1::ImportBatch batch;
@@ -183,7 +185,7 @@ grpc::Status AdminGrpcService::ImportSubscribers(
   }
   auto committed = (*import)->Commit();
   if (!committed.ok()) return ToGrpcStatus(committed.status());
-  (void)store_.AppendAudit({clock_.Now(), AdminActor(ctx), "import", "", "ok",
+  (void)store_.AppendAudit({clock_.Now(), *actor, "import", "", "ok",
                             absl::StrCat(*committed, " subscribers")});
   LogInfo("imported %d subscribers", *committed);
   result->set_imported(*committed);
@@ -193,6 +195,8 @@ grpc::Status AdminGrpcService::ImportSubscribers(
 grpc::Status AdminGrpcService::ListSubscribers(
     grpc::ServerContext* ctx, const v1::ListSubscribersRequest* req,
     grpc::ServerWriter<v1::Subscriber>* writer) {
+  auto actor = Authorize(ctx, "Admin.ListSubscribers");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   SubscriberFilter filter;
   filter.group = req->group();
   filter.after = req->after();
@@ -207,8 +211,10 @@ grpc::Status AdminGrpcService::ListSubscribers(
 }
 
 grpc::Status AdminGrpcService::GetSubscriber(
-    grpc::ServerContext*, const v1::GetSubscriberRequest* req,
+    grpc::ServerContext* ctx, const v1::GetSubscriberRequest* req,
     v1::Subscriber* resp) {
+  auto actor = Authorize(ctx, "Admin.GetSubscriber");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   if (!IsValidImsi(req->imsi())) {
     return ToGrpcStatus(
         absl::InvalidArgumentError("IMSI must be 6 to 15 decimal digits"));

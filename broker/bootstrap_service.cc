@@ -544,8 +544,7 @@ absl::StatusOr<v1::RenewResponse> Bootstrapper::Renew(
     return absl::UnauthenticatedError("client certificate does not parse");
   }
   const absl::Time now = clock_.Now();
-  absl::Status chain = VerifyChain(leaf->get(), {ca_.issuing_cert()},
-                                   {ca_.root_cert()}, now, "sslclient");
+  absl::Status chain = ca_.VerifyIssued(leaf->get(), now, "sslclient");
   CertInfo info = DescribeCert(leaf->get());
   if (!chain.ok()) {
     LogWarning("renew: serial %s refused: %s", info.serial_hex,

@@ -18,8 +18,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "broker/access_service.h"
+#include "broker/admin_listener.h"
 #include "broker/admin_service.h"
 #include "broker/bootstrap_service.h"
+#include "broker/config_file.h"
 #include "broker/crl_publisher.h"
 #include "broker/data_dir.h"
 #include "broker/fleet_hooks.h"
@@ -60,6 +63,10 @@ struct Flags {
   std::string token_ttl = "10m";
   std::string token_max_ttl = "1h";
   RegistryFlags registry;  // docs/registry.md
+  // Operator CA and remote admin (docs/broker.md).
+  OperatorCaFiles ca;
+  std::string ca_activate_after = "7d";
+  std::string admin_listen;
 };
 
 int Fail(const absl::Status& s) {
@@ -150,6 +157,13 @@ int Run(const Flags& f) {
     return Fail(absl::InvalidArgumentError("--rate-burst must be at least 1"));
   }
 
+  // Bad operator CA files are refused before the data dir is touched.
+  if (!f.ca.empty()) {
+    if (auto m = ReadOperatorCa(f.ca, Clock::Real().Now()); !m.ok()) {
+      return Fail(m.status());
+    }
+  }
+
   // Every file the broker creates is private: keys, store, socket.
   umask(077);
   DataDirPaths paths(f.data_dir);
@@ -160,8 +174,16 @@ int Run(const Flags& f) {
   Random& random = Random::Real();
   auto kek = LoadOrCreateKek(paths.kek(), random);
   if (!kek.ok()) return Fail(kek.status());
-  auto ca = LoadOrCreateCa(paths, clock, random);
+  auto activate_after = ParseHumanDuration(f.ca_activate_after);
+  if (!activate_after.ok()) return Fail(activate_after.status());
+  auto ca = LoadOrCreateCa(paths, clock, random, f.ca, *activate_after);
   if (!ca.ok()) return Fail(ca.status());
+  // A staged CA whose time has come signs from this start on.
+  if (auto a = (*ca)->MaybeActivateStaged(false); !a.ok()) {
+    return Fail(a.status());
+  }
+  auto admin_ca = LoadOrCreateAdminCa(paths, clock, random);
+  if (!admin_ca.ok()) return Fail(admin_ca.status());
   auto store = SqliteStore::Open(paths.store(), clock);
   if (!store.ok()) return Fail(store.status());
 
@@ -206,6 +228,10 @@ int Run(const Flags& f) {
   FleetGrpcService fleet_service(**store, policies, crl, clock, random);
   BootstrapGrpcService bootstrap_service(bootstrapper);
   AdminGrpcService admin_service(**store, *kek, clock, random);
+  AccessGrpcService access_service(**ca, **admin_ca, **store, clock);
+  std::vector<grpc::Service*> admin_services = {
+      &admin_service, &fleet_service, &token_admin_service, &access_service,
+      &registry_admin_service};
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -234,16 +260,37 @@ int Run(const Flags& f) {
   grpc::ServerBuilder admin_builder;
   admin_builder.AddListeningPort("unix:" + paths.admin_socket(),
                                  grpc::InsecureServerCredentials());
-  admin_builder.RegisterService(&admin_service);
-  admin_builder.RegisterService(&fleet_service);
-  admin_builder.RegisterService(&token_admin_service);
-  admin_builder.RegisterService(&registry_admin_service);
+  // Remote admin: the same services over mTLS with admin certificates;
+  // admin_auth.h tells the two transports apart.
+  int admin_port = 0;
+  if (!f.admin_listen.empty()) {
+    auto creds = AdminServerCredentials(**admin_ca, f.admin_listen);
+    if (!creds.ok()) return Fail(creds.status());
+    admin_builder.AddListeningPort(f.admin_listen, *creds, &admin_port);
+  }
+  for (grpc::Service* service : admin_services) {
+    admin_builder.RegisterService(service);
+  }
   std::unique_ptr<grpc::Server> admin_server = admin_builder.BuildAndStart();
-  if (!admin_server) {
+  if (!admin_server || (!f.admin_listen.empty() && admin_port == 0)) {
     return Fail(absl::UnavailableError(
-        absl::StrCat("cannot listen on ", paths.admin_socket())));
+        absl::StrCat("cannot listen on ", paths.admin_socket(),
+                     f.admin_listen.empty() ? "" : " or " + f.admin_listen)));
   }
   chmod(paths.admin_socket().c_str(), 0600);
+  if (admin_port != 0) {
+    const std::string host = ParseHostPort(f.admin_listen)->host;
+    const std::string admin_bound = absl::StrCat(
+        host.find(':') != std::string::npos ? absl::StrCat("[", host, "]")
+                                            : host,
+        ":", admin_port);
+    if (absl::Status s =
+            WriteFileAtomic(paths.admin_address(), admin_bound + "\n", 0644);
+        !s.ok()) {
+      return Fail(s);
+    }
+    LogInfo("remote admin (mTLS, admin certificates) on %s", admin_bound);
+  }
 
   std::unique_ptr<httplib::Server> http;
   std::thread http_thread;
@@ -317,6 +364,11 @@ int Run(const Flags& f) {
         LogError("CRL refresh: %s", s.message());
       }
       tokens.Sweep();
+      if (auto a = (*ca)->MaybeActivateStaged(false); !a.ok()) {
+        LogError("CA activation: %s", a.status().message());
+      } else if (*a) {
+        LogInfo("staged CA activated: it signs from now on");
+      }
     }
   });
 
@@ -348,6 +400,7 @@ int Run(const Flags& f) {
   unlink(paths.admin_socket().c_str());
   unlink(paths.listen_address().c_str());
   unlink(paths.http_address().c_str());
+  unlink(paths.admin_address().c_str());
   LogInfo("stopped");
   return kExitOk;
 }
@@ -441,11 +494,35 @@ int main(int argc, char** argv) {
                f.registry.issue_hook_allow_on_timeout,
                "Issue when --issue-hook does not answer in time (default: "
                "refuse)");
+  app.add_option("--ca-cert", f.ca.cert,
+                 "Operator's issuing CA certificate (PEM); used instead of a "
+                 "development CA at first start, staged for rollover later");
+  app.add_option("--ca-key", f.ca.key,
+                 "Its private key (PEM, mode 0600); copied into the data dir");
+  app.add_option("--ca-chain", f.ca.chain,
+                 "Certificates from --ca-cert up to the operator's root "
+                 "(PEM bundle; the root is the devices' trust anchor)");
+  app.add_option("--ca-activate-after", f.ca_activate_after,
+                 "How long a staged CA is only served as a trust anchor "
+                 "before it signs (or: simprov ca activate)")
+      ->capture_default_str();
+  app.add_option("--admin-listen", f.admin_listen,
+                 "Remote admin API address HOST:PORT (mTLS with admin "
+                 "certificates: simprov admin issue-cert)");
+  // Every flag above is also a --config key and an environment variable.
+  simprov::AddConfigSources(app, "SIMPROV_");
   try {
     app.parse(argc, argv);
+  } catch (const CLI::ConfigError& e) {
+    std::cerr << "simprov-broker: " << e.what() << "\n";  // one line
+    return simprov::kExitUsage;
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : simprov::kExitUsage;
+  }
+  if (absl::Status s = simprov::ApplyEnvFiles(app, "SIMPROV_"); !s.ok()) {
+    std::cerr << "simprov-broker: " << s.message() << "\n";
+    return simprov::kExitUsage;
   }
   return simprov::Run(f);
 }

@@ -21,6 +21,8 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
 #include "common/x509.h"
@@ -28,8 +30,6 @@
 namespace simprov {
 namespace {
 
-constexpr char kRootCommonName[] = "simprov development root CA";
-constexpr char kIssuingCommonName[] = "simprov development issuing CA";
 // Serial numbers are exactly this many bytes (RFC 5280 allows up to 20).
 constexpr size_t kSerialBytes = 16;
 constexpr size_t kMaxCommonNameBytes = 64;  // ub-common-name
@@ -491,33 +491,64 @@ Bytes SkiOf(X509* cert) {
   const unsigned char* p = ASN1_STRING_get0_data(ski);
   return Bytes(p, p + ASN1_STRING_length(ski));
 }
+
+bool IsSelfSigned(X509* cert) {
+  return X509_check_issued(cert, cert) == X509_V_OK;
+}
+
+// Writes files in order; each atomically.
+struct PendingFile {
+  std::string path;
+  std::string data;
+  mode_t mode;
+};
+absl::Status WriteAll(std::vector<PendingFile>& files) {
+  for (PendingFile& f : files) {
+    absl::Status s = f.mode == 0600 ? WriteSecretFile(f.path, f.data)
+                                    : WriteFileAtomic(f.path, f.data, f.mode);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+std::string ChainPemOf(const CaMaterial& m) {
+  std::string pem = CertToPem(m.issuing.get());
+  for (const X509Ptr& c : m.intermediates) pem += CertToPem(c.get());
+  return pem;
+}
 }  // namespace
 
-CertificateAuthority::CertificateAuthority(X509Ptr root, X509Ptr issuing,
-                                           std::unique_ptr<CaSigner> signer,
-                                           Clock& clock, Random& random)
-    : root_(std::move(root)),
-      issuing_(std::move(issuing)),
-      signer_(std::move(signer)),
-      clock_(clock),
-      random_(random),
-      issuing_not_before_(DescribeCert(issuing_.get()).not_before),
-      issuing_not_after_(DescribeCert(issuing_.get()).not_after),
-      issuing_ski_(SkiOf(issuing_.get())),
-      chain_der_{CertToDer(issuing_.get())},
-      anchors_der_{CertToDer(root_.get())},
-      chain_pem_(CertToPem(issuing_.get())),
-      anchors_pem_(CertToPem(root_.get())) {}
+struct CertificateAuthority::Generation {
+  X509Ptr root;
+  X509Ptr issuing;
+  std::vector<X509Ptr> intermediates;  // nearest first, root excluded
+  std::unique_ptr<CaSigner> signer;    // null for retired generations
+  absl::Time not_before;
+  absl::Time not_after;
+  Bytes ski;
+  std::vector<Bytes> chain_der;
+  std::string chain_pem;
+};
 
-absl::StatusOr<std::unique_ptr<CertificateAuthority>>
-CertificateAuthority::Create(X509Ptr root, X509Ptr issuing,
-                             std::unique_ptr<CaSigner> signer, Clock& clock,
-                             Random& random) {
-  if (root == nullptr || issuing == nullptr || signer == nullptr) {
-    return absl::InvalidArgumentError("missing root, issuing CA or signer");
+CertificateAuthority::CertificateAuthority(GenerationPtr active, Clock& clock,
+                                           Random& random)
+    : clock_(clock), random_(random), active_(std::move(active)) {
+  absl::MutexLock lock(&mu_);
+  RecomputeAnchorsLocked();
+}
+
+CertificateAuthority::~CertificateAuthority() = default;
+
+absl::StatusOr<CertificateAuthority::GenerationPtr>
+CertificateAuthority::MakeGeneration(X509Ptr root, X509Ptr issuing,
+                                     std::vector<X509Ptr> intermediates,
+                                     std::unique_ptr<CaSigner> signer,
+                                     absl::Time now) {
+  if (root == nullptr || issuing == nullptr) {
+    return absl::InvalidArgumentError("missing root or issuing CA");
   }
-  EVP_PKEY* issuing_key = X509_get0_pubkey(issuing.get());
-  if (!SamePublicKey(issuing_key, signer->public_key())) {
+  if (signer != nullptr &&
+      !SamePublicKey(X509_get0_pubkey(issuing.get()), signer->public_key())) {
     return absl::FailedPreconditionError(
         "issuing CA key does not match the issuing CA certificate");
   }
@@ -528,23 +559,84 @@ CertificateAuthority::Create(X509Ptr root, X509Ptr issuing,
     return absl::FailedPreconditionError(
         "root or issuing certificate is not a CA certificate");
   }
+  std::vector<X509*> chain;
+  for (const X509Ptr& c : intermediates) {
+    if (X509_check_ca(c.get()) == 0) {
+      return absl::FailedPreconditionError(
+          "an intermediate certificate is not a CA certificate");
+    }
+    chain.push_back(c.get());
+  }
   if (X509_get0_subject_key_id(issuing.get()) == nullptr) {
     return absl::FailedPreconditionError(
         "issuing CA certificate has no subjectKeyIdentifier");
   }
-  if (absl::Status s =
-          VerifyChain(issuing.get(), {}, {root.get()}, clock.Now(), "");
-      !s.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("issuing CA does not chain to the root: ", s.message()));
+  if (signer != nullptr && X509_cmp(root.get(), issuing.get()) != 0) {
+    if (absl::Status s =
+            VerifyChain(issuing.get(), chain, {root.get()}, now, "");
+        !s.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("issuing CA does not chain to the root: ", s.message()));
+    }
   }
-  return std::unique_ptr<CertificateAuthority>(new CertificateAuthority(
-      std::move(root), std::move(issuing), std::move(signer), clock, random));
+  auto g = std::make_shared<Generation>();
+  g->not_before = DescribeCert(issuing.get()).not_before;
+  g->not_after = DescribeCert(issuing.get()).not_after;
+  g->ski = SkiOf(issuing.get());
+  g->chain_der.push_back(CertToDer(issuing.get()));
+  g->chain_pem = CertToPem(issuing.get());
+  for (const X509Ptr& c : intermediates) {
+    g->chain_der.push_back(CertToDer(c.get()));
+    g->chain_pem += CertToPem(c.get());
+  }
+  g->root = std::move(root);
+  g->issuing = std::move(issuing);
+  g->intermediates = std::move(intermediates);
+  g->signer = std::move(signer);
+  return GenerationPtr(std::move(g));
+}
+
+void CertificateAuthority::RecomputeAnchorsLocked() {
+  anchors_der_.clear();
+  anchors_pem_.clear();
+  auto add = [&](const GenerationPtr& g) {
+    if (g == nullptr) return;
+    Bytes der = CertToDer(g->root.get());
+    if (std::find(anchors_der_.begin(), anchors_der_.end(), der) !=
+        anchors_der_.end()) {
+      return;
+    }
+    anchors_der_.push_back(std::move(der));
+    anchors_pem_ += CertToPem(g->root.get());
+  };
+  add(active_);
+  add(staged_);
+  for (const GenerationPtr& g : retired_) add(g);
+}
+
+CertificateAuthority::GenerationPtr CertificateAuthority::Active() const {
+  absl::MutexLock lock(&mu_);
+  return active_;
+}
+
+absl::StatusOr<std::unique_ptr<CertificateAuthority>>
+CertificateAuthority::Create(X509Ptr root, X509Ptr issuing,
+                             std::unique_ptr<CaSigner> signer, Clock& clock,
+                             Random& random,
+                             std::vector<X509Ptr> intermediates) {
+  if (signer == nullptr) return absl::InvalidArgumentError("missing signer");
+  auto g =
+      MakeGeneration(std::move(root), std::move(issuing),
+                     std::move(intermediates), std::move(signer), clock.Now());
+  if (!g.ok()) return g.status();
+  return std::unique_ptr<CertificateAuthority>(
+      new CertificateAuthority(*std::move(g), clock, random));
 }
 
 absl::StatusOr<std::unique_ptr<CertificateAuthority>>
 CertificateAuthority::CreateDevelopment(const std::string& dir, Clock& clock,
-                                        Random& random) {
+                                        Random& random,
+                                        const std::string& name) {
   const std::string ca_dir = dir + "/ca";
   const std::string root_pem_path = dir + "/ca.pem";
   const std::string root_key_path = ca_dir + "/root.key";
@@ -580,7 +672,7 @@ CertificateAuthority::CreateDevelopment(const std::string& dir, Clock& clock,
   if (!root_validity.ok()) return root_validity.status();
   CertSpec root_spec;
   root_spec.public_key = root_key.get();
-  root_spec.common_name = kRootCommonName;
+  root_spec.common_name = name + " root CA";
   root_spec.serial = MakeSerial(random);
   root_spec.not_before = root_validity->not_before;
   root_spec.not_after = root_validity->not_after;
@@ -601,7 +693,7 @@ CertificateAuthority::CreateDevelopment(const std::string& dir, Clock& clock,
   if (!issuing_validity.ok()) return issuing_validity.status();
   CertSpec issuing_spec;
   issuing_spec.public_key = issuing_key.get();
-  issuing_spec.common_name = kIssuingCommonName;
+  issuing_spec.common_name = name + " issuing CA";
   issuing_spec.serial = MakeSerial(random);
   issuing_spec.not_before = issuing_validity->not_before;
   issuing_spec.not_after = issuing_validity->not_after;
@@ -642,43 +734,266 @@ CertificateAuthority::CreateDevelopment(const std::string& dir, Clock& clock,
     return s;
   }
 
-  return Create(*std::move(root), *std::move(issuing),
-                std::make_unique<SoftwareCaSigner>(std::move(issuing_key)),
-                clock, random);
+  auto ca = Create(*std::move(root), *std::move(issuing),
+                   std::make_unique<SoftwareCaSigner>(std::move(issuing_key)),
+                   clock, random);
+  if (ca.ok()) (*ca)->dir_ = dir;
+  return ca;
 }
 
-absl::StatusOr<std::unique_ptr<CertificateAuthority>>
-CertificateAuthority::Load(const std::string& dir, Clock& clock,
-                           Random& random) {
-  absl::StatusOr<std::string> root_pem =
-      ReadFileToString(dir + "/ca.pem", kMaxFileBytes);
-  if (!root_pem.ok()) return root_pem.status();
-  absl::StatusOr<std::string> issuing_pem =
-      ReadFileToString(dir + "/ca/issuing.pem", kMaxFileBytes);
-  if (!issuing_pem.ok()) return issuing_pem.status();
-  absl::StatusOr<X509Ptr> root = CertFromPem(*root_pem);
-  if (!root.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(dir, "/ca.pem: ", root.status().message()));
+absl::Status CertificateAuthority::InstallOperatorCa(const std::string& dir,
+                                                     CaMaterial m) {
+  const std::string ca_dir = dir + "/ca";
+  if (absl::Status s = MakeDir(dir, 0700, /*force_mode=*/false); !s.ok()) {
+    return s;
   }
-  absl::StatusOr<X509Ptr> issuing = CertFromPem(*issuing_pem);
-  if (!issuing.ok()) {
+  for (const std::string& path :
+       {dir + "/ca.pem", ca_dir + "/issuing.key", ca_dir + "/root.key"}) {
+    if (PathExists(path)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          path, " already exists; refusing to overwrite an existing CA"));
+    }
+  }
+  if (absl::Status s = MakeDir(ca_dir, 0700, /*force_mode=*/true); !s.ok()) {
+    return s;
+  }
+  // DIR/ca.pem last: its presence marks a complete CA.
+  std::vector<PendingFile> files = {
+      {ca_dir + "/issuing.key", std::move(m.key_pem), 0600},
+      {ca_dir + "/issuing.pem", CertToPem(m.issuing.get()), 0644},
+      {ca_dir + "/chain.pem", ChainPemOf(m), 0644},
+      {dir + "/ca.pem", CertToPem(m.root.get()), 0644},
+  };
+  return WriteAll(files);
+}
+
+absl::Status CertificateAuthority::StageOperatorCa(const std::string& dir,
+                                                   CaMaterial m,
+                                                   absl::Time activate_at) {
+  const std::string next = dir + "/ca/next";
+  if (PathExists(next + "/root.pem")) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("another CA is already staged in ", next,
+                     "; activate it first (simprov ca activate)"));
+  }
+  if (absl::Status s = MakeDir(next, 0700, /*force_mode=*/true); !s.ok()) {
+    return s;
+  }
+  // root.pem last: its presence marks a complete staged CA.
+  std::vector<PendingFile> files = {
+      {next + "/issuing.key", std::move(m.key_pem), 0600},
+      {next + "/issuing.pem", CertToPem(m.issuing.get()), 0644},
+      {next + "/chain.pem", ChainPemOf(m), 0644},
+      {next + "/activate-at",
+       absl::StrCat(absl::ToUnixSeconds(activate_at), "\n"), 0644},
+      {next + "/root.pem", CertToPem(m.root.get()), 0644},
+  };
+  return WriteAll(files);
+}
+
+namespace {
+// One generation's files: root, issuing, chain (issuing first), key.
+struct GenerationFiles {
+  X509Ptr root;
+  X509Ptr issuing;
+  std::vector<X509Ptr> intermediates;
+  EvpPkeyPtr key;
+};
+
+absl::StatusOr<X509Ptr> ReadCert(const std::string& path) {
+  absl::StatusOr<std::string> pem = ReadFileToString(path, kMaxFileBytes);
+  if (!pem.ok()) return pem.status();
+  absl::StatusOr<X509Ptr> cert = CertFromPem(*pem);
+  if (!cert.ok()) {
     return absl::FailedPreconditionError(
-        absl::StrCat(dir, "/ca/issuing.pem: ", issuing.status().message()));
+        absl::StrCat(path, ": ", cert.status().message()));
+  }
+  return cert;
+}
+
+absl::StatusOr<GenerationFiles> ReadGeneration(const std::string& root_path,
+                                               const std::string& dir) {
+  GenerationFiles g;
+  auto root = ReadCert(root_path);
+  if (!root.ok()) return root.status();
+  g.root = *std::move(root);
+  auto issuing = ReadCert(dir + "/issuing.pem");
+  if (!issuing.ok()) return issuing.status();
+  g.issuing = *std::move(issuing);
+  // chain.pem: the issuing CA, then intermediates (absent in old dirs).
+  if (PathExists(dir + "/chain.pem")) {
+    auto pem = ReadFileToString(dir + "/chain.pem", kMaxFileBytes);
+    if (!pem.ok()) return pem.status();
+    auto certs = CertsFromPem(*pem);
+    if (!certs.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(dir, "/chain.pem: ", certs.status().message()));
+    }
+    for (X509Ptr& c : *certs) {
+      if (X509_cmp(c.get(), g.issuing.get()) == 0) continue;
+      if (X509_cmp(c.get(), g.root.get()) == 0) continue;
+      g.intermediates.push_back(std::move(c));
+    }
   }
   absl::StatusOr<std::string> key_pem =
-      ReadFileToString(dir + "/ca/issuing.key", kMaxFileBytes);
+      ReadFileToString(dir + "/issuing.key", kMaxFileBytes);
   if (!key_pem.ok()) return key_pem.status();
   absl::StatusOr<EvpPkeyPtr> key = PrivateKeyFromPem(*key_pem);
   OPENSSL_cleanse(key_pem->data(), key_pem->size());
   if (!key.ok()) {
     return absl::FailedPreconditionError(
-        absl::StrCat(dir, "/ca/issuing.key: ", key.status().message()));
+        absl::StrCat(dir, "/issuing.key: ", key.status().message()));
   }
-  return Create(*std::move(root), *std::move(issuing),
-                std::make_unique<SoftwareCaSigner>(*std::move(key)), clock,
-                random);
+  g.key = *std::move(key);
+  return g;
 }
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CertificateAuthority>>
+CertificateAuthority::Load(const std::string& dir, Clock& clock,
+                           Random& random) {
+  auto files = ReadGeneration(dir + "/ca.pem", dir + "/ca");
+  if (!files.ok()) return files.status();
+  auto ca = Create(std::move(files->root), std::move(files->issuing),
+                   std::make_unique<SoftwareCaSigner>(std::move(files->key)),
+                   clock, random, std::move(files->intermediates));
+  if (!ca.ok()) return ca.status();
+  CertificateAuthority& self = **ca;
+  self.dir_ = dir;
+  absl::MutexLock lock(&self.mu_);
+  const std::string next = dir + "/ca/next";
+  if (PathExists(next + "/root.pem")) {
+    auto staged = ReadGeneration(next + "/root.pem", next);
+    if (!staged.ok()) return staged.status();
+    auto g = MakeGeneration(
+        std::move(staged->root), std::move(staged->issuing),
+        std::move(staged->intermediates),
+        std::make_unique<SoftwareCaSigner>(std::move(staged->key)),
+        clock.Now());
+    if (!g.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("staged CA in ", next, ": ", g.status().message()));
+    }
+    auto at = ReadFileToString(next + "/activate-at", 64);
+    int64_t seconds = 0;
+    if (!at.ok() || !absl::SimpleAtoi(*at, &seconds)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(next, "/activate-at does not hold Unix seconds"));
+    }
+    self.staged_ = *std::move(g);
+    self.staged_activate_at_ = absl::FromUnixSeconds(seconds);
+  }
+  // Retired generations: issuing CAs, intermediates and roots in one bundle;
+  // each self-signed certificate starts a new generation's root.
+  if (PathExists(dir + "/ca/retired.pem")) {
+    auto pem = ReadFileToString(dir + "/ca/retired.pem", kMaxFileBytes);
+    if (!pem.ok()) return pem.status();
+    auto certs = CertsFromPem(*pem);
+    if (!certs.ok()) return certs.status();
+    // Layout: per generation, chain (issuing first) then root.
+    std::vector<X509Ptr> chain;
+    for (X509Ptr& c : *certs) {
+      if (!IsSelfSigned(c.get())) {
+        chain.push_back(std::move(c));
+        continue;
+      }
+      if (chain.empty()) chain.push_back(X509Ptr(X509_dup(c.get())));
+      X509Ptr issuing = std::move(chain.front());
+      chain.erase(chain.begin());
+      auto g = MakeGeneration(std::move(c), std::move(issuing),
+                              std::move(chain), nullptr, clock.Now());
+      chain.clear();
+      if (!g.ok()) return g.status();
+      self.retired_.push_back(*std::move(g));
+    }
+  }
+  self.RecomputeAnchorsLocked();
+  return ca;
+}
+
+absl::StatusOr<bool> CertificateAuthority::MaybeActivateStaged(bool force) {
+  absl::MutexLock lock(&mu_);
+  if (staged_ == nullptr) {
+    if (force) {
+      return absl::FailedPreconditionError(
+          "no CA is staged: start the broker with a new --ca-cert/--ca-key "
+          "first");
+    }
+    return false;
+  }
+  if (!force && clock_.Now() < staged_activate_at_) return false;
+  if (!dir_.empty()) {
+    // Retire the active generation first: if we stop half-way, the next
+    // start still verifies its devices' renewals.
+    const std::string ca_dir = dir_ + "/ca";
+    const std::string next = ca_dir + "/next";
+    std::string retired;
+    if (PathExists(ca_dir + "/retired.pem")) {
+      auto old = ReadFileToString(ca_dir + "/retired.pem", kMaxFileBytes);
+      if (!old.ok()) return old.status();
+      retired = *old;
+    }
+    retired += active_->chain_pem + CertToPem(active_->root.get());
+    auto key_pem = ReadFileToString(next + "/issuing.key", kMaxFileBytes);
+    if (!key_pem.ok()) return key_pem.status();
+    std::vector<PendingFile> files = {
+        {ca_dir + "/retired.pem", std::move(retired), 0644},
+        {ca_dir + "/issuing.key", *std::move(key_pem), 0600},
+        {ca_dir + "/issuing.pem", CertToPem(staged_->issuing.get()), 0644},
+        {ca_dir + "/chain.pem", staged_->chain_pem, 0644},
+        {dir_ + "/ca.pem", CertToPem(staged_->root.get()), 0644},
+    };
+    if (absl::Status s = WriteAll(files); !s.ok()) return s;
+    for (const char* f : {"root.pem", "activate-at", "issuing.key",
+                          "issuing.pem", "chain.pem"}) {
+      ::unlink((next + "/" + f).c_str());
+    }
+    ::rmdir(next.c_str());
+    (void)FsyncDirectory(ca_dir);
+  }
+  retired_.push_back(std::move(active_));
+  active_ = std::move(staged_);
+  staged_ = nullptr;
+  staged_activate_at_ = absl::InfiniteFuture();
+  RecomputeAnchorsLocked();
+  return true;
+}
+
+CaState CertificateAuthority::State() const {
+  absl::MutexLock lock(&mu_);
+  CaState st;
+  st.active = DescribeCert(active_->issuing.get());
+  if (staged_ != nullptr) {
+    st.staged = true;
+    st.staged_issuing = DescribeCert(staged_->issuing.get());
+    st.staged_root_subject = DescribeCert(staged_->root.get()).subject;
+    st.activate_at = staged_activate_at_;
+  }
+  st.retired = retired_.size();
+  return st;
+}
+
+absl::Status CertificateAuthority::VerifyIssued(
+    X509* leaf, absl::Time at, std::string_view purpose) const {
+  std::vector<X509*> intermediates;
+  std::vector<X509*> anchors;
+  absl::MutexLock lock(&mu_);
+  auto add = [&](const GenerationPtr& g) {
+    if (X509_cmp(g->issuing.get(), g->root.get()) != 0) {
+      intermediates.push_back(g->issuing.get());
+    }
+    for (const X509Ptr& c : g->intermediates) intermediates.push_back(c.get());
+    anchors.push_back(g->root.get());
+  };
+  add(active_);
+  for (const GenerationPtr& g : retired_) add(g);
+  return VerifyChain(leaf, intermediates, anchors, at, purpose);
+}
+
+X509* CertificateAuthority::issuing_cert() const {
+  return Active()->issuing.get();
+}
+X509* CertificateAuthority::root_cert() const { return Active()->root.get(); }
 
 Bytes CertificateAuthority::NewSerial() const {
   absl::MutexLock lock(&random_mu_);
@@ -697,8 +1012,9 @@ absl::StatusOr<X509Ptr> CertificateAuthority::IssueLeaf(
           absl::StrCat("subject ", rdn.first, ": ", s.message()));
     }
   }
-  absl::StatusOr<Validity> validity = ComputeValidity(
-      clock_.Now(), profile.ttl, issuing_not_before_, issuing_not_after_);
+  const GenerationPtr g = Active();
+  absl::StatusOr<Validity> validity =
+      ComputeValidity(clock_.Now(), profile.ttl, g->not_before, g->not_after);
   if (!validity.ok()) return validity.status();
 
   CertSpec spec;
@@ -707,8 +1023,8 @@ absl::StatusOr<X509Ptr> CertificateAuthority::IssueLeaf(
   spec.serial = NewSerial();
   spec.not_before = validity->not_before;
   spec.not_after = validity->not_after;
-  spec.issuer_name = X509_get_subject_name(issuing_.get());
-  spec.issuer_ski = &issuing_ski_;
+  spec.issuer_name = X509_get_subject_name(g->issuing.get());
+  spec.issuer_ski = &g->ski;
   spec.basic_constraints = "critical,CA:FALSE";
   spec.key_usage = "critical,digitalSignature";
   spec.ext_key_usage = profile.ext_key_usage;
@@ -717,7 +1033,7 @@ absl::StatusOr<X509Ptr> CertificateAuthority::IssueLeaf(
   spec.crl_url = profile.crl_url;
   absl::StatusOr<X509Ptr> cert = BuildCertificate(spec);
   if (!cert.ok()) return cert.status();
-  if (absl::Status s = signer_->SignCertificate(cert->get()); !s.ok()) {
+  if (absl::Status s = g->signer->SignCertificate(cert->get()); !s.ok()) {
     return s;
   }
   return cert;
@@ -806,13 +1122,14 @@ absl::StatusOr<Bytes> CertificateAuthority::IssueCrl(
   if (next_update <= this_update) {
     return absl::InvalidArgumentError("nextUpdate must follow thisUpdate");
   }
+  const GenerationPtr g = Active();
   CrlPtr crl(X509_CRL_new());
   Asn1TimePtr last(ASN1_TIME_set(nullptr, absl::ToTimeT(this_update)));
   Asn1TimePtr next(ASN1_TIME_set(nullptr, absl::ToTimeT(next_update)));
   if (crl == nullptr || last == nullptr || next == nullptr ||
       X509_CRL_set_version(crl.get(), X509_CRL_VERSION_2) != 1 ||
       X509_CRL_set_issuer_name(crl.get(),
-                               X509_get_subject_name(issuing_.get())) != 1 ||
+                               X509_get_subject_name(g->issuing.get())) != 1 ||
       X509_CRL_set1_lastUpdate(crl.get(), last.get()) != 1 ||
       X509_CRL_set1_nextUpdate(crl.get(), next.get()) != 1) {
     return absl::InternalError(
@@ -863,8 +1180,8 @@ absl::StatusOr<Bytes> CertificateAuthority::IssueCrl(
   }
   akid->keyid = ASN1_OCTET_STRING_new();
   if (akid->keyid == nullptr ||
-      ASN1_OCTET_STRING_set(akid->keyid, issuing_ski_.data(),
-                            static_cast<int>(issuing_ski_.size())) != 1 ||
+      ASN1_OCTET_STRING_set(akid->keyid, g->ski.data(),
+                            static_cast<int>(g->ski.size())) != 1 ||
       X509_CRL_add1_ext_i2d(crl.get(), NID_authority_key_identifier, akid.get(),
                             0, X509V3_ADD_DEFAULT) != 1) {
     return absl::InternalError(
@@ -873,7 +1190,7 @@ absl::StatusOr<Bytes> CertificateAuthority::IssueCrl(
   if (X509_CRL_sort(crl.get()) != 1) {
     return absl::InternalError("cannot sort CRL");
   }
-  if (absl::Status s = signer_->SignCrl(crl.get()); !s.ok()) return s;
+  if (absl::Status s = g->signer->SignCrl(crl.get()); !s.ok()) return s;
   unsigned char* der = nullptr;
   int len = i2d_X509_CRL(crl.get(), &der);
   if (len <= 0) return absl::InternalError("cannot encode CRL");
@@ -882,12 +1199,18 @@ absl::StatusOr<Bytes> CertificateAuthority::IssueCrl(
   return out;
 }
 
-std::string CertificateAuthority::ChainPem() const { return chain_pem_; }
-std::vector<Bytes> CertificateAuthority::ChainDer() const { return chain_der_; }
+std::string CertificateAuthority::ChainPem() const {
+  return Active()->chain_pem;
+}
+std::vector<Bytes> CertificateAuthority::ChainDer() const {
+  return Active()->chain_der;
+}
 std::string CertificateAuthority::TrustAnchorsPem() const {
+  absl::MutexLock lock(&mu_);
   return anchors_pem_;
 }
 std::vector<Bytes> CertificateAuthority::TrustAnchorsDer() const {
+  absl::MutexLock lock(&mu_);
   return anchors_der_;
 }
 

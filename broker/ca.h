@@ -18,17 +18,28 @@
 //  - basicConstraints critical CA:FALSE; keyUsage critical digitalSignature;
 //    exactly one extendedKeyUsage; SKI (SHA-1 of the public key) and AKI
 //    (keyid of the issuing CA); signed ECDSA-SHA256.
-//  - Issue* are thread-safe; the CA is immutable after construction except
-//    for access to the injected Random, which is serialized.
+//  - Issue* are thread-safe. The CA is a set of generations (each a root,
+//    an issuing CA with its intermediates, a signer): one active (signs),
+//    at most one staged (a trust anchor only, until it is activated) and
+//    any number retired (verify renewals of what they issued). Activation
+//    swaps the active generation under a mutex; a leaf is always built
+//    and signed from one generation. Access to the injected Random is
+//    serialized.
 //
 // On-disk layout (DIR is the broker's data directory):
 //   DIR/ca.pem          root CA certificate (the trust anchor), mode 0644
 //   DIR/ca/             mode 0700
-//   DIR/ca/root.key     root private key, PKCS#8 PEM, mode 0600
+//   DIR/ca/root.key     root private key, PKCS#8 PEM, mode 0600 (the
+//                       development CA only: an operator's root key
+//                       never comes here)
 //   DIR/ca/issuing.key  issuing private key, PKCS#8 PEM, mode 0600
 //   DIR/ca/issuing.pem  issuing CA certificate, mode 0644
-//   DIR/ca/chain.pem    the intermediates a leaf needs (= issuing.pem),
-//                       mode 0644
+//   DIR/ca/chain.pem    the certificates a leaf needs up to the root:
+//                       issuing.pem, then an operator's intermediates
+//   DIR/ca/next/        a staged CA (rollover): issuing.{key,pem},
+//                       chain.pem, root.pem, activate-at
+//   DIR/ca/retired.pem  certificates of earlier generations (renewals of
+//                       their devices still verify)
 // Every file is written to a fresh temporary name (O_CREAT|O_EXCL with its
 // final mode), fsync'ed and renamed into place. Load() never reads
 // root.key: a running broker does not need the root private key.
@@ -112,6 +123,26 @@ struct IssuedCertificate {
   CertInfo info;
 };
 
+// The CA material an operator brings (see operator_ca.h): the issuing CA
+// certificate and key, the intermediates between it and the root (nearest
+// first), and the root (the trust anchor; == issuing for a self-signed CA).
+struct CaMaterial {
+  X509Ptr root;
+  X509Ptr issuing;
+  std::vector<X509Ptr> intermediates;
+  std::string key_pem;  // PKCS#8 or traditional PEM; wiped by the reader
+};
+
+// What `simprov ca status` shows.
+struct CaState {
+  CertInfo active;
+  bool staged = false;
+  CertInfo staged_issuing;
+  std::string staged_root_subject;
+  absl::Time activate_at = absl::InfiniteFuture();
+  size_t retired = 0;  // earlier generations still trusted for renewal
+};
+
 class CertificateAuthority {
  public:
   // Validity of the development CA certificates, counted from creation.
@@ -123,24 +154,41 @@ class CertificateAuthority {
   // Generates a development root CA and issuing CA (ECDSA P-256) and writes
   // them under `dir` (created with mode 0700 if missing). AlreadyExists if
   // DIR/ca.pem or a key file is already present: an existing CA is never
-  // overwritten.
+  // overwritten. `name` prefixes the CAs' common names.
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>>
-  CreateDevelopment(const std::string& dir, Clock& clock, Random& random);
+  CreateDevelopment(const std::string& dir, Clock& clock, Random& random,
+                    const std::string& name = "simprov development");
 
-  // Loads DIR/ca.pem, DIR/ca/issuing.pem and DIR/ca/issuing.key. Fails if
-  // the key does not match the issuing certificate, the issuing certificate
-  // is not a CA, or it does not chain to the root at the clock's now.
+  // Writes an operator's CA into an empty data dir `dir` (the layout
+  // above; chain.pem = issuing + intermediates). AlreadyExists if DIR/ca.pem
+  // is present. Nothing is written unless the material is complete.
+  static absl::Status InstallOperatorCa(const std::string& dir,
+                                        CaMaterial material);
+  // Stages `material` as the next CA in DIR/ca/next/ (same files plus
+  // root.pem and activate-at, Unix seconds). AlreadyExists if another CA
+  // is staged.
+  static absl::Status StageOperatorCa(const std::string& dir,
+                                      CaMaterial material,
+                                      absl::Time activate_at);
+
+  // Loads DIR/ca.pem, DIR/ca/issuing.pem, DIR/ca/chain.pem and
+  // DIR/ca/issuing.key, and when present the staged CA (DIR/ca/next/) and
+  // the retired generations (DIR/ca/retired.pem). Fails if the key does not
+  // match the issuing certificate, the issuing certificate is not a CA, or
+  // it does not chain to the root at the clock's now.
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>> Load(
       const std::string& dir, Clock& clock, Random& random);
 
   // A CA over an arbitrary signer (e.g. an HSM). `issuing` must be the
-  // certificate for signer->public_key() and chain to `root`.
+  // certificate for signer->public_key() and chain to `root` through
+  // `intermediates` (nearest first). Not persisted: no rollover.
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>> Create(
       X509Ptr root, X509Ptr issuing, std::unique_ptr<CaSigner> signer,
-      Clock& clock, Random& random);
+      Clock& clock, Random& random, std::vector<X509Ptr> intermediates = {});
 
   CertificateAuthority(const CertificateAuthority&) = delete;
   CertificateAuthority& operator=(const CertificateAuthority&) = delete;
+  ~CertificateAuthority();
 
   // A clientAuth leaf for a device (see the profile above).
   // InvalidArgument for bad request fields; FailedPrecondition if the
@@ -167,42 +215,65 @@ class CertificateAuthority {
                                  uint64_t crl_number, absl::Time this_update,
                                  absl::Time next_update) const;
 
-  // Borrowed; valid for the CA's lifetime.
-  X509* issuing_cert() const { return issuing_.get(); }
-  X509* root_cert() const { return root_.get(); }
-  // The intermediates a leaf needs (the issuing CA certificate), PEM/DER.
+  // Verifies that `leaf` was issued by this CA's active or a retired
+  // generation (never the staged one), at `at`, for `purpose` (e.g.
+  // "sslclient").
+  absl::Status VerifyIssued(X509* leaf, absl::Time at,
+                            std::string_view purpose) const;
+
+  // Rollover. Activates the staged CA when `force` or its activate-at has
+  // passed: the active generation is retired (still verifies renewals, its
+  // root stays a trust anchor) and the staged one signs from now on;
+  // persisted in the data dir. Returns whether it activated.
+  // FailedPrecondition when `force` and nothing is staged.
+  absl::StatusOr<bool> MaybeActivateStaged(bool force);
+  CaState State() const;
+
+  // Borrowed; valid for the CA's lifetime (the active generation).
+  X509* issuing_cert() const;
+  X509* root_cert() const;
+  // The certificates a leaf needs up to (not including) the root: the
+  // issuing CA first, then the operator's intermediates. PEM/DER.
   std::string ChainPem() const;
   std::vector<Bytes> ChainDer() const;
-  // The trust anchors relying parties install (the root certificate).
+  // The trust anchors relying parties install: the active root, the staged
+  // root (served before the staged CA signs, so devices that renew learn
+  // it) and the retired roots. Deduplicated.
   std::string TrustAnchorsPem() const;
   std::vector<Bytes> TrustAnchorsDer() const;
 
  private:
   struct LeafProfile;
+  struct Generation;
+  using GenerationPtr = std::shared_ptr<const Generation>;
 
-  CertificateAuthority(X509Ptr root, X509Ptr issuing,
-                       std::unique_ptr<CaSigner> signer, Clock& clock,
-                       Random& random);
+  CertificateAuthority(GenerationPtr active, Clock& clock, Random& random);
 
+  static absl::StatusOr<GenerationPtr> MakeGeneration(
+      X509Ptr root, X509Ptr issuing, std::vector<X509Ptr> intermediates,
+      std::unique_ptr<CaSigner> signer, absl::Time now);
+  GenerationPtr Active() const;
+  void RecomputeAnchorsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<X509Ptr> IssueLeaf(const LeafProfile& profile) const;
   Bytes NewSerial() const;
 
-  const X509Ptr root_;
-  const X509Ptr issuing_;
-  const std::unique_ptr<CaSigner> signer_;
   Clock& clock_;
   // Random implementations need not be thread-safe: every use of random_
   // holds random_mu_.
   mutable absl::Mutex random_mu_;
   Random& random_;
-  // Cached at construction (the certificates are immutable).
-  const absl::Time issuing_not_before_;
-  const absl::Time issuing_not_after_;
-  const Bytes issuing_ski_;
-  const std::vector<Bytes> chain_der_;
-  const std::vector<Bytes> anchors_der_;
-  const std::string chain_pem_;
-  const std::string anchors_pem_;
+  // Data dir the CA persists rollover in; empty for Create().
+  std::string dir_;
+
+  mutable absl::Mutex mu_;
+  GenerationPtr active_ ABSL_GUARDED_BY(mu_);
+  GenerationPtr staged_ ABSL_GUARDED_BY(mu_);
+  absl::Time staged_activate_at_ ABSL_GUARDED_BY(mu_);
+  // Earlier active generations (kept alive: issuing_cert() hands out
+  // borrowed pointers).
+  std::vector<GenerationPtr> retired_ ABSL_GUARDED_BY(mu_);
+  std::vector<Bytes> anchors_der_ ABSL_GUARDED_BY(mu_);
+  std::string anchors_pem_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace simprov

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "broker/admin_client.h"
 #include "common/exit_codes.h"
 #include "common/grpc_status.h"
 
@@ -11,6 +12,10 @@ namespace simprov {
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CliContext::Channel(
     std::string* where) const {
+  if (!admin_address.empty() || !admin_cert_dir.empty()) {
+    *where = admin_address;
+    return RemoteAdminChannel(admin_address, admin_cert_dir);
+  }
   std::string path = admin_socket;
   if (path.empty() && !data_dir.empty()) path = data_dir + "/admin.sock";
   if (path.empty()) {
@@ -29,6 +34,13 @@ int Fail(const absl::Status& s) {
 }
 
 absl::Status Explain(const grpc::Status& s, const std::string& where) {
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      where.find('/') == std::string::npos) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot reach the broker's remote admin API at ", where,
+        " (is --admin-listen set there, and does --admin-cert hold a "
+        "certificate from its admin CA?)"));
+  }
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
     return absl::UnavailableError(
         absl::StrCat("cannot reach the broker's admin API at ", where,

@@ -20,6 +20,10 @@ namespace simprov {
 struct CliContext {
   std::string data_dir;
   std::string admin_socket;
+  // Remote admin (docs/broker.md): --admin HOST:PORT with the certificate
+  // directory of `simprov admin issue-cert` (admin.key, admin.pem, ca.pem).
+  std::string admin_address;
+  std::string admin_cert_dir;
   // Exit code of the subcommand that ran.
   int rc = 0;
 
@@ -46,6 +50,8 @@ void AddFleetCommands(CLI::App& app, CliContext& ctx);
 void AddTokenCommands(CLI::App& app, CliContext& ctx);
 // registry pending (cli_registry.cc)
 void AddRegistryCommands(CLI::App& app, CliContext& ctx);
+// admin issue-cert|whoami, ca status|activate (cli_admin.cc)
+void AddAdminCommands(CLI::App& app, CliContext& ctx);
 
 }  // namespace simprov
 

@@ -1,6 +1,9 @@
 #include "broker/data_dir.h"
 
 #include <arpa/inet.h>
+#include <openssl/x509.h>
+
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -30,12 +33,58 @@ absl::StatusOr<Bytes> LoadOrCreateKek(const std::string& path, Random& random) {
 }
 
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateCa(
-    const DataDirPaths& paths, Clock& clock, Random& random) {
-  if (PathExists(paths.ca_pem())) {
+    const DataDirPaths& paths, Clock& clock, Random& random,
+    const OperatorCaFiles& operator_ca, absl::Duration activate_after) {
+  std::optional<CaMaterial> material;
+  if (!operator_ca.empty()) {
+    auto m = ReadOperatorCa(operator_ca, clock.Now());
+    if (!m.ok()) return m.status();
+    material = *std::move(m);
+  }
+  if (!PathExists(paths.ca_pem())) {
+    if (!material) {
+      LogInfo("creating a development CA in %s", paths.root);
+      return CertificateAuthority::CreateDevelopment(paths.root, clock, random);
+    }
+    const std::string subject = DescribeCert(material->issuing.get()).subject;
+    if (absl::Status s = CertificateAuthority::InstallOperatorCa(
+            paths.root, *std::move(material));
+        !s.ok()) {
+      return s;
+    }
+    LogInfo("installed the operator's CA %s in %s", subject, paths.root);
     return CertificateAuthority::Load(paths.root, clock, random);
   }
-  LogInfo("creating a development CA in %s", paths.root);
-  return CertificateAuthority::CreateDevelopment(paths.root, clock, random);
+  auto ca = CertificateAuthority::Load(paths.root, clock, random);
+  if (!ca.ok() || !material) return ca;
+  if (X509_cmp((*ca)->issuing_cert(), material->issuing.get()) == 0) {
+    return ca;  // the CA in use: nothing to do
+  }
+  CaState state = (*ca)->State();
+  const CertInfo given = DescribeCert(material->issuing.get());
+  if (state.staged && state.staged_issuing.serial_hex == given.serial_hex &&
+      state.staged_issuing.subject == given.subject) {
+    return ca;  // already staged
+  }
+  const absl::Time at = clock.Now() + activate_after;
+  if (absl::Status s = CertificateAuthority::StageOperatorCa(
+          paths.root, *std::move(material), at);
+      !s.ok()) {
+    return s;
+  }
+  LogInfo("staged CA %s: served as a trust anchor now, signs from %s",
+          given.subject, absl::FormatTime(at, absl::UTCTimeZone()));
+  return CertificateAuthority::Load(paths.root, clock, random);
+}
+
+absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateAdminCa(
+    const DataDirPaths& paths, Clock& clock, Random& random) {
+  if (PathExists(paths.admin_ca_dir() + "/ca.pem")) {
+    return CertificateAuthority::Load(paths.admin_ca_dir(), clock, random);
+  }
+  LogInfo("creating the admin CA in %s", paths.admin_ca_dir());
+  return CertificateAuthority::CreateDevelopment(paths.admin_ca_dir(), clock,
+                                                 random, "simprov admin");
 }
 
 absl::StatusOr<TlsServerIdentity> IssueTlsIdentity(

@@ -6,9 +6,12 @@
 //   DIR/ca/               CA keys (0600) and certificates
 //   DIR/tls/server.{key,pem}  TLS server key and chain (leaf + issuing CA),
 //                         reissued at every start for the current names
+//   DIR/admin-ca/         admin CA (remote admin, docs/broker.md): ca.pem,
+//                         ca/{root,issuing}.key, ca/{issuing,chain}.pem
 //   DIR/admin.sock        admin API (created under umask 077)
 //   DIR/listen-address    "HOST:PORT" actually bound, written when ready
 //   DIR/http-address      "HOST:PORT" of --http-listen, when given
+//   DIR/admin-address     "HOST:PORT" of --admin-listen, when given
 #ifndef SIMPROV_BROKER_DATA_DIR_H_
 #define SIMPROV_BROKER_DATA_DIR_H_
 
@@ -18,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "broker/ca.h"
+#include "broker/operator_ca.h"
 #include "common/bytes.h"
 #include "common/clock.h"
 
@@ -33,15 +37,29 @@ struct DataDirPaths {
   std::string tls_key() const { return root + "/tls/server.key"; }
   std::string tls_chain() const { return root + "/tls/server.pem"; }
   std::string admin_socket() const { return root + "/admin.sock"; }
+  std::string admin_ca_dir() const { return root + "/admin-ca"; }
   std::string listen_address() const { return root + "/listen-address"; }
   std::string http_address() const { return root + "/http-address"; }
+  std::string admin_address() const { return root + "/admin-address"; }
 };
 
 // Loads the KEK, creating it (0600) when absent.
 absl::StatusOr<Bytes> LoadOrCreateKek(const std::string& path, Random& random);
 
-// Loads the CA, creating a development CA in an empty data dir.
+// Loads the CA. In an empty data dir: installs the operator's CA when
+// `operator_ca` names one, else creates a development CA. In a data dir
+// with a CA: an `operator_ca` equal to the active or staged CA changes
+// nothing (the flags may stay in the config); another one is staged for
+// rollover, activating `activate_after` from now (see docs/broker.md).
+// Bad operator files are refused before anything is written.
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateCa(
+    const DataDirPaths& paths, Clock& clock, Random& random,
+    const OperatorCaFiles& operator_ca = {},
+    absl::Duration activate_after = absl::ZeroDuration());
+
+// The admin CA (DIR/admin-ca/, created at first start): signs remote admin
+// client certificates and the admin listener's server certificate only.
+absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateAdminCa(
     const DataDirPaths& paths, Clock& clock, Random& random);
 
 struct TlsServerIdentity {

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "broker/admin_actor.h"
+#include "broker/admin_auth.h"
 #include "broker/bootstrap_service.h"
 #include "broker/fleet_hooks.h"
 #include "broker/policy.h"
@@ -24,11 +24,11 @@ absl::Status CheckImsi(const std::string& imsi) {
   return absl::OkStatus();
 }
 
-AuditEvent AdminEvent(const grpc::ServerContext* ctx, absl::Time at,
+AuditEvent AdminEvent(const std::string& actor, absl::Time at,
                       std::string action, std::string target,
                       std::string reason = "") {
-  return {at,   AdminActor(ctx),  std::move(action), std::move(target),
-          "ok", std::move(reason)};
+  return {
+      at, actor, std::move(action), std::move(target), "ok", std::move(reason)};
 }
 
 }  // namespace
@@ -36,6 +36,8 @@ AuditEvent AdminEvent(const grpc::ServerContext* ctx, absl::Time at,
 grpc::Status FleetGrpcService::ApplyGroups(grpc::ServerContext* ctx,
                                            const v1::ApplyGroupsRequest* req,
                                            v1::ApplyGroupsResponse* resp) {
+  auto actor = Authorize(ctx, "Fleet.ApplyGroups");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   if (req->groups_json().size() > kMaxGroupsJson) {
     return ToGrpcStatus(
         absl::InvalidArgumentError("groups file larger than 1 MiB"));
@@ -51,7 +53,7 @@ grpc::Status FleetGrpcService::ApplyGroups(grpc::ServerContext* ctx,
     resp->add_applied(policy.name);
   }
   absl::Status s =
-      store_.PutGroups(rows, AdminEvent(ctx, now, "group-apply", names,
+      store_.PutGroups(rows, AdminEvent(*actor, now, "group-apply", names,
                                         absl::StrCat(rows.size(), " groups")));
   policies_.Invalidate();
   if (!s.ok()) return ToGrpcStatus(s);
@@ -62,6 +64,8 @@ grpc::Status FleetGrpcService::ApplyGroups(grpc::ServerContext* ctx,
 grpc::Status FleetGrpcService::ListGroups(
     grpc::ServerContext* ctx, const v1::ListGroupsRequest* req,
     grpc::ServerWriter<v1::Group>* writer) {
+  auto actor = Authorize(ctx, "Fleet.ListGroups");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   std::vector<GroupRow> rows;
   // The default group is listed first, stored or not.
   bool default_listed = !req->after().empty();
@@ -99,9 +103,11 @@ grpc::Status FleetGrpcService::ListGroups(
   return grpc::Status::OK;
 }
 
-grpc::Status FleetGrpcService::GetGroup(grpc::ServerContext*,
+grpc::Status FleetGrpcService::GetGroup(grpc::ServerContext* ctx,
                                         const v1::GetGroupRequest* req,
                                         v1::Group* resp) {
+  auto actor = Authorize(ctx, "Fleet.GetGroup");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   auto g = store_.GetGroup(req->name());
   if (!g.ok() && !(g.status().code() == absl::StatusCode::kNotFound &&
                    req->name() == kDefaultGroup)) {
@@ -120,12 +126,15 @@ grpc::Status FleetGrpcService::GetGroup(grpc::ServerContext*,
 grpc::Status FleetGrpcService::DeleteGroup(grpc::ServerContext* ctx,
                                            const v1::DeleteGroupRequest* req,
                                            v1::DeleteGroupResponse*) {
+  auto actor = Authorize(ctx, "Fleet.DeleteGroup");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   if (req->name() == kDefaultGroup) {
     return ToGrpcStatus(absl::FailedPreconditionError(
         "the default group cannot be deleted (apply it again to change it)"));
   }
   absl::Status s = store_.DeleteGroup(
-      req->name(), AdminEvent(ctx, clock_.Now(), "group-delete", req->name()));
+      req->name(),
+      AdminEvent(*actor, clock_.Now(), "group-delete", req->name()));
   policies_.Invalidate();
   return ToGrpcStatus(s);
 }
@@ -133,6 +142,8 @@ grpc::Status FleetGrpcService::DeleteGroup(grpc::ServerContext* ctx,
 grpc::Status FleetGrpcService::SetSubscriberGroup(
     grpc::ServerContext* ctx, const v1::SetSubscriberGroupRequest* req,
     v1::LifecycleResponse* resp) {
+  auto actor = Authorize(ctx, "Fleet.SetSubscriberGroup");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   if (absl::Status s = CheckImsi(req->imsi()); !s.ok()) return ToGrpcStatus(s);
   if (!IsValidGroupName(req->group())) {
     return ToGrpcStatus(absl::InvalidArgumentError(
@@ -140,7 +151,7 @@ grpc::Status FleetGrpcService::SetSubscriberGroup(
   }
   absl::Status s = store_.SetSubscriberGroup(
       req->imsi(), req->group(),
-      AdminEvent(ctx, clock_.Now(), "set-group", req->imsi(),
+      AdminEvent(*actor, clock_.Now(), "set-group", req->imsi(),
                  absl::StrCat("group=", req->group())));
   if (!s.ok()) return ToGrpcStatus(s);
   auto sub = store_.GetSubscriber(req->imsi());
@@ -151,6 +162,8 @@ grpc::Status FleetGrpcService::SetSubscriberGroup(
 grpc::Status FleetGrpcService::SetSubscriberStatus(
     grpc::ServerContext* ctx, const v1::SetSubscriberStatusRequest* req,
     v1::LifecycleResponse* resp) {
+  auto actor = Authorize(ctx, "Fleet.SetSubscriberStatus");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   if (absl::Status s = CheckImsi(req->imsi()); !s.ok()) return ToGrpcStatus(s);
   std::vector<std::string> from;
   std::string to;
@@ -174,7 +187,7 @@ grpc::Status FleetGrpcService::SetSubscriberStatus(
       absl::StrCat(req->imsi(), "-", HexEncode(random_.Generate(4)));
   absl::Status s = store_.SetSubscriberStatus(
       req->imsi(), from, to, reactivated_device_id,
-      AdminEvent(ctx, clock_.Now(), req->action(), req->imsi()));
+      AdminEvent(*actor, clock_.Now(), req->action(), req->imsi()));
   if (!s.ok()) {
     if (s.code() == absl::StatusCode::kFailedPrecondition) {
       s = absl::FailedPreconditionError(
@@ -190,12 +203,14 @@ grpc::Status FleetGrpcService::SetSubscriberStatus(
 grpc::Status FleetGrpcService::ClearImeiLock(
     grpc::ServerContext* ctx, const v1::ClearImeiLockRequest* req,
     v1::LifecycleResponse* resp) {
+  auto actor = Authorize(ctx, "Fleet.ClearImeiLock");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   if (absl::Status s = CheckImsi(req->imsi()); !s.ok()) return ToGrpcStatus(s);
   auto sub = store_.GetSubscriber(req->imsi());
   if (!sub.ok()) return ToGrpcStatus(sub.status());
   absl::Status s = store_.ClearImei(
-      req->imsi(), AdminEvent(ctx, clock_.Now(), "clear-imei-lock", req->imsi(),
-                              absl::StrCat("was=", sub->imei)));
+      req->imsi(), AdminEvent(*actor, clock_.Now(), "clear-imei-lock",
+                              req->imsi(), absl::StrCat("was=", sub->imei)));
   if (!s.ok()) return ToGrpcStatus(s);
   resp->set_status(sub->status);
   return grpc::Status::OK;
@@ -204,6 +219,8 @@ grpc::Status FleetGrpcService::ClearImeiLock(
 grpc::Status FleetGrpcService::RevokeDevice(grpc::ServerContext* ctx,
                                             const v1::RevokeDeviceRequest* req,
                                             v1::RevokeDeviceResponse* resp) {
+  auto actor = Authorize(ctx, "Fleet.RevokeDevice");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   if (req->imsi().empty() == req->serial().empty()) {
     return ToGrpcStatus(
         absl::InvalidArgumentError("name an IMSI or a --serial (not both)"));
@@ -223,7 +240,7 @@ grpc::Status FleetGrpcService::RevokeDevice(grpc::ServerContext* ctx,
   r.at = clock_.Now();
   const std::string target = r.imsi.empty() ? r.serial : r.imsi;
   auto revoked = store_.RevokeCertificates(
-      r, AdminEvent(ctx, r.at, "revoke", target,
+      r, AdminEvent(*actor, r.at, "revoke", target,
                     absl::StrCat("reason=", r.reason)));
   if (!revoked.ok()) return ToGrpcStatus(revoked.status());
   // The CRL is regenerated before the command returns.
@@ -235,7 +252,7 @@ grpc::Status FleetGrpcService::RevokeDevice(grpc::ServerContext* ctx,
   }
   DeviceRevocation hook;
   hook.reason = r.reason;
-  hook.actor = AdminActor(ctx);
+  hook.actor = *actor;
   for (const CertificateRecord& c : *revoked) {
     resp->add_serials(c.serial);
     hook.serials.push_back(c.serial);
@@ -249,6 +266,8 @@ grpc::Status FleetGrpcService::RevokeDevice(grpc::ServerContext* ctx,
 grpc::Status FleetGrpcService::ReplaceDevice(
     grpc::ServerContext* ctx, const v1::ReplaceDeviceRequest* req,
     v1::ReplaceDeviceResponse* resp) {
+  auto actor = Authorize(ctx, "Fleet.ReplaceDevice");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   for (const std::string* imsi : {&req->old_imsi(), &req->new_imsi()}) {
     if (absl::Status s = CheckImsi(*imsi); !s.ok()) return ToGrpcStatus(s);
   }
@@ -261,7 +280,7 @@ grpc::Status FleetGrpcService::ReplaceDevice(
   const absl::Time now = clock_.Now();
   auto revoked =
       store_.ReplaceDevice(req->old_imsi(), req->new_imsi(), now,
-                           AdminEvent(ctx, now, "replace", req->old_imsi()));
+                           AdminEvent(*actor, now, "replace", req->old_imsi()));
   if (!revoked.ok()) return ToGrpcStatus(revoked.status());
   if (absl::Status s = crl_.Regenerate(); !s.ok()) {
     LogError("CRL: %s", s.message());
@@ -275,7 +294,7 @@ grpc::Status FleetGrpcService::ReplaceDevice(
   hook.imsi = req->old_imsi();
   hook.device_id = device_id;
   hook.reason = "superseded";
-  hook.actor = AdminActor(ctx);
+  hook.actor = *actor;
   hook.replaced = true;
   for (const CertificateRecord& c : *revoked) {
     hook.serials.push_back(c.serial);
@@ -317,6 +336,8 @@ absl::Status FleetGrpcService::FillDevice(const SubscriberRecord& r,
 grpc::Status FleetGrpcService::ListDevices(
     grpc::ServerContext* ctx, const v1::ListDevicesRequest* req,
     grpc::ServerWriter<v1::Device>* writer) {
+  auto actor = Authorize(ctx, "Fleet.ListDevices");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   // Collected first: FillDevice reads the store too.
   std::vector<SubscriberRecord> page;
   SubscriberFilter f;
@@ -351,9 +372,11 @@ grpc::Status FleetGrpcService::ListDevices(
   }
 }
 
-grpc::Status FleetGrpcService::GetDevice(grpc::ServerContext*,
+grpc::Status FleetGrpcService::GetDevice(grpc::ServerContext* ctx,
                                          const v1::GetDeviceRequest* req,
                                          v1::Device* resp) {
+  auto actor = Authorize(ctx, "Fleet.GetDevice");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   // A device id first: after `devices replace` the device keeps the old
   // SIM's IMSI as its id, and the device is what this command shows (the
   // old SIM itself: `subscribers show`).
@@ -376,6 +399,8 @@ grpc::Status FleetGrpcService::GetDevice(grpc::ServerContext*,
 grpc::Status FleetGrpcService::QueryAudit(
     grpc::ServerContext* ctx, const v1::QueryAuditRequest* req,
     grpc::ServerWriter<v1::AuditRecord>* writer) {
+  auto actor = Authorize(ctx, "Fleet.QueryAudit");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   AuditQuery q;
   q.imsi = req->imsi();
   if (req->since_unix() != 0)

@@ -1,7 +1,7 @@
 // The fleet lifecycle admin API (proto/simprov/v1/fleet.proto): group
 // policies, suspend/resume/terminate, revocation with CRL regeneration,
 // device replacement, IMEI lock, devices and the audit trail. Every action
-// is audited with the caller from AdminActor().
+// is audited with the caller from Authorize() (admin_auth.h).
 #ifndef SIMPROV_BROKER_FLEET_SERVICE_H_
 #define SIMPROV_BROKER_FLEET_SERVICE_H_
 

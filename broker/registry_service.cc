@@ -3,7 +3,7 @@
 #include <grpc/grpc_security_constants.h>
 
 #include "absl/strings/str_cat.h"
-#include "broker/admin_actor.h"
+#include "broker/admin_auth.h"
 #include "common/grpc_status.h"
 #include "common/x509.h"
 
@@ -21,8 +21,7 @@ DeviceRegistryGrpcService::StatusFor(const std::string& pem) {
     return absl::UnauthenticatedError("client certificate does not parse");
   }
   const absl::Time now = clock_.Now();
-  absl::Status chain = VerifyChain(leaf->get(), {ca_.issuing_cert()},
-                                   {ca_.root_cert()}, now, "sslclient");
+  absl::Status chain = ca_.VerifyIssued(leaf->get(), now, "sslclient");
   if (!chain.ok()) {
     return absl::UnauthenticatedError(
         absl::StrCat("client certificate not accepted: ", chain.message()));
@@ -58,11 +57,11 @@ grpc::Status DeviceRegistryGrpcService::RegistrationStatus(
   return grpc::Status::OK;
 }
 
-// role: viewer
 grpc::Status RegistryAdminGrpcService::ListPending(
     grpc::ServerContext* ctx, const v1::ListPendingRequest* req,
     grpc::ServerWriter<v1::PendingRegistration>* writer) {
-  const std::string actor = AdminActor(ctx);
+  auto actor = Authorize(ctx, "RegistryAdmin.ListPending");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
   int64_t count = 0;
   absl::Status s = store_.ListPendingIntents(
       req->after_id(), req->limit(), [&](const RegistrationIntent& i) {
@@ -80,7 +79,7 @@ grpc::Status RegistryAdminGrpcService::ListPending(
         ++count;
         return writer->Write(p);
       });
-  (void)store_.AppendAudit({clock_.Now(), actor, "registry-pending", "",
+  (void)store_.AppendAudit({clock_.Now(), *actor, "registry-pending", "",
                             s.ok() ? "ok" : "failed",
                             absl::StrCat("entries=", count)});
   return ToGrpcStatus(s);

@@ -1,5 +1,6 @@
 // simprov: the operator's command line. Talks to the broker's admin API on
-// its Unix socket (DIR/admin.sock, or --admin-socket). Each group of
+// its Unix socket (DIR/admin.sock, or --admin-socket), or remotely over
+// mTLS (--admin HOST:PORT --admin-cert DIR). Each group of
 // subcommands lives in a cli_*.cc file.
 #include <CLI/CLI.hpp>
 
@@ -17,10 +18,16 @@ int main(int argc, char** argv) {
       "The broker's data directory (its admin socket is DIR/admin.sock)");
   app.add_option("--admin-socket", ctx.admin_socket,
                  "Path of the broker's admin socket (overrides --data-dir)");
+  app.add_option("--admin", ctx.admin_address,
+                 "Remote admin API HOST:PORT (the broker's --admin-listen)");
+  app.add_option("--admin-cert", ctx.admin_cert_dir,
+                 "Directory from `simprov admin issue-cert` (admin.key, "
+                 "admin.pem, ca.pem) for --admin");
   simprov::AddSubscriberCommands(app, ctx);
   simprov::AddFleetCommands(app, ctx);
   simprov::AddTokenCommands(app, ctx);
   simprov::AddRegistryCommands(app, ctx);
+  simprov::AddAdminCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

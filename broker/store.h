@@ -76,7 +76,7 @@ struct CertificateRecord {
 struct AuditEvent {
   absl::Time at;
   // Who acted: an admin identity ("local" for the Unix socket, see
-  // broker/admin_actor.h) or the IMSI for device events.
+  // broker/admin_auth.h) or the IMSI for device events.
   std::string actor;
   // Plain words: bootstrap, renew, token, revoke, suspend, resume,
   // terminate, replace, import, group-apply, ...

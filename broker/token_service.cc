@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "broker/admin_actor.h"
+#include "broker/admin_auth.h"
 #include "broker/bootstrap_service.h"
 #include "common/grpc_status.h"
 #include "common/jose.h"
@@ -114,8 +114,7 @@ absl::StatusOr<TokenService::VerifiedCert> TokenService::VerifyClientCert(
   if (!leaf.ok()) {
     return absl::UnauthenticatedError("client certificate does not parse");
   }
-  absl::Status chain = VerifyChain(leaf->get(), {ca_.issuing_cert()},
-                                   {ca_.root_cert()}, now, "sslclient");
+  absl::Status chain = ca_.VerifyIssued(leaf->get(), now, "sslclient");
   CertInfo info = DescribeCert(leaf->get());
   if (!chain.ok()) {
     return absl::UnauthenticatedError(
@@ -424,7 +423,9 @@ grpc::Status TokenGrpcService::IssueToken(grpc::ServerContext* ctx,
 grpc::Status TokenAdminGrpcService::CreateApp(grpc::ServerContext* ctx,
                                               const v1::CreateAppRequest* req,
                                               v1::CreateAppResponse* resp) {
-  auto r = s_.CreateApp(req->name(), AdminActor(ctx));
+  auto actor = Authorize(ctx, "TokenAdmin.CreateApp");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
+  auto r = s_.CreateApp(req->name(), *actor);
   if (!r.ok()) return ToGrpcStatus(r.status());
   *resp = std::move(*r);
   return grpc::Status::OK;
@@ -433,13 +434,17 @@ grpc::Status TokenAdminGrpcService::CreateApp(grpc::ServerContext* ctx,
 grpc::Status TokenAdminGrpcService::RevokeToken(
     grpc::ServerContext* ctx, const v1::RevokeTokenRequest* req,
     v1::RevokeTokenResponse*) {
-  return ToGrpcStatus(s_.RevokeToken(req->jti(), AdminActor(ctx)));
+  auto actor = Authorize(ctx, "TokenAdmin.RevokeToken");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
+  return ToGrpcStatus(s_.RevokeToken(req->jti(), *actor));
 }
 
 grpc::Status TokenAdminGrpcService::RevokeDeviceTokens(
     grpc::ServerContext* ctx, const v1::RevokeDeviceTokensRequest* req,
     v1::RevokeTokenResponse*) {
-  return ToGrpcStatus(s_.RevokeDevice(req->imsi(), AdminActor(ctx)));
+  auto actor = Authorize(ctx, "TokenAdmin.RevokeDeviceTokens");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
+  return ToGrpcStatus(s_.RevokeDevice(req->imsi(), *actor));
 }
 
 }  // namespace simprov

@@ -63,7 +63,7 @@ class TokenService {
                            absl::Duration* ttl,
                            std::vector<std::string>* identifiers) const;
 
-  // `actor`: who asks, for the audit trail (AdminActor()).
+  // `actor`: who asks, for the audit trail (Authorize()).
   absl::StatusOr<v1::CreateAppResponse> CreateApp(const std::string& name,
                                                   const std::string& actor);
   absl::Status RevokeToken(const std::string& jti, const std::string& actor);

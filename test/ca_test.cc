@@ -7,6 +7,7 @@
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -603,6 +604,72 @@ TEST(CaRealRandomTest, SerialsWithRealRandom) {
     EXPECT_EQ(serials.size(), 16u);
   }
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace simprov
+
+namespace simprov {
+namespace {
+
+// Rollover in one process: staged = anchor only; activation moves signing
+// and keeps the old generation verifying.
+TEST(CaRolloverTest, StagedAnchorFirstThenSigningAndOldLeavesStillVerify) {
+  const std::string dir =
+      ::testing::TempDir() + "/ca-rollover-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  FakeClock clock(absl::FromUnixSeconds(1800000000));
+  DeterministicRandom random(7);
+  auto old_ca = CertificateAuthority::CreateDevelopment(dir, clock, random);
+  ASSERT_TRUE(old_ca.ok()) << old_ca.status();
+  // The next CA: another development CA, handed over as operator material.
+  const std::string other = dir + "-next";
+  std::filesystem::remove_all(other);
+  auto next =
+      CertificateAuthority::CreateDevelopment(other, clock, random, "next");
+  ASSERT_TRUE(next.ok());
+  CaMaterial m;
+  m.root = X509Ptr(X509_dup((*next)->root_cert()));
+  m.issuing = X509Ptr(X509_dup((*next)->issuing_cert()));
+  std::ifstream key_in(other + "/ca/issuing.key");
+  std::stringstream key;
+  key << key_in.rdbuf();
+  m.key_pem = key.str();
+  ASSERT_TRUE(CertificateAuthority::StageOperatorCa(
+                  dir, std::move(m), clock.Now() + absl::Hours(1))
+                  .ok());
+  auto ca = CertificateAuthority::Load(dir, clock, random);
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  EXPECT_EQ((*ca)->TrustAnchorsDer().size(), 2u);
+  EvpPkeyPtr key1 = GenerateP256Key();
+  DeviceCertRequest req;
+  req.public_key = key1.get();
+  req.common_name = "001010000000001";
+  req.ttl = absl::Hours(24);
+  auto before = (*ca)->IssueDeviceCertificate(req);
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ(DescribeCert(before->get()).issuer,
+            "CN=simprov development issuing CA");
+  EXPECT_FALSE(*(*ca)->MaybeActivateStaged(false));  // not yet
+  clock.Advance(absl::Hours(2));
+  EXPECT_TRUE(*(*ca)->MaybeActivateStaged(false));
+  auto after = (*ca)->IssueDeviceCertificate(req);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(DescribeCert(after->get()).issuer, "CN=next issuing CA");
+  EXPECT_TRUE(
+      (*ca)->VerifyIssued(before->get(), clock.Now(), "sslclient").ok());
+  EXPECT_TRUE((*ca)->VerifyIssued(after->get(), clock.Now(), "sslclient").ok());
+  EXPECT_EQ((*ca)->TrustAnchorsDer().size(), 2u);
+  // Persisted: a reload has the same state.
+  auto reloaded = CertificateAuthority::Load(dir, clock, random);
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  EXPECT_EQ((*reloaded)->State().retired, 1u);
+  EXPECT_FALSE((*reloaded)->State().staged);
+  EXPECT_TRUE(
+      (*reloaded)->VerifyIssued(before->get(), clock.Now(), "sslclient").ok());
+  EXPECT_FALSE((*reloaded)->MaybeActivateStaged(true).ok());
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(other);
 }
 
 }  // namespace

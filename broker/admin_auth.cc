@@ -1,0 +1,164 @@
+#include "broker/admin_auth.h"
+
+#include <grpcpp/security/auth_context.h>
+#include <openssl/x509v3.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/x509.h"
+
+namespace simprov {
+
+absl::string_view RoleName(AdminRole role) {
+  switch (role) {
+    case AdminRole::kViewer:
+      return "viewer";
+    case AdminRole::kOperator:
+      return "operator";
+    case AdminRole::kAdmin:
+      return "admin";
+  }
+  return "viewer";
+}
+
+std::optional<AdminRole> ParseRole(absl::string_view name) {
+  for (AdminRole r :
+       {AdminRole::kViewer, AdminRole::kOperator, AdminRole::kAdmin}) {
+    if (RoleName(r) == name) return r;
+  }
+  return std::nullopt;
+}
+
+absl::Status CheckAdminName(absl::string_view name) {
+  if (name.empty() || name.size() > 64) {
+    return absl::InvalidArgumentError("admin name must be 1..64 characters");
+  }
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' &&
+        c != '_' && c != '@' && c != '-') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "admin name \"", name, "\" may hold only A-Z a-z 0-9 . _ @ -"));
+    }
+  }
+  if (name == kLocalActor) {
+    return absl::InvalidArgumentError(
+        "admin name \"local\" is reserved for the Unix socket");
+  }
+  return absl::OkStatus();
+}
+
+std::string AdminUrn(AdminRole role, absl::string_view name) {
+  return absl::StrCat(kAdminUrnPrefix, RoleName(role), ":", name);
+}
+
+absl::StatusOr<AdminIdentity> AdminIdentityFromCert(X509* cert) {
+  const CertInfo info = DescribeCert(cert);
+  std::optional<AdminIdentity> found;
+  for (const std::string& uri : info.uri_sans) {
+    if (!absl::StartsWith(uri, kAdminUrnPrefix)) continue;
+    if (found) {
+      return absl::PermissionDeniedError(
+          "admin certificate carries more than one admin identity");
+    }
+    absl::string_view rest =
+        absl::string_view(uri).substr(kAdminUrnPrefix.size());
+    size_t colon = rest.find(':');
+    if (colon == absl::string_view::npos) break;
+    auto role = ParseRole(rest.substr(0, colon));
+    absl::string_view name = rest.substr(colon + 1);
+    if (!role || !CheckAdminName(name).ok()) break;
+    found = AdminIdentity{std::string(name), *role};
+  }
+  if (!found) {
+    return absl::PermissionDeniedError(
+        "client certificate is not an admin certificate (no " +
+        std::string(kAdminUrnPrefix) + "ROLE:NAME URI)");
+  }
+  return *found;
+}
+
+absl::StatusOr<AdminIdentity> CallerIdentity(const grpc::ServerContext* ctx) {
+  std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
+  std::string security;
+  if (auth != nullptr) {
+    for (const auto& v :
+         auth->FindPropertyValues(GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME)) {
+      security.assign(v.data(), v.size());
+    }
+  }
+  if (security == GRPC_SSL_TRANSPORT_SECURITY_TYPE) {
+    // The TLS listener verified the chain to the admin CA (and nothing
+    // else): only the identity inside is left to read.
+    auto pems = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    if (pems.empty()) {
+      return absl::PermissionDeniedError("no client certificate");
+    }
+    auto cert = CertFromPem(std::string(pems[0].data(), pems[0].size()));
+    if (!cert.ok()) {
+      return absl::PermissionDeniedError("client certificate does not parse");
+    }
+    return AdminIdentityFromCert(cert->get());
+  }
+  if (absl::StartsWith(ctx->peer(), "unix:")) {
+    return AdminIdentity{std::string(kLocalActor), AdminRole::kAdmin};
+  }
+  return absl::PermissionDeniedError("admin API caller is not authenticated");
+}
+
+// The role table. Reads are viewer, changes to the fleet are operator,
+// anything that grants access or changes the CA is admin.
+const std::vector<AdminMethodRole>& AdminMethodRoles() {
+  using R = AdminRole;
+  static const auto* table = new std::vector<AdminMethodRole>{
+      {"Admin.ImportSubscribers", R::kOperator},
+      {"Admin.ListSubscribers", R::kViewer},
+      {"Admin.GetSubscriber", R::kViewer},
+      {"Fleet.ApplyGroups", R::kOperator},
+      {"Fleet.ListGroups", R::kViewer},
+      {"Fleet.GetGroup", R::kViewer},
+      {"Fleet.DeleteGroup", R::kOperator},
+      {"Fleet.SetSubscriberGroup", R::kOperator},
+      {"Fleet.SetSubscriberStatus", R::kOperator},
+      {"Fleet.ClearImeiLock", R::kOperator},
+      {"Fleet.RevokeDevice", R::kOperator},
+      {"Fleet.ReplaceDevice", R::kOperator},
+      {"Fleet.ListDevices", R::kViewer},
+      {"Fleet.GetDevice", R::kViewer},
+      {"Fleet.QueryAudit", R::kViewer},
+      {"TokenAdmin.CreateApp", R::kAdmin},  // hands out a client secret
+      {"TokenAdmin.RevokeToken", R::kOperator},
+      {"TokenAdmin.RevokeDeviceTokens", R::kOperator},
+      {"Access.IssueAdminCertificate", R::kAdmin},
+      {"Access.WhoAmI", R::kViewer},
+      {"Access.GetCaState", R::kViewer},
+      {"Access.ActivateCa", R::kAdmin},
+      {"RegistryAdmin.ListPending", R::kViewer},
+  };
+  return *table;
+}
+
+absl::StatusOr<std::string> Authorize(const grpc::ServerContext* ctx,
+                                      absl::string_view method) {
+  std::optional<AdminRole> needed;
+  for (const AdminMethodRole& m : AdminMethodRoles()) {
+    if (m.method == method) needed = m.role;
+  }
+  if (!needed) {
+    LogError("admin method %s has no role in AdminMethodRoles(): refused",
+             method);
+    return absl::PermissionDeniedError(
+        absl::StrCat(method, " has no role: refused"));
+  }
+  auto who = CallerIdentity(ctx);
+  if (!who.ok()) return who.status();
+  if (static_cast<int>(who->role) < static_cast<int>(*needed)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "permission denied: ", who->name, " (", RoleName(who->role),
+        ") may not call ", method, ", which needs role ", RoleName(*needed)));
+  }
+  return who->name;
+}
+
+}  // namespace simprov

@@ -1,0 +1,75 @@
+// Who may call which admin RPC.
+//
+// The admin services (admin.proto, fleet.proto, TokenAdmin in token.proto,
+// access.proto) are served on the Unix socket DIR/admin.sock, where the
+// socket's file permissions are the authorization (the caller is "local",
+// with every right), and on --admin-listen over TLS, where the client must
+// present a certificate from the broker's admin CA (DIR/admin-ca/). The
+// certificate carries the admin's role and name in one URI SAN:
+//
+//   urn:simprov:admin:ROLE:NAME     ROLE = viewer | operator | admin
+//
+// Roles are ordered: viewer (read) < operator (lifecycle) < admin
+// (everything, including issuing admin certificates). Every admin RPC
+// handler starts with Authorize(ctx, "Service.Method"), which looks the
+// method up in AdminMethodRoles() — a method missing from the table is
+// refused (default deny) — and returns the actor name for the audit trail.
+#ifndef SIMPROV_BROKER_ADMIN_AUTH_H_
+#define SIMPROV_BROKER_ADMIN_AUTH_H_
+
+#include <grpcpp/grpcpp.h>
+#include <openssl/x509.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace simprov {
+
+enum class AdminRole { kViewer = 0, kOperator = 1, kAdmin = 2 };
+
+absl::string_view RoleName(AdminRole role);
+std::optional<AdminRole> ParseRole(absl::string_view name);
+
+inline constexpr absl::string_view kAdminUrnPrefix = "urn:simprov:admin:";
+// The actor name of the Unix socket; never a certificate's name.
+inline constexpr absl::string_view kLocalActor = "local";
+
+// An admin name: 1..64 of [A-Za-z0-9._@-], not "local".
+absl::Status CheckAdminName(absl::string_view name);
+// "urn:simprov:admin:ROLE:NAME".
+std::string AdminUrn(AdminRole role, absl::string_view name);
+
+struct AdminIdentity {
+  std::string name;
+  AdminRole role = AdminRole::kViewer;
+};
+
+// The identity in an admin certificate's URI SAN. PermissionDenied if it
+// has none (e.g. a device or server certificate) or more than one.
+absl::StatusOr<AdminIdentity> AdminIdentityFromCert(X509* cert);
+
+// The caller of an admin RPC: "local"/admin on the Unix socket, the
+// certificate's identity over TLS. PermissionDenied otherwise.
+absl::StatusOr<AdminIdentity> CallerIdentity(const grpc::ServerContext* ctx);
+
+// Every admin RPC method ("Service.Method", e.g. "Fleet.RevokeDevice") and
+// the least role that may call it.
+struct AdminMethodRole {
+  absl::string_view method;
+  AdminRole role;
+};
+const std::vector<AdminMethodRole>& AdminMethodRoles();
+
+// Checks that the caller's role reaches the one `method` needs; returns the
+// actor name for the audit trail. PermissionDenied (naming the caller, the
+// method and the role it needs) otherwise.
+absl::StatusOr<std::string> Authorize(const grpc::ServerContext* ctx,
+                                      absl::string_view method);
+
+}  // namespace simprov
+
+#endif  // SIMPROV_BROKER_ADMIN_AUTH_H_
