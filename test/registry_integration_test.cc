@@ -361,7 +361,8 @@ TEST_F(RegistryIntegrationTest, SigkillMidDeliveriesRegistersEachCertOnce) {
                                 {"--registry-file", dir_ + "/registries"});
   ASSERT_NE(broker, nullptr);
   ASSERT_TRUE(
-      WaitFor([&] { return Pending(*broker).empty(); }, absl::Seconds(40)));
+      WaitFor([&] { return Pending(*broker).empty(); }, absl::Seconds(40)))
+      << broker->Cli({"registry", "pending"}).out << broker->log();
   std::vector<std::string> clients = DynsecClients();
   for (const TestSim& s : sims) {
     EXPECT_EQ(std::count(clients.begin(), clients.end(), s.imsi), 1) << s.imsi;
