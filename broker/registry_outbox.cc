@@ -145,6 +145,10 @@ absl::Status RegistryOutbox::Deliver(const RegistrationIntent& intent) {
   absl::Status recorded;
   if (result.ok()) {
     recorded = store_.FinishIntent(intent.id, "done", answer, now);
+    (void)store_.AppendAudit(
+        {now, "broker", "registry-" + intent.kind, intent.imsi, "ok",
+         absl::StrCat("registry=", intent.registry, " serial=", intent.serial,
+                      " device_id=", intent.device_id)});
     LogInfo("registry %s: %s of device %s (serial %s) done after %d attempt(s)",
             intent.registry, intent.kind, intent.device_id, intent.serial,
             intent.attempts + 1);
