@@ -156,9 +156,7 @@ class ControlSession {
     const absl::Time deadline = absl::Now() + kTimeout;
     while (!done()) {
       if (absl::Now() > deadline) return false;
-      int rc = mosquitto_loop(mosq_, 100, 1);
-      if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) return false;
-      if (rc == MOSQ_ERR_NO_CONN) return false;
+      if (mosquitto_loop(mosq_, 100, 1) != MOSQ_ERR_SUCCESS) return false;
     }
     return true;
   }
