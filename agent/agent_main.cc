@@ -12,6 +12,7 @@
 #include "agent/bootstrap_client.h"
 #include "agent/credential_dir.h"
 #include "agent/daemon.h"
+#include "agent/registration_client.h"
 #include "agent/sim.h"
 #include "agent/token_client.h"
 #include "common/atomic_file.h"
@@ -44,6 +45,8 @@ struct Flags {
   std::vector<std::string> scopes;
   std::string ttl;
   std::string token_file;
+  // Registries (docs/registry.md): empty unless --wait-registered.
+  std::string wait_registered;
 };
 
 int Fail(const absl::Status& s) {
@@ -124,13 +127,25 @@ void PrintSet(const char* verb, const Credentials& c, const std::string& out) {
             << "/{device.key,device.crt,chain.pem,ca.pem,bootstrap.json}\n";
 }
 
+// --wait-registered: waits for the IoT registries (docs/registry.md).
+int WaitForRegistries(const Flags& f, const AgentConfig& config) {
+  if (f.wait_registered.empty()) return kExitOk;
+  auto wait = ParseHumanDuration(f.wait_registered);
+  if (!wait.ok()) return Fail(wait.status());
+  absl::Status s =
+      WaitRegistered(config.broker, f.out, *wait, config.options.rpc_timeout);
+  if (!s.ok()) return Fail(s);
+  std::cout << "  registry: registered\n";
+  return kExitOk;
+}
+
 int Bootstrap(const Flags& f) {
   auto config = Configure(f);
   if (!config.ok()) return Fail(config.status());
   if (!f.force && CheckExistingCredentials(f.out, Clock::Real().Now()).ok()) {
     std::cout << "credentials in " << f.out
               << " are valid; nothing to do (--force re-provisions)\n";
-    return kExitOk;
+    return WaitForRegistries(f, *config);
   }
   auto creds = BootstrapAndWrite(*config, Clock::Real(), Random::Real());
   if (!creds.ok()) {
@@ -138,7 +153,7 @@ int Bootstrap(const Flags& f) {
         ExplainFailure(creds.status(), *config, "--broker-ca " + f.broker_ca));
   }
   PrintSet("provisioned", *creds, f.out);
-  return kExitOk;
+  return WaitForRegistries(f, *config);
 }
 
 int Renew(const Flags& f) {
@@ -280,6 +295,10 @@ int main(int argc, char** argv) {
   out(boot);
   boot->add_flag("--force", f.force,
                  "Re-provision with a new key even if credentials are valid");
+  boot->add_flag("--wait-registered{2m}", f.wait_registered,
+                 "After provisioning, wait until the IoT registries have the "
+                 "device (--wait-registered=TIMEOUT, default 2m); "
+                 "bootstrap.json follows the registration status");
   common(boot);
   boot->callback([&] { rc = simprov::Bootstrap(f); });
 

@@ -103,6 +103,15 @@ class ControlSession {
 
   // Sends one command; returns its "error" (empty on success).
   absl::StatusOr<std::string> Command(nlohmann::json command) {
+    auto r = Call(std::move(command));
+    if (!r.ok()) return r.status();
+    return r->contains("error") && (*r)["error"].is_string()
+               ? (*r)["error"].get<std::string>()
+               : std::string();
+  }
+
+  // Sends one command; returns its response object.
+  absl::StatusOr<nlohmann::json> Call(nlohmann::json command) {
     const std::string correlation = absl::StrCat("simprov-", ++sequence_);
     command["correlationData"] = correlation;
     nlohmann::json body;
@@ -115,7 +124,7 @@ class ControlSession {
       return absl::UnavailableError(
           absl::StrCat("publish: ", mosquitto_strerror(rc)));
     }
-    std::optional<std::string> error;
+    std::optional<nlohmann::json> answer;
     bool ok = LoopUntil([&] {
       for (const std::string& r : responses_) {
         nlohmann::json j = nlohmann::json::parse(r, nullptr, false);
@@ -126,21 +135,19 @@ class ControlSession {
         for (const auto& resp : j["responses"]) {
           if (resp.is_object() &&
               resp.value("correlationData", "") == correlation) {
-            error = resp.contains("error") && resp["error"].is_string()
-                        ? resp["error"].get<std::string>()
-                        : "";
+            answer = resp;
             return true;
           }
         }
       }
       return false;
     });
-    if (!ok || !error) {
+    if (!ok || !answer) {
       return absl::UnavailableError(absl::StrCat(
           "no answer to ", command.value("command", "?"),
           " (is the dynamic-security plugin loaded and the user allowed?)"));
     }
-    return *error;
+    return *answer;
   }
 
  private:
@@ -149,9 +156,7 @@ class ControlSession {
     const absl::Time deadline = absl::Now() + kTimeout;
     while (!done()) {
       if (absl::Now() > deadline) return false;
-      int rc = mosquitto_loop(mosq_, 100, 1);
-      if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) return false;
-      if (rc == MOSQ_ERR_NO_CONN) return false;
+      if (mosquitto_loop(mosq_, 100, 1) != MOSQ_ERR_SUCCESS) return false;
     }
     return true;
   }
@@ -227,7 +232,21 @@ class MosquittoRegistry : public Registry {
         return absl::FailedPreconditionError(
             absl::StrCat("createClient ", d.imsi, ": ", *e));
       }
-      // The client exists (a retry, a renewal): make sure it has the role.
+      // The client exists (a retry after a crash, a renewal): make sure it
+      // has the role. (2.0.11 answers addClientRole of a role the client
+      // already has with "Internal error", so look first.)
+      auto got = s.Call({{"command", "getClient"}, {"username", d.imsi}});
+      if (!got.ok()) return got.status();
+      bool has_role = false;
+      try {
+        for (const auto& r : (*got)["data"]["client"]["roles"]) {
+          if (r.value("rolename", "") == role) has_role = true;
+        }
+      } catch (const nlohmann::json::exception&) {
+      }
+      if (has_role) {
+        return nlohmann::json({{"username", d.imsi}, {"role", role}}).dump();
+      }
       auto a = s.Command({{"command", "addClientRole"},
                           {"username", d.imsi},
                           {"rolename", role},

@@ -15,6 +15,8 @@ namespace {
 
 constexpr char kRegister[] = "register";
 constexpr char kRemove[] = "remove";
+// How long the worker leaves a sync group's fresh entries to the enrolment.
+constexpr absl::Duration kSyncGrace = absl::Seconds(30);
 
 std::string OneLine(absl::string_view s) {
   std::string out(s.substr(0, 300));
@@ -61,7 +63,7 @@ void RegistryOutbox::Wake() {
   cv_.notify_all();
 }
 
-const Registry* RegistryOutbox::Find(const std::string& name) const {
+Registry* RegistryOutbox::Find(const std::string& name) const {
   for (const auto& r : registries_) {
     if (r->name() == name) return r.get();
   }
@@ -127,7 +129,7 @@ absl::Status RegistryOutbox::Deliver(const RegistrationIntent& intent) {
   }
   absl::Status result;
   std::string answer;
-  const Registry* registry = Find(intent.registry);
+  Registry* registry = Find(intent.registry);
   auto device = DeviceRegistration::FromJson(intent.payload);
   if (registry == nullptr) {
     result = absl::FailedPreconditionError(absl::StrCat(
@@ -135,16 +137,20 @@ absl::Status RegistryOutbox::Deliver(const RegistrationIntent& intent) {
   } else if (!device.ok()) {
     result = device.status();
   } else if (intent.kind == kRegister) {
-    auto r = const_cast<Registry*>(registry)->Register(*device);
+    auto r = registry->Register(*device);
     if (r.ok()) answer = *r;
     result = r.status();
   } else {
-    result = const_cast<Registry*>(registry)->Remove(*device, intent.result);
+    result = registry->Remove(*device, intent.result);
   }
   const absl::Time now = clock_.Now();
   absl::Status recorded;
   if (result.ok()) {
     recorded = store_.FinishIntent(intent.id, "done", answer, now);
+    (void)store_.AppendAudit(
+        {now, "broker", "registry-" + intent.kind, intent.imsi, "ok",
+         absl::StrCat("registry=", intent.registry, " serial=", intent.serial,
+                      " device_id=", intent.device_id)});
     LogInfo("registry %s: %s of device %s (serial %s) done after %d attempt(s)",
             intent.registry, intent.kind, intent.device_id, intent.serial,
             intent.attempts + 1);
@@ -242,7 +248,12 @@ absl::StatusOr<std::vector<RegistrationIntent>> RegistryOutbox::Intents(
     intent.device_id = cert.device_id;
     intent.payload = d.ToJson();
     intent.created_at = cert.issued_at;
-    intent.next_attempt_at = cert.issued_at;
+    // A sync group's enrolment delivers itself (AfterRecorded); the worker
+    // takes over only if the broker dies in between.
+    intent.next_attempt_at =
+        cert.issued_at + (c.policy != nullptr && c.policy->sync_registration
+                              ? kSyncGrace
+                              : absl::ZeroDuration());
     out.push_back(std::move(intent));
   }
   return out;

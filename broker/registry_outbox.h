@@ -63,7 +63,7 @@ class RegistryOutbox : public IssuanceHooks {
   absl::Duration Backoff(int64_t attempts);
 
   bool HasRegistries() const { return !registries_.empty(); }
-  const Registry* Find(const std::string& name) const;
+  Registry* Find(const std::string& name) const;
 
   // The registration state of a certificate: {"status": "registered" |
   // "pending" | "none", "registries": [...connection details, state,

@@ -138,6 +138,8 @@ class SqliteStore : public Store {
   static absl::Status RecordIssuanceIn(SqliteConnection& db,
                                        const CertificateRecord& cert,
                                        const AuditEvent& event);
+  // Whether `sql` (a SELECT) yields a row, on the reader (issue 5).
+  absl::StatusOr<bool> Exists(const std::string& sql);
   void WriterLoop();
   // Writes queued audit events every kAuditFlushInterval (or sooner when
   // the queue is long).

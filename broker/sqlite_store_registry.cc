@@ -57,6 +57,16 @@ absl::Status InsertIntent(SqliteConnection& db, const RegistrationIntent& r) {
 
 }  // namespace
 
+absl::StatusOr<bool> SqliteStore::Exists(const std::string& sql) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  auto st = reader_->Prepare(sql);
+  if (!st.ok()) return st.status();
+  int rc = (*st)->Step();
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return reader_->Error(rc, "registry outbox");
+}
+
 absl::Status SqliteStore::RecordIssuanceWithIntents(
     const CertificateRecord& cert, const AuditEvent& event,
     const std::vector<RegistrationIntent>& intents) {
@@ -73,19 +83,28 @@ absl::Status SqliteStore::RecordIssuanceWithIntents(
 absl::StatusOr<std::vector<RegistrationIntent>> SqliteStore::DueIntents(
     absl::Time now, size_t limit) {
   // Register entries of certificates revoked before delivery are skipped:
-  // registering them would only be undone.
-  absl::Status skipped = Write([&](SqliteConnection& db) -> absl::Status {
-    auto st = db.Prepare(
-        "UPDATE registry_outbox SET state = 'skipped', done_at = ?, "
-        "last_error = 'certificate revoked before registration' "
-        "WHERE state = 'pending' AND kind = 'register' AND serial IN "
-        "(SELECT serial FROM certificates WHERE status = 'revoked')");
-    if (!st.ok()) return st.status();
-    (*st)->Bind(1, Unix(now));
-    int rc = (*st)->Step();
-    if (rc != SQLITE_DONE) return db.Error(rc, "registry outbox");
-    return absl::OkStatus();
-  });
+  // registering them would only be undone. (Looked up first on the reader:
+  // an idle outbox costs no write.)
+  auto any = Exists(
+      "SELECT 1 FROM registry_outbox WHERE state = 'pending' AND kind = "
+      "'register' AND serial IN (SELECT serial FROM certificates WHERE "
+      "status = 'revoked') LIMIT 1");
+  if (!any.ok()) return any.status();
+  absl::Status skipped =
+      !*any
+          ? absl::OkStatus()
+          : Write([&](SqliteConnection& db) -> absl::Status {
+              auto st = db.Prepare(
+                  "UPDATE registry_outbox SET state = 'skipped', done_at = ?, "
+                  "last_error = 'certificate revoked before registration' "
+                  "WHERE state = 'pending' AND kind = 'register' AND serial IN "
+                  "(SELECT serial FROM certificates WHERE status = 'revoked')");
+              if (!st.ok()) return st.status();
+              (*st)->Bind(1, Unix(now));
+              int rc = (*st)->Step();
+              if (rc != SQLITE_DONE) return db.Error(rc, "registry outbox");
+              return absl::OkStatus();
+            });
   if (!skipped.ok()) return skipped;
   std::lock_guard<std::mutex> lock(read_mu_);
   auto st = reader_->Prepare(absl::StrCat(
@@ -177,6 +196,16 @@ absl::Status SqliteStore::ListPendingIntents(
 }
 
 absl::StatusOr<int64_t> SqliteStore::EnqueueRemovals(absl::Time now) {
+  // Read first: most of the time there is nothing to add, and no write.
+  auto any = Exists(
+      "SELECT 1 FROM registry_outbox r JOIN certificates c ON c.serial = "
+      "r.serial JOIN subscribers s ON s.imsi = r.imsi WHERE r.kind = "
+      "'register' AND r.state = 'done' AND (c.status = 'revoked' OR "
+      "s.status = 'terminated') AND NOT EXISTS (SELECT 1 FROM registry_outbox "
+      "x WHERE x.registry = r.registry AND x.kind = 'remove' AND x.serial = "
+      "r.serial) LIMIT 1");
+  if (!any.ok()) return any.status();
+  if (!*any) return 0;
   int64_t added = 0;
   absl::Status s = Write([&](SqliteConnection& db) -> absl::Status {
     // The removal carries the registration's answer (what the adapter

@@ -5,11 +5,13 @@
 // simprov-broker, simprov and simprov-agent binaries do the rest.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -18,6 +20,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/atomic_file.h"
+#include "common/bytes.h"
+#include "common/transcript.h"
 #include "test/testing/broker_fixture.h"
 
 namespace simprov {
@@ -325,9 +329,19 @@ TEST_F(RegistryIntegrationTest, RegistryDownAtProvisioningIsRegisteredLater) {
   r = broker->Cli({"registry", "pending"});
   EXPECT_TRUE(absl::StrContains(r.out, "cannot connect")) << r.out;
 
+  // The agent can wait for it: not within 2 s while Mosquitto is down.
+  const std::string sim_path = WriteSoftSim(dir_, sim);
+  r = broker->Bootstrap(sim_path, out, {"--wait-registered=2s"});
+  EXPECT_EQ(r.exit_code, 4) << r.err;  // kExitUnreachable
+  EXPECT_TRUE(absl::StrContains(r.err, "not registered within")) << r.err;
+
   StartMosquitto(broker->data_dir());
-  ASSERT_TRUE(
-      WaitFor([&] { return Pending(*broker).empty(); }, absl::Seconds(40)));
+  r = broker->Bootstrap(sim_path, out, {"--wait-registered=40s"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "registry: registered")) << r.out;
+  // bootstrap.json follows.
+  EXPECT_EQ(BootstrapJson(out)["registry"]["status"], "registered");
+  EXPECT_TRUE(Pending(*broker).empty());
   const std::string own = "devices/" + sim.imsi + "/up";
   EXPECT_EQ(Observe(out, own, "late"), own + " late\n");
 }
@@ -361,7 +375,8 @@ TEST_F(RegistryIntegrationTest, SigkillMidDeliveriesRegistersEachCertOnce) {
                                 {"--registry-file", dir_ + "/registries"});
   ASSERT_NE(broker, nullptr);
   ASSERT_TRUE(
-      WaitFor([&] { return Pending(*broker).empty(); }, absl::Seconds(40)));
+      WaitFor([&] { return Pending(*broker).empty(); }, absl::Seconds(40)))
+      << broker->Cli({"registry", "pending"}).out << broker->log();
   std::vector<std::string> clients = DynsecClients();
   for (const TestSim& s : sims) {
     EXPECT_EQ(std::count(clients.begin(), clients.end(), s.imsi), 1) << s.imsi;
@@ -401,6 +416,54 @@ TEST_F(RegistryIntegrationTest, SyncGroupFailsFastWhenTheRegistryIsDown) {
   EXPECT_EQ(j["registry"]["status"], "registered") << j.dump();
   EXPECT_EQ(j["registry"]["registries"][0]["topics"][0],
             "cams/" + sim.imsi + "/#");
+}
+
+// The issue hook through the real broker and agent: a refusal means no
+// certificate at all; an answer may name the device's thing.
+TEST_F(RegistryIntegrationTest, IssueHookRefusalMeansNoCertificate) {
+  std::atomic<bool> allow{false};
+  std::atomic<int> calls{0};
+  httplib::Server hook;
+  hook.Post("/hook", [&](const httplib::Request& req, httplib::Response& res) {
+    ++calls;
+    std::string ts = req.get_header_value("X-Simprov-Timestamp");
+    Bytes mac = HmacSha256(ToBytes("s3cret"), ToBytes(ts + "." + req.body));
+    if (req.get_header_value("X-Simprov-Signature") != "v1=" + HexEncode(mac)) {
+      res.status = 401;
+      return;
+    }
+    res.set_content(allow ? R"({"allow": true, "thing": "from-hook"})"
+                          : R"({"allow": false, "reason": "unknown serial"})",
+                    "application/json");
+  });
+  int port = hook.bind_to_any_port("127.0.0.1");
+  std::thread serve([&] { hook.listen_after_bind(); });
+  WriteFileOrDie(dir_ + "/hook-secret", "s3cret\n");
+  setenv("SIMPROV_TEST_MQ_PASS", kAdminPass, 1);
+  auto broker = BrokerProcess::Start(
+      dir_ + "/broker", {"--registry", RegistryUrl(), "--issue-hook",
+                         absl::StrCat("http://127.0.0.1:", port, "/hook"),
+                         "--issue-hook-secret-file", dir_ + "/hook-secret"});
+  ASSERT_NE(broker, nullptr);
+  TestSim sim = RandomSim("001010000005301");
+  broker->Import({sim});
+  const std::string out = dir_ + "/device";
+  ProcessResult r = broker->Bootstrap(WriteSoftSim(dir_, sim), out);
+  EXPECT_EQ(r.exit_code, 3) << r.err;  // kExitRefused
+  EXPECT_TRUE(absl::StrContains(r.err, "unknown serial")) << r.err;
+  EXPECT_FALSE(PathExists(out + "/device.crt"));
+  ProcessResult q = RunProcess({"/usr/bin/sqlite3", dir_ + "/broker/simprov.db",
+                                "SELECT COUNT(*) FROM certificates"});
+  EXPECT_EQ(q.out, "0\n") << q.err;
+
+  allow = true;
+  r = broker->Bootstrap(WriteSoftSim(dir_, sim), out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(BootstrapJson(out)["registry"]["registries"][0]["thing"],
+            "from-hook");
+  EXPECT_EQ(calls, 2);
+  hook.stop();
+  serve.join();
 }
 
 }  // namespace

@@ -258,6 +258,18 @@ TEST_F(OutboxTest, CertificateRevokedBeforeDeliveryIsNeverRegistered) {
   EXPECT_EQ(store_->GetOutboxStats(clock_.Now())->depth, 0);
 }
 
+TEST_F(OutboxTest, TerminatedSubscriberIsRemoved) {
+  Issue("aa05");
+  EXPECT_EQ(*outbox_->RunOnce(), 1);
+  ASSERT_TRUE(store_
+                  ->SetSubscriberStatus(
+                      "001010000000001", {kStatusActive}, kStatusTerminated, "",
+                      {clock_.Now(), "local", "terminate", "", "ok", ""})
+                  .ok());
+  EXPECT_EQ(*outbox_->RunOnce(), 1);
+  EXPECT_EQ(fake_->removed.count("aa05"), 1u);
+}
+
 // ---- AWS IoT ----------------------------------------------------------------
 
 constexpr char kAccessKey[] = "AKIDSIMPROVTEST";
@@ -269,6 +281,7 @@ class FakeAwsIot {
  public:
   struct Call {
     std::string method, path, body, principal;
+    std::string new_status;  // ?newStatus=
   };
 
   FakeAwsIot() {
@@ -334,7 +347,8 @@ class FakeAwsIot {
     }
     std::lock_guard<std::mutex> lock(mu_);
     calls_.push_back({req.method, req.path, req.body,
-                      req.get_header_value("x-amzn-principal")});
+                      req.get_header_value("x-amzn-principal"),
+                      req.get_param_value("newStatus")});
     if (req.method == "POST" && req.path == "/certificate/register-no-ca") {
       nlohmann::json j = nlohmann::json::parse(req.body);
       std::string pem = j["certificatePem"];
@@ -440,6 +454,7 @@ TEST_F(AwsIotTest, RegistersWithTheDocumentedCallsInOrder) {
   calls = fake_.calls();
   EXPECT_EQ(calls.back().method, "PUT");
   EXPECT_EQ(calls.back().path, "/certificates/" + id);
+  EXPECT_EQ(calls.back().new_status, "INACTIVE");
   EXPECT_EQ(fake_.bad_signatures(), 0);
 }
 
@@ -455,6 +470,74 @@ TEST_F(AwsIotTest, SessionTokenIsSignedAndWrongSecretIsRefused) {
   unsetenv("AWS_ACCESS_KEY_ID");
   EXPECT_EQ(aws->Register(d).status().code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// Through the outbox: registered once, deactivated after revocation.
+TEST_F(AwsIotTest, OutboxRegistersAndRevokesThroughAws) {
+  const std::string dir = MakeTempDir();
+  FakeClock clock(absl::FromUnixSeconds(1800000000));
+  DeterministicRandom random(3);
+  auto store = SqliteStore::Open(dir + "/s.db", clock);
+  ASSERT_TRUE(store.ok());
+  auto import = (*store)->BeginImport();
+  NewSubscriber sub;
+  sub.imsi = "001010000000009";
+  sub.sealed_keys = Bytes(48, 1);
+  sub.amf = {0x80, 0};
+  ASSERT_TRUE((*import)->Add(sub).ok());
+  ASSERT_TRUE((*import)->Commit().ok());
+  std::vector<std::unique_ptr<Registry>> regs;
+  regs.push_back(Adapter());
+  RegistryOutbox outbox(**store, std::move(regs), nullptr, clock, random);
+  CertificateRecord c;
+  c.serial = "bb01";
+  c.imsi = sub.imsi;
+  c.device_id = sub.imsi;
+  c.der = Bytes(4, 1);
+  c.issued_at = clock.Now();
+  c.not_before = c.issued_at;
+  c.not_after = c.issued_at + absl::Hours(1);
+  DeviceRegistration d;
+  d.serial = c.serial;
+  d.imsi = c.imsi;
+  d.device_id = c.device_id;
+  d.thing = "cam-" + c.device_id;
+  d.cert_pem = "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n";
+  RegistrationIntent i;
+  i.registry = "aws-iot";
+  i.kind = "register";
+  i.serial = c.serial;
+  i.imsi = c.imsi;
+  i.device_id = c.device_id;
+  i.payload = d.ToJson();
+  i.created_at = clock.Now();
+  i.next_attempt_at = clock.Now();
+  ASSERT_TRUE(
+      (*store)
+          ->RecordIssuanceWithIntents(
+              c, {clock.Now(), c.imsi, "bootstrap", c.imsi, "ok", ""}, {i})
+          .ok());
+  EXPECT_EQ(*outbox.RunOnce(), 1);
+  EXPECT_EQ(*outbox.RunOnce(), 0);
+  EXPECT_EQ(fake_.calls().size(), 4u);
+  RevocationRequest r;
+  r.serial = c.serial;
+  r.reason = "keyCompromise";
+  r.at = clock.Now();
+  ASSERT_TRUE((*store)
+                  ->RevokeCertificates(
+                      r, {clock.Now(), "local", "revoke", c.serial, "ok", ""})
+                  .ok());
+  EXPECT_EQ(*outbox.RunOnce(), 1);
+  auto calls = fake_.calls();
+  ASSERT_EQ(calls.size(), 5u);
+  const std::string id = HexEncode(Sha256Digest(ToBytes(d.cert_pem)));
+  EXPECT_EQ(calls[4].method, "PUT");
+  EXPECT_EQ(calls[4].path, "/certificates/" + id);
+  EXPECT_EQ(calls[4].new_status, "INACTIVE");
+  EXPECT_EQ(fake_.bad_signatures(), 0);
+  store->reset();
+  RemoveTree(dir);
 }
 
 TEST(AwsIotDown, UnreachableEndpointIsUnavailable) {
