@@ -18,12 +18,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "broker/admin_service.h"
+#include "broker/backup.h"
 #include "broker/bootstrap_service.h"
+#include "broker/broker_metrics.h"
 #include "broker/crl_publisher.h"
 #include "broker/data_dir.h"
 #include "broker/fleet_http.h"
 #include "broker/fleet_service.h"
 #include "broker/group_policies.h"
+#include "broker/kek_rotation.h"
+#include "broker/metrics.h"
+#include "broker/ops_service.h"
 #include "broker/sqlite_store.h"
 #include "broker/token_http.h"
 #include "broker/token_service.h"
@@ -55,6 +60,8 @@ struct Flags {
   std::string token_rotation = "24h";
   std::string token_ttl = "10m";
   std::string token_max_ttl = "1h";
+  // Operations (docs/operations.md).
+  std::string kek_file;
 };
 
 int Fail(const absl::Status& s) {
@@ -149,15 +156,38 @@ int Run(const Flags& f) {
   }
   Clock& clock = Clock::Real();
   Random& random = Random::Real();
-  auto kek = LoadOrCreateKek(paths.kek(), random);
+  // The KEK lives in DIR/kek unless --kek-file keeps it elsewhere.
+  const std::string kek_path = f.kek_file.empty() ? paths.kek() : f.kek_file;
+  if (!f.kek_file.empty() && PathExists(paths.kek())) {
+    return Fail(absl::FailedPreconditionError(absl::StrCat(
+        paths.kek(), " exists: this data dir keeps its own KEK; move it to ",
+        f.kek_file, " before starting with --kek-file")));
+  }
+  if (!f.kek_file.empty() && !PathExists(f.kek_file) &&
+      PathExists(paths.store())) {
+    return Fail(absl::NotFoundError(
+        absl::StrCat("--kek-file ", f.kek_file,
+                     " does not exist, and the store already holds sealed "
+                     "keys (give the KEK they were sealed under)")));
+  }
+  auto kek = LoadKekRing(kek_path, random);
   if (!kek.ok()) return Fail(kek.status());
   auto ca = LoadOrCreateCa(paths, clock, random);
   if (!ca.ok()) return Fail(ca.status());
   auto store = SqliteStore::Open(paths.store(), clock);
   if (!store.ok()) return Fail(store.status());
+  MetricsRegistry metrics_registry;
+  BrokerMetrics metrics(metrics_registry);
+  (*store)->SetWriteObserver(
+      [&metrics](absl::Duration d) { metrics.ObserveStoreWrite(d); });
+  KekRotator rotator(**store, **kek, kek_path, clock, random);
+  if (auto resumed = rotator.ResumePending(); !resumed.ok()) {
+    return Fail(resumed.status());
+  }
 
   auto tokens_config = ConfigureTokens(f, paths, clock);
   if (!tokens_config.ok()) return Fail(tokens_config.status());
+  tokens_config->options.metrics = &metrics;
   TokenService tokens(tokens_config->options, **store, **ca,
                       *tokens_config->keys, clock, random);
   TokenGrpcService token_service(tokens);
@@ -184,10 +214,12 @@ int Run(const Flags& f) {
   if (absl::Status s = crl.Regenerate(); !s.ok()) return Fail(s);
   options.policies = &policies;
   options.crl = &crl;
-  Bootstrapper bootstrapper(options, **store, **ca, *kek, clock, random);
+  options.metrics = &metrics;
+  Bootstrapper bootstrapper(options, **store, **ca, **kek, clock, random);
   FleetGrpcService fleet_service(**store, policies, crl, clock, random);
   BootstrapGrpcService bootstrap_service(bootstrapper);
-  AdminGrpcService admin_service(**store, *kek, clock, random);
+  AdminGrpcService admin_service(**store, **kek, clock, random);
+  OpsGrpcService ops_service(rotator, kek_path);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -218,6 +250,7 @@ int Run(const Flags& f) {
   admin_builder.RegisterService(&admin_service);
   admin_builder.RegisterService(&fleet_service);
   admin_builder.RegisterService(&token_admin_service);
+  admin_builder.RegisterService(&ops_service);
   std::unique_ptr<grpc::Server> admin_server = admin_builder.BuildAndStart();
   if (!admin_server) {
     return Fail(absl::UnavailableError(
@@ -235,6 +268,33 @@ int Run(const Flags& f) {
     const std::string anchors = (*ca)->TrustAnchorsPem();
     http->Get("/healthz", [](const httplib::Request&, httplib::Response& r) {
       r.set_content("ok\n", "text/plain");
+    });
+    // Ready: the store answers a read and the CA is loaded.
+    SqliteStore* store_ptr = store->get();
+    CertificateAuthority* ca_ptr = ca->get();
+    const std::string store_path = paths.store();
+    http->Get("/readyz", [store_ptr, ca_ptr, anchors, store_path](
+                             const httplib::Request&, httplib::Response& r) {
+      std::string why;
+      // An open connection keeps reading a deleted file: check the path.
+      if (!PathExists(store_path)) {
+        why = absl::StrCat("store unreachable: ", store_path, " is missing");
+      } else if (auto v = store_ptr->SchemaVersion(); !v.ok()) {
+        why = absl::StrCat("store unreachable: ", v.status().message());
+      } else if (ca_ptr == nullptr || anchors.empty()) {
+        why = "CA not loaded";
+      }
+      if (why.empty()) {
+        r.set_content("ready\n", "text/plain");
+      } else {
+        r.status = 503;
+        r.set_content(why + "\n", "text/plain");
+      }
+    });
+    http->Get("/metrics", [&metrics_registry](const httplib::Request&,
+                                              httplib::Response& r) {
+      r.set_content(metrics_registry.Render(),
+                    "text/plain; version=0.0.4; charset=utf-8");
     });
     http->Get("/ca.pem",
               [anchors](const httplib::Request&, httplib::Response& r) {
@@ -271,7 +331,8 @@ int Run(const Flags& f) {
         !s.ok()) {
       return Fail(s);
     }
-    LogInfo("HTTP (/healthz, /ca.pem, %s) on %s", kCrlHttpPath, http_bound);
+    LogInfo("HTTP (/healthz, /readyz, /metrics, /ca.pem, %s) on %s",
+            kCrlHttpPath, http_bound);
   }
   // Written last: its presence means the broker serves.
   if (absl::Status s =
@@ -329,6 +390,26 @@ int Run(const Flags& f) {
   return kExitOk;
 }
 
+struct RestoreFlags {
+  std::string data_dir;
+  std::string archive;
+  std::string kek_file;
+};
+
+int Restore(const RestoreFlags& r) {
+  umask(077);
+  auto s = RestoreBackup(r.archive, r.data_dir, r.kek_file);
+  if (!s.ok()) return Fail(s.status());
+  std::cout << "restored " << s->entries << " files (" << s->bytes
+            << " bytes, backup of " << s->created_at << ") into " << r.data_dir
+            << "\n";
+  if (!s->kek_included) {
+    std::cerr << "simprov-broker: start it with --kek-file " << r.kek_file
+              << "\n";
+  }
+  return kExitOk;
+}
+
 }  // namespace
 }  // namespace simprov
 
@@ -346,9 +427,9 @@ int main(int argc, char** argv) {
   CLI::App app{
       "simprov-broker: SIM-authenticated provisioning service (device API "
       "over gRPC/TLS, admin API on DIR/admin.sock)"};
-  app.add_option("--data-dir", f.data_dir,
-                 "Data directory (store, CA, keys); created on first start")
-      ->required();
+  auto* data_dir_opt = app.add_option(
+      "--data-dir", f.data_dir,
+      "Data directory (store, CA, keys); created on first start");
   app.add_option("--listen", f.listen, "Device API address HOST:PORT")
       ->capture_default_str();
   app.add_option("--http-listen", f.http_listen,
@@ -399,11 +480,31 @@ int main(int argc, char** argv) {
   app.add_option("--token-max-ttl", f.token_max_ttl,
                  "Longest device token lifetime (at most 1h)")
       ->capture_default_str();
+  app.add_option("--kek-file", f.kek_file,
+                 "Key-encryption key file outside the data dir (64 hex "
+                 "digits, 0600); created on first start when absent");
+  simprov::RestoreFlags restore;
+  auto* restore_cmd = app.add_subcommand(
+      "restore",
+      "Rebuild a data dir from a `simprov backup` archive (verifies "
+      "checksums and the KEK; all or nothing)");
+  restore_cmd
+      ->add_option("--data-dir", restore.data_dir,
+                   "New data directory (absent or empty)")
+      ->required();
+  restore_cmd->add_option("FILE", restore.archive, "The backup archive")
+      ->required();
+  restore_cmd->add_option("--kek-file", restore.kek_file,
+                          "The KEK, for a backup taken with --kek-file");
   try {
     app.parse(argc, argv);
+    if (!restore_cmd->parsed() && data_dir_opt->count() == 0) {
+      throw CLI::RequiredError("--data-dir");
+    }
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : simprov::kExitUsage;
   }
+  if (restore_cmd->parsed()) return simprov::Restore(restore);
   return simprov::Run(f);
 }

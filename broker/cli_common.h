@@ -44,6 +44,8 @@ void AddSubscriberCommands(CLI::App& app, CliContext& ctx);
 void AddFleetCommands(CLI::App& app, CliContext& ctx);
 // apps create, tokens revoke, token verify (cli_tokens.cc)
 void AddTokenCommands(CLI::App& app, CliContext& ctx);
+// backup, keys rotate-kek (cli_ops.cc)
+void AddOpsCommands(CLI::App& app, CliContext& ctx);
 
 }  // namespace simprov
 

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   simprov::AddSubscriberCommands(app, ctx);
   simprov::AddFleetCommands(app, ctx);
   simprov::AddTokenCommands(app, ctx);
+  simprov::AddOpsCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

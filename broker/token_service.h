@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "broker/broker_metrics.h"
 #include "broker/ca.h"
 #include "broker/store.h"
 #include "broker/token_keys.h"
@@ -37,6 +38,7 @@ struct TokenOptions {
   absl::Duration default_ttl = absl::Minutes(10);
   absl::Duration max_ttl = absl::Hours(1);
   absl::Duration leeway = absl::Seconds(30);  // for introspection
+  BrokerMetrics* metrics = nullptr;           // issue 7; not owned, may be null
 };
 
 class TokenService {
@@ -46,6 +48,7 @@ class TokenService {
 
   void SetIssuer(const std::string& issuer);
   std::string issuer() const;
+  BrokerMetrics* metrics() const { return options_.metrics; }
 
   // `client_cert_pem`: the TLS peer's leaf certificate, empty if none.
   absl::StatusOr<v1::IssueTokenResponse> Issue(
