@@ -50,9 +50,9 @@ void ImportProgress::Committing() {
 
 void ImportProgress::Done(uint64_t imported) {
   if (!enabled_) return;
-  const double s = std::chrono::duration<double>(
-                       std::chrono::steady_clock::now() - start_)
-                       .count();
+  const double s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
+          .count();
   std::fprintf(stderr, "\r\033[K%llu rows in %.1f s (%.0f rows/s)\n",
                static_cast<unsigned long long>(imported), s,
                s > 0 ? static_cast<double>(imported) / s : 0);
