@@ -497,11 +497,13 @@ absl::StatusOr<RestoreSummary> ExtractAndVerify(const std::string& archive,
       if (!s.ok()) break;
       int out = open(dst.c_str(),
                      O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                     static_cast<mode_t>(*mode & 0700));
+                     static_cast<mode_t>(*mode & 0755));
       if (out < 0) {
         s = Errno("cannot create", dst);
         break;
       }
+      // The original mode (the umask narrowed it); never group/other write.
+      fchmod(out, static_cast<mode_t>(*mode & 0755));
       ArchiveWriter w(out);
       Sha256 sha;
       uint64_t left = *size;

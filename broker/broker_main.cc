@@ -174,10 +174,12 @@ int Run(const Flags& f) {
   if (!kek.ok()) return Fail(kek.status());
   auto ca = LoadOrCreateCa(paths, clock, random);
   if (!ca.ok()) return Fail(ca.status());
-  auto store = SqliteStore::Open(paths.store(), clock);
-  if (!store.ok()) return Fail(store.status());
+  // Before the store: its destructor still writes (the audit flush) and
+  // reports the write to the metrics.
   MetricsRegistry metrics_registry;
   BrokerMetrics metrics(metrics_registry);
+  auto store = SqliteStore::Open(paths.store(), clock);
+  if (!store.ok()) return Fail(store.status());
   (*store)->SetWriteObserver(
       [&metrics](absl::Duration d) { metrics.ObserveStoreWrite(d); });
   KekRotator rotator(**store, **kek, kek_path, clock, random);
