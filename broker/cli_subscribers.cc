@@ -67,10 +67,10 @@ int Import(const CliContext& g, const std::string& file) {
   std::vector<std::string> fields;
   ImportProgress progress(in, file);
   while (true) {
-    progress.Row();
     auto more = csv.Next(&fields);
     if (!more.ok()) return Fail(more.status());  // importer rolls back
     if (!*more) break;
+    progress.Row();
     if (fields.size() != header.size()) {
       return Fail(absl::InvalidArgumentError(
           absl::StrCat("line ", csv.line(), ": expected ", header.size(),

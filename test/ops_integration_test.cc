@@ -430,6 +430,67 @@ TEST_F(OpsIntegrationTest, RotateKekUnderLoadThenEverySubscriberBootstraps) {
   EXPECT_EQ(again->Bootstrap(sims[0], dir_ + "/restarted").exit_code, 0);
 }
 
+TEST_F(OpsIntegrationTest, ARotationLeftInProgressIsFinishedAtStart) {
+  auto broker = BrokerProcess::Start(dir_ + "/broker");
+  ASSERT_NE(broker, nullptr);
+  std::vector<std::string> sims = ImportSims(*broker, 3);
+  ASSERT_EQ(broker->Stop(), 0);
+  // The state a crash right after step 1 leaves: KEKFILE.next written,
+  // no row re-wrapped yet.
+  const std::string kek_path = broker->data_dir() + "/kek";
+  const Bytes next = Random::Real().Generate(kKekSize);
+  ASSERT_TRUE(
+      WriteFileAtomic(NextKekPath(kek_path), HexEncode(next) + "\n", 0600)
+          .ok());
+  auto again = BrokerProcess::Start(dir_ + "/broker");
+  ASSERT_NE(again, nullptr);
+  EXPECT_TRUE(absl::StrContains(
+      again->log(), "rotate-kek: finishing the rotation in progress"))
+      << again->log();
+  EXPECT_FALSE(PathExists(NextKekPath(kek_path)));
+  EXPECT_EQ(*ReadKekFile(kek_path), next);
+  EXPECT_TRUE(RowOpensUnder(again->data_dir() + "/simprov.db", next));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(again->Bootstrap(sims[i], absl::StrCat(dir_, "/d", i)).exit_code,
+              0);
+  }
+}
+
+TEST_F(OpsIntegrationTest, ImportDrawsAProgressBarOnlyOnATerminal) {
+  auto broker = BrokerProcess::Start(dir_ + "/broker");
+  ASSERT_NE(broker, nullptr);
+  std::string csv = "imsi,ki,opc\n";
+  for (int i = 0; i < 3000; ++i) {
+    TestSim s = RandomSim(Imsi(500 + i));
+    absl::StrAppend(&csv, s.imsi, ",", s.k, ",", s.opc, "\n");
+  }
+  WriteFileOrDie(dir_ + "/a.csv", csv);
+  // Not a terminal: stdout's one line, nothing on stderr.
+  ProcessResult r = broker->Cli({"subscribers", "import", dir_ + "/a.csv"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "imported 3000 subscribers\n");
+  EXPECT_EQ(r.err, "");
+  if (!PathExists("/usr/bin/script")) {
+    GTEST_SKIP() << "script(1) is not installed";
+  }
+  std::string csv2 = "imsi,ki,opc\n";
+  for (int i = 0; i < 3000; ++i) {
+    TestSim s = RandomSim(Imsi(5000 + i));
+    absl::StrAppend(&csv2, s.imsi, ",", s.k, ",", s.opc, "\n");
+  }
+  WriteFileOrDie(dir_ + "/b.csv", csv2);
+  // A terminal (script(1) runs the CLI on a pty).
+  r = RunProcess(
+      {"/usr/bin/script", "-qec",
+       absl::StrCat(testing::kCliBin, " --data-dir ", broker->data_dir(),
+                    " subscribers import ", dir_, "/b.csv"),
+       "/dev/null"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "100% 3000 rows")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "3000 rows in ")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "imported 3000 subscribers")) << r.out;
+}
+
 TEST_F(OpsIntegrationTest, HelpListsTheOperationsCommands) {
   ProcessResult r = RunProcess({testing::kCliBin, "--help"});
   EXPECT_EQ(r.exit_code, 0);
