@@ -183,6 +183,11 @@ int Run(const Flags& f) {
   (*store)->SetWriteObserver(
       [&metrics](absl::Duration d) { metrics.ObserveStoreWrite(d); });
   KekRotator rotator(**store, **kek, kek_path, clock, random);
+  KekRing* ring = kek->get();
+  metrics_registry.AddGauge(
+      "simprov_kek_rotation_in_progress",
+      "1 while a KEK rotation runs (KEKFILE.next exists), else 0",
+      [ring] { return ring->rotating() ? 1.0 : 0.0; });
   if (auto resumed = rotator.ResumePending(); !resumed.ok()) {
     return Fail(resumed.status());
   }

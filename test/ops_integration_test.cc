@@ -137,6 +137,7 @@ TEST_F(OpsIntegrationTest, HealthReadinessAndMetricsAnswerAndCountersMove) {
       "challenge, by result\n# TYPE simprov_bootstraps_total counter\n"
       "simprov_bootstraps_total{result=\"ok\"} 0\n"))
       << m;
+  EXPECT_TRUE(absl::StrContains(m, "\nsimprov_kek_rotation_in_progress 0\n"));
   // Nothing fake for the outbox (issue 5 registers it).
   EXPECT_FALSE(absl::StrContains(m, "simprov_outbox"));
 
