@@ -135,6 +135,7 @@ const std::vector<AdminMethodRole>& AdminMethodRoles() {
       {"Access.GetCaState", R::kViewer},
       {"Access.ActivateCa", R::kAdmin},
       {"RegistryAdmin.ListPending", R::kViewer},
+      {"Ops.RotateKek", R::kAdmin},
   };
   return *table;
 }

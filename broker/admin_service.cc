@@ -141,7 +141,7 @@ grpc::Status AdminGrpcService::ImportSubscribers(
           absl::InvalidArgumentError("import: rows after the end marker"));
     }
     for (const v1::ImportRow& row : batch.rows()) {
-      auto s = ValidateImportRow(row, kek_, random_);
+      auto s = ValidateImportRow(row, *kek_.SealingKey(), random_);
       if (!s.ok()) {
         LogWarning("import rejected: %s", s.status().message());
         return ToGrpcStatus(s.status());

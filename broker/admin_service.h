@@ -4,6 +4,7 @@
 #ifndef SIMPROV_BROKER_ADMIN_SERVICE_H_
 #define SIMPROV_BROKER_ADMIN_SERVICE_H_
 
+#include "broker/kek_rotation.h"
 #include "broker/store.h"
 #include "common/clock.h"
 #include "simprov/v1/admin.grpc.pb.h"
@@ -21,7 +22,14 @@ absl::StatusOr<NewSubscriber> ValidateImportRow(const v1::ImportRow& row,
 class AdminGrpcService final : public v1::Admin::Service {
  public:
   AdminGrpcService(Store& store, Bytes kek, Clock& clock, Random& random)
-      : store_(store), kek_(std::move(kek)), clock_(clock), random_(random) {}
+      : owned_kek_(std::make_unique<KekRing>(std::move(kek))),
+        store_(store),
+        kek_(*owned_kek_),
+        clock_(clock),
+        random_(random) {}
+  // With a KEK ring that a rotation may switch (broker/kek_rotation.h).
+  AdminGrpcService(Store& store, KekRing& kek, Clock& clock, Random& random)
+      : store_(store), kek_(kek), clock_(clock), random_(random) {}
 
   grpc::Status ImportSubscribers(grpc::ServerContext* ctx,
                                  grpc::ServerReader<v1::ImportBatch>* reader,
@@ -34,8 +42,9 @@ class AdminGrpcService final : public v1::Admin::Service {
                              v1::Subscriber* resp) override;
 
  private:
+  std::unique_ptr<KekRing> owned_kek_;  // set by the Bytes constructor
   Store& store_;
-  const Bytes kek_;
+  KekRing& kek_;
   Clock& clock_;
   Random& random_;
 };

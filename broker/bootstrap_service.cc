@@ -21,9 +21,10 @@ constexpr size_t kMaxCsrSize = 16 * 1024;
 constexpr size_t kMaxResSize = 16;
 constexpr size_t kMaxInfoSize = 32;
 
-absl::StatusOr<Milenage> MilenageFor(const Bytes& kek, const std::string& imsi,
+absl::StatusOr<Milenage> MilenageFor(const KekRing& kek,
+                                     const std::string& imsi,
                                      const Bytes& sealed) {
-  auto keys = OpenBox(kek, sealed, ToBytes(imsi));
+  auto keys = kek.Open(sealed, ToBytes(imsi));
   if (!keys.ok()) {
     return absl::InternalError(
         absl::StrCat("sealed keys of IMSI ", imsi, " do not open"));
@@ -66,10 +67,18 @@ std::string Bootstrapper::DeviceIdUri(const std::string& device_id) {
 Bootstrapper::Bootstrapper(BootstrapOptions options, Store& store,
                            CertificateAuthority& ca, Bytes kek, Clock& clock,
                            Random& random)
+    : Bootstrapper(std::move(options), store, ca, *new KekRing(std::move(kek)),
+                   clock, random) {
+  owned_kek_.reset(&kek_);
+}
+
+Bootstrapper::Bootstrapper(BootstrapOptions options, Store& store,
+                           CertificateAuthority& ca, KekRing& kek, Clock& clock,
+                           Random& random)
     : options_(std::move(options)),
       store_(store),
       ca_(ca),
-      kek_(std::move(kek)),
+      kek_(kek),
       clock_(clock),
       random_(random),
       sessions_(options_.max_sessions_per_imsi, options_.max_sessions),
@@ -106,6 +115,7 @@ absl::StatusOr<v1::ChallengeResponse> Bootstrapper::Challenge(
 
 absl::Status Bootstrapper::Resynchronise(const std::string& imsi,
                                          const Bytes& rand, const Bytes& auts) {
+  if (options_.metrics) options_.metrics->ChallengeFailure("sync");
   std::optional<Session> s = sessions_.TakeByRand(imsi, rand);
   const absl::Status refused = absl::UnauthenticatedError(
       "resynchronisation refused: no outstanding challenge with that RAND, "
@@ -130,6 +140,7 @@ absl::Status Bootstrapper::Resynchronise(const std::string& imsi,
   auto sqn_ms = RecoverSqnMs(*m, rand, auts);
   if (!sqn_ms.ok()) {
     LogWarning("resync: IMSI %s: MAC-S does not verify", imsi);
+    if (options_.metrics) options_.metrics->ChallengeFailure("sync_refused");
     (void)store_.AppendAudit({clock_.Now(), imsi, "resync", imsi, "refused",
                               "MAC-S does not verify"});
     return refused;
@@ -163,6 +174,10 @@ absl::StatusOr<v1::ChallengeResponse> Bootstrapper::NewChallenge(
                       : "unknown IMSI";
     session.autn = random_.Generate(16);
     LogInfo("challenge: IMSI %s gets a decoy (%s)", imsi, session.decoy_reason);
+    if (options_.metrics) {
+      options_.metrics->ChallengeFailure(material.ok() ? "inactive"
+                                                       : "unknown_imsi");
+    }
     // A known SIM that is not active: the audit says why. (Unknown IMSIs
     // are only logged: anyone can send them.)
     if (material.ok()) {
@@ -198,6 +213,7 @@ absl::Status Bootstrapper::Refuse(absl::string_view action,
                                   const std::string& imsi, absl::Status status,
                                   absl::string_view reason) {
   LogWarning("%s: IMSI %s refused: %s", action, imsi, reason);
+  if (options_.metrics) options_.metrics->Refused(action, reason);
   (void)store_.AppendAudit({clock_.Now(), imsi, std::string(action), imsi,
                             "refused", std::string(reason)});
   return status;
@@ -351,6 +367,7 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
     resp.set_sealed_answer(ToString(
         SealAnswer(keys, Sha256Digest(encoded), ToBytes(plain), random_)));
     LogInfo("time: IMSI %s authenticated", imsi);
+    if (options_.metrics) options_.metrics->Succeeded("time");
     return resp;
   }
 
@@ -384,6 +401,7 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
       SealAnswer(keys, Sha256Digest(encoded), ToBytes(plain), random_)));
   LogInfo("enrol: IMSI %s issued serial %s (device %s)", imsi, record.serial,
           device_id);
+  if (options_.metrics) options_.metrics->Succeeded("bootstrap");
   return resp;
 }
 
@@ -600,6 +618,7 @@ absl::StatusOr<v1::RenewResponse> Bootstrapper::Renew(
   }
   LogInfo("renew: IMSI %s serial %s renewed as %s", imsi, info.serial_hex,
           issued->serial);
+  if (options_.metrics) options_.metrics->Succeeded("renew");
   return resp;
 }
 

@@ -13,10 +13,12 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "broker/broker_metrics.h"
 #include "broker/ca.h"
 #include "broker/crl_publisher.h"
 #include "broker/group_policies.h"
 #include "broker/issuance_hooks.h"
+#include "broker/kek_rotation.h"
 #include "broker/session_table.h"
 #include "broker/store.h"
 #include "common/clock.h"
@@ -42,6 +44,8 @@ struct BootstrapOptions {
   const CrlPublisher* crl = nullptr;
   // Registries and the issue hook (issue 5); not owned, may be null.
   IssuanceHooks* issuance = nullptr;
+  // Operations (issue 7); not owned, may be null.
+  BrokerMetrics* metrics = nullptr;
 };
 
 // Stateless apart from the session table and rate limiter; thread-safe.
@@ -49,6 +53,9 @@ class Bootstrapper {
  public:
   Bootstrapper(BootstrapOptions options, Store& store, CertificateAuthority& ca,
                Bytes kek, Clock& clock, Random& random);
+  // With a KEK ring that a rotation may switch (broker/kek_rotation.h).
+  Bootstrapper(BootstrapOptions options, Store& store, CertificateAuthority& ca,
+               KekRing& kek, Clock& clock, Random& random);
 
   absl::StatusOr<v1::ChallengeResponse> Challenge(
       const v1::ChallengeRequest& req);
@@ -87,7 +94,8 @@ class Bootstrapper {
   const BootstrapOptions options_;
   Store& store_;
   CertificateAuthority& ca_;
-  const Bytes kek_;
+  std::unique_ptr<KekRing> owned_kek_;  // set by the Bytes constructor
+  KekRing& kek_;
   Clock& clock_;
   Random& random_;
   SessionTable sessions_;

@@ -21,7 +21,9 @@
 #include "broker/access_service.h"
 #include "broker/admin_listener.h"
 #include "broker/admin_service.h"
+#include "broker/backup.h"
 #include "broker/bootstrap_service.h"
+#include "broker/broker_metrics.h"
 #include "broker/config_file.h"
 #include "broker/crl_publisher.h"
 #include "broker/data_dir.h"
@@ -29,6 +31,9 @@
 #include "broker/fleet_http.h"
 #include "broker/fleet_service.h"
 #include "broker/group_policies.h"
+#include "broker/kek_rotation.h"
+#include "broker/metrics.h"
+#include "broker/ops_service.h"
 #include "broker/registry_outbox.h"
 #include "broker/registry_service.h"
 #include "broker/sqlite_store.h"
@@ -67,6 +72,8 @@ struct Flags {
   OperatorCaFiles ca;
   std::string ca_activate_after = "7d";
   std::string admin_listen;
+  // Operations (docs/operations.md).
+  std::string kek_file;
 };
 
 int Fail(const absl::Status& s) {
@@ -172,7 +179,21 @@ int Run(const Flags& f) {
   }
   Clock& clock = Clock::Real();
   Random& random = Random::Real();
-  auto kek = LoadOrCreateKek(paths.kek(), random);
+  // The KEK lives in DIR/kek unless --kek-file keeps it elsewhere.
+  const std::string kek_path = f.kek_file.empty() ? paths.kek() : f.kek_file;
+  if (!f.kek_file.empty() && PathExists(paths.kek())) {
+    return Fail(absl::FailedPreconditionError(absl::StrCat(
+        paths.kek(), " exists: this data dir keeps its own KEK; move it to ",
+        f.kek_file, " before starting with --kek-file")));
+  }
+  if (!f.kek_file.empty() && !PathExists(f.kek_file) &&
+      PathExists(paths.store())) {
+    return Fail(absl::NotFoundError(
+        absl::StrCat("--kek-file ", f.kek_file,
+                     " does not exist, and the store already holds sealed "
+                     "keys (give the KEK they were sealed under)")));
+  }
+  auto kek = LoadKekRing(kek_path, random);
   if (!kek.ok()) return Fail(kek.status());
   auto activate_after = ParseHumanDuration(f.ca_activate_after);
   if (!activate_after.ok()) return Fail(activate_after.status());
@@ -184,13 +205,29 @@ int Run(const Flags& f) {
   }
   auto admin_ca = LoadOrCreateAdminCa(paths, clock, random);
   if (!admin_ca.ok()) return Fail(admin_ca.status());
+  // Before the store: its destructor still writes (the audit flush) and
+  // reports the write to the metrics.
+  MetricsRegistry metrics_registry;
+  BrokerMetrics metrics(metrics_registry);
   auto store = SqliteStore::Open(paths.store(), clock);
   if (!store.ok()) return Fail(store.status());
+  (*store)->SetWriteObserver(
+      [&metrics](absl::Duration d) { metrics.ObserveStoreWrite(d); });
+  KekRotator rotator(**store, **kek, kek_path, clock, random);
+  KekRing* ring = kek->get();
+  metrics_registry.AddGauge(
+      "simprov_kek_rotation_in_progress",
+      "1 while a KEK rotation runs (KEKFILE.next exists), else 0",
+      [ring] { return ring->rotating() ? 1.0 : 0.0; });
+  if (auto resumed = rotator.ResumePending(); !resumed.ok()) {
+    return Fail(resumed.status());
+  }
 
   GroupPolicies policies(**store);
   auto tokens_config = ConfigureTokens(f, paths, clock);
   if (!tokens_config.ok()) return Fail(tokens_config.status());
   tokens_config->options.policies = &policies;
+  tokens_config->options.metrics = &metrics;
   TokenService tokens(tokens_config->options, **store, **ca,
                       *tokens_config->keys, clock, random);
   TokenGrpcService token_service(tokens);
@@ -216,22 +253,38 @@ int Run(const Flags& f) {
   if (absl::Status s = crl.Regenerate(); !s.ok()) return Fail(s);
   options.policies = &policies;
   options.crl = &crl;
+  options.metrics = &metrics;
   auto outbox = ConfigureRegistries(f.registry, **store, clock, random);
   if (!outbox.ok()) return Fail(outbox.status());
   options.issuance = outbox->get();
+  {
+    SqliteStore* st = store->get();
+    auto stat = [st, &clock](auto field) {
+      return [st, &clock, field] {
+        auto s = st->GetOutboxStats(clock.Now());
+        return s.ok() ? field(*s) : -1.0;  // -1: the store did not answer
+      };
+    };
+    metrics.RegisterOutbox(
+        stat([](const OutboxStats& s) { return static_cast<double>(s.depth); }),
+        stat([](const OutboxStats& s) {
+          return absl::ToDoubleSeconds(s.oldest_age);
+        }));
+  }
   SetDeviceRevokedListener(
       [&outbox](const DeviceRevocation&) { (*outbox)->Wake(); });
   DeviceRegistryGrpcService device_registry_service(**outbox, **store, **ca,
                                                     clock);
   RegistryAdminGrpcService registry_admin_service(**store, clock);
-  Bootstrapper bootstrapper(options, **store, **ca, *kek, clock, random);
+  Bootstrapper bootstrapper(options, **store, **ca, **kek, clock, random);
   FleetGrpcService fleet_service(**store, policies, crl, clock, random);
   BootstrapGrpcService bootstrap_service(bootstrapper);
-  AdminGrpcService admin_service(**store, *kek, clock, random);
+  AdminGrpcService admin_service(**store, **kek, clock, random);
   AccessGrpcService access_service(**ca, **admin_ca, **store, clock);
+  OpsGrpcService ops_service(rotator, kek_path);
   std::vector<grpc::Service*> admin_services = {
-      &admin_service, &fleet_service, &token_admin_service, &access_service,
-      &registry_admin_service};
+      &admin_service,  &fleet_service,          &token_admin_service,
+      &access_service, &registry_admin_service, &ops_service};
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -303,6 +356,33 @@ int Run(const Flags& f) {
     http->Get("/healthz", [](const httplib::Request&, httplib::Response& r) {
       r.set_content("ok\n", "text/plain");
     });
+    // Ready: the store answers a read and the CA is loaded.
+    SqliteStore* store_ptr = store->get();
+    CertificateAuthority* ca_ptr = ca->get();
+    const std::string store_path = paths.store();
+    http->Get("/readyz", [store_ptr, ca_ptr, anchors, store_path](
+                             const httplib::Request&, httplib::Response& r) {
+      std::string why;
+      // An open connection keeps reading a deleted file: check the path.
+      if (!PathExists(store_path)) {
+        why = absl::StrCat("store unreachable: ", store_path, " is missing");
+      } else if (auto v = store_ptr->SchemaVersion(); !v.ok()) {
+        why = absl::StrCat("store unreachable: ", v.status().message());
+      } else if (ca_ptr == nullptr || anchors.empty()) {
+        why = "CA not loaded";
+      }
+      if (why.empty()) {
+        r.set_content("ready\n", "text/plain");
+      } else {
+        r.status = 503;
+        r.set_content(why + "\n", "text/plain");
+      }
+    });
+    http->Get("/metrics", [&metrics_registry](const httplib::Request&,
+                                              httplib::Response& r) {
+      r.set_content(metrics_registry.Render(),
+                    "text/plain; version=0.0.4; charset=utf-8");
+    });
     http->Get("/ca.pem",
               [anchors](const httplib::Request&, httplib::Response& r) {
                 r.set_content(anchors, "application/x-pem-file");
@@ -338,7 +418,8 @@ int Run(const Flags& f) {
         !s.ok()) {
       return Fail(s);
     }
-    LogInfo("HTTP (/healthz, /ca.pem, %s) on %s", kCrlHttpPath, http_bound);
+    LogInfo("HTTP (/healthz, /readyz, /metrics, /ca.pem, %s) on %s",
+            kCrlHttpPath, http_bound);
   }
   // Written last: its presence means the broker serves.
   if (absl::Status s =
@@ -405,6 +486,26 @@ int Run(const Flags& f) {
   return kExitOk;
 }
 
+struct RestoreFlags {
+  std::string data_dir;
+  std::string archive;
+  std::string kek_file;
+};
+
+int Restore(const RestoreFlags& r) {
+  umask(077);
+  auto s = RestoreBackup(r.archive, r.data_dir, r.kek_file);
+  if (!s.ok()) return Fail(s.status());
+  std::cout << "restored " << s->entries << " files (" << s->bytes
+            << " bytes, backup of " << s->created_at << ") into " << r.data_dir
+            << "\n";
+  if (!s->kek_included) {
+    std::cerr << "simprov-broker: start it with --kek-file " << r.kek_file
+              << "\n";
+  }
+  return kExitOk;
+}
+
 }  // namespace
 }  // namespace simprov
 
@@ -422,9 +523,9 @@ int main(int argc, char** argv) {
   CLI::App app{
       "simprov-broker: SIM-authenticated provisioning service (device API "
       "over gRPC/TLS, admin API on DIR/admin.sock)"};
-  app.add_option("--data-dir", f.data_dir,
-                 "Data directory (store, CA, keys); created on first start")
-      ->required();
+  auto* data_dir_opt = app.add_option(
+      "--data-dir", f.data_dir,
+      "Data directory (store, CA, keys); created on first start");
   app.add_option("--listen", f.listen, "Device API address HOST:PORT")
       ->capture_default_str();
   app.add_option("--http-listen", f.http_listen,
@@ -509,8 +610,25 @@ int main(int argc, char** argv) {
   app.add_option("--admin-listen", f.admin_listen,
                  "Remote admin API address HOST:PORT (mTLS with admin "
                  "certificates: simprov admin issue-cert)");
+  app.add_option("--kek-file", f.kek_file,
+                 "Key-encryption key file outside the data dir (64 hex "
+                 "digits, 0600); created on first start when absent");
   // Every flag above is also a --config key and an environment variable.
   simprov::AddConfigSources(app, "SIMPROV_");
+  // restore is a subcommand with its own flags: no config keys.
+  simprov::RestoreFlags restore;
+  auto* restore_cmd = app.add_subcommand(
+      "restore",
+      "Rebuild a data dir from a `simprov backup` archive (verifies "
+      "checksums and the KEK; all or nothing)");
+  restore_cmd
+      ->add_option("--data-dir", restore.data_dir,
+                   "New data directory (absent or empty)")
+      ->required();
+  restore_cmd->add_option("FILE", restore.archive, "The backup archive")
+      ->required();
+  restore_cmd->add_option("--kek-file", restore.kek_file,
+                          "The KEK, for a backup taken with --kek-file");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ConfigError& e) {
@@ -520,8 +638,14 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : simprov::kExitUsage;
   }
+  if (restore_cmd->parsed()) return simprov::Restore(restore);
   if (absl::Status s = simprov::ApplyEnvFiles(app, "SIMPROV_"); !s.ok()) {
     std::cerr << "simprov-broker: " << s.message() << "\n";
+    return simprov::kExitUsage;
+  }
+  if (data_dir_opt->count() == 0) {
+    std::cerr << "simprov-broker: --data-dir is required (or "
+                 "SIMPROV_DATA_DIR, or data-dir in --config)\n";
     return simprov::kExitUsage;
   }
   return simprov::Run(f);

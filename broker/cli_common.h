@@ -52,6 +52,8 @@ void AddTokenCommands(CLI::App& app, CliContext& ctx);
 void AddRegistryCommands(CLI::App& app, CliContext& ctx);
 // admin issue-cert|whoami, ca status|activate (cli_admin.cc)
 void AddAdminCommands(CLI::App& app, CliContext& ctx);
+// backup, keys rotate-kek (cli_ops.cc)
+void AddOpsCommands(CLI::App& app, CliContext& ctx);
 
 }  // namespace simprov
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "broker/cli_common.h"
 #include "broker/csv.h"
+#include "broker/import_progress.h"
 #include "broker/subscriber_importer.h"
 #include "common/exit_codes.h"
 #include "common/grpc_status.h"
@@ -64,10 +65,12 @@ int Import(const CliContext& g, const std::string& file) {
     return it == col.end() ? std::string() : f[it->second];
   };
   std::vector<std::string> fields;
+  ImportProgress progress(in, file);
   while (true) {
     auto more = csv.Next(&fields);
     if (!more.ok()) return Fail(more.status());  // importer rolls back
     if (!*more) break;
+    progress.Row();
     if (fields.size() != header.size()) {
       return Fail(absl::InvalidArgumentError(
           absl::StrCat("line ", csv.line(), ": expected ", header.size(),
@@ -85,7 +88,9 @@ int Import(const CliContext& g, const std::string& file) {
     row.set_msisdn(cell(fields, "msisdn"));
     if (!importer.Add(std::move(row))) break;  // refused; Finish says why
   }
+  progress.Committing();
   auto imported = importer.Finish();
+  progress.Done(imported.ok() ? *imported : 0);
   if (!imported.ok()) {
     return Fail(Explain(ToGrpcStatus(imported.status()), where));
   }

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   simprov::AddTokenCommands(app, ctx);
   simprov::AddRegistryCommands(app, ctx);
   simprov::AddAdminCommands(app, ctx);
+  simprov::AddOpsCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

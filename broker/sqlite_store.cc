@@ -1,5 +1,6 @@
 #include "broker/sqlite_store.h"
 
+#include <chrono>
 #include <future>
 #include <utility>
 
@@ -399,7 +400,11 @@ absl::Status SqliteStore::Write(WriteFn fn) {
     queue_.push_back(&op);
   }
   queue_cv_.notify_one();
-  return result.get();
+  if (!write_observer_) return result.get();
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status s = result.get();
+  write_observer_(absl::FromChrono(std::chrono::steady_clock::now() - start));
+  return s;
 }
 
 void SqliteStore::WriterLoop() {

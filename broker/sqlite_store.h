@@ -125,6 +125,15 @@ class SqliteStore : public Store {
   absl::StatusOr<int64_t> EnqueueRemovals(absl::Time now) override;
   absl::StatusOr<OutboxStats> GetOutboxStats(absl::Time now) override;
 
+  // Operations (issue 7), in sqlite_store_ops.cc.
+  absl::StatusOr<RewrapCounts> RewrapSealedKeys(const RewrapFn& rewrap,
+                                                size_t batch_size) override;
+  // Called with the wall time of every write (queue wait + commit); set
+  // before the store is shared between threads.
+  void SetWriteObserver(std::function<void(absl::Duration)> fn) {
+    write_observer_ = std::move(fn);
+  }
+
  private:
   using WriteFn = std::function<absl::Status(SqliteConnection&)>;
   struct PendingWrite;
@@ -148,6 +157,7 @@ class SqliteStore : public Store {
   // Constant after construction.
   const std::string path_;
   Clock& clock_;
+  std::function<void(absl::Duration)> write_observer_;
 
   // Owned by the writer thread.
   std::unique_ptr<SqliteConnection> writer_;

@@ -324,6 +324,21 @@ class Store {
     (void)now;
     return absl::UnimplementedError("this store has no registry outbox");
   }
+
+  // ---- Operations (issue 7): KEK rotation (broker/kek_rotation.h).
+  // Visits every subscriber's sealed keys in IMSI order, `batch_size` rows
+  // per transaction; `rewrap` returns the new box or nullopt to keep the
+  // row. Stops at the first error (earlier batches stay committed).
+  using RewrapFn = std::function<absl::StatusOr<std::optional<Bytes>>(
+      const std::string& imsi, const Bytes& sealed)>;
+  struct RewrapCounts {
+    uint64_t rows = 0;
+    uint64_t rewrapped = 0;
+  };
+  virtual absl::StatusOr<RewrapCounts> RewrapSealedKeys(
+      const RewrapFn& /*rewrap*/, size_t /*batch_size*/) {
+    return absl::UnimplementedError("this store cannot re-wrap keys");
+  }
 };
 
 }  // namespace simprov

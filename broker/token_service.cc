@@ -415,6 +415,7 @@ grpc::Status TokenGrpcService::IssueToken(grpc::ServerContext* ctx,
     if (!values.empty()) pem = std::string(values[0].data(), values[0].size());
   }
   auto r = s_.Issue(pem, *req);
+  if (BrokerMetrics* m = s_.metrics()) m->TokenRequest(r.status());
   if (!r.ok()) return ToGrpcStatus(r.status());
   *resp = std::move(*r);
   return grpc::Status::OK;

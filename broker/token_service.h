@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "broker/broker_metrics.h"
 #include "broker/ca.h"
 #include "broker/group_policies.h"
 #include "broker/store.h"
@@ -40,6 +41,7 @@ struct TokenOptions {
   absl::Duration leeway = absl::Seconds(30);  // for introspection
   // Per-group token policy (docs/fleet.md `token`); null: none.
   GroupPolicies* policies = nullptr;
+  BrokerMetrics* metrics = nullptr;  // issue 7; not owned, may be null
 };
 
 class TokenService {
@@ -49,6 +51,7 @@ class TokenService {
 
   void SetIssuer(const std::string& issuer);
   std::string issuer() const;
+  BrokerMetrics* metrics() const { return options_.metrics; }
 
   // `client_cert_pem`: the TLS peer's leaf certificate, empty if none.
   absl::StatusOr<v1::IssueTokenResponse> Issue(

@@ -24,6 +24,7 @@
 #include "simprov/v1/access.grpc.pb.h"
 #include "simprov/v1/admin.grpc.pb.h"
 #include "simprov/v1/fleet.grpc.pb.h"
+#include "simprov/v1/ops.grpc.pb.h"
 #include "simprov/v1/registry.grpc.pb.h"
 #include "simprov/v1/token.grpc.pb.h"
 #include "test/testing/broker_fixture.h"
@@ -547,6 +548,7 @@ TEST_F(RemoteAdminTest, EveryAdminRpcChecksItsRole) {
       v1::WhoAmIRequest::descriptor()->file()->FindServiceByName("Access"),
       v1::ListPendingRequest::descriptor()->file()->FindServiceByName(
           "RegistryAdmin"),
+      v1::RotateKekRequest::descriptor()->file()->FindServiceByName("Ops"),
   };
   std::vector<std::pair<std::string, std::string>> methods;  // key, path
   for (const auto* svc : services) {
