@@ -120,8 +120,10 @@ std::string Get(const std::string& data_dir, const std::string& path,
 }
 
 TEST_F(OpsIntegrationTest, HealthReadinessAndMetricsAnswerAndCountersMove) {
-  auto broker =
-      BrokerProcess::Start(dir_ + "/broker", {"--http-listen", "127.0.0.1:0"});
+  // A registry nobody answers at: registrations wait in the outbox.
+  auto broker = BrokerProcess::Start(
+      dir_ + "/broker", {"--http-listen", "127.0.0.1:0", "--registry",
+                         "mosquitto://admin:secret@127.0.0.1:1"});
   ASSERT_NE(broker, nullptr);
   const std::string dd = broker->data_dir();
   int status = 0;
@@ -138,8 +140,8 @@ TEST_F(OpsIntegrationTest, HealthReadinessAndMetricsAnswerAndCountersMove) {
       "simprov_bootstraps_total{result=\"ok\"} 0\n"))
       << m;
   EXPECT_TRUE(absl::StrContains(m, "\nsimprov_kek_rotation_in_progress 0\n"));
-  // Nothing fake for the outbox (issue 5 registers it).
-  EXPECT_FALSE(absl::StrContains(m, "simprov_outbox"));
+  EXPECT_TRUE(absl::StrContains(m, "\nsimprov_outbox_depth 0\n")) << m;
+  EXPECT_TRUE(absl::StrContains(m, "\nsimprov_outbox_oldest_age_seconds 0\n"));
 
   std::vector<std::string> sims = ImportSims(*broker, 1);
   const std::string out = dir_ + "/device";
@@ -167,6 +169,10 @@ TEST_F(OpsIntegrationTest, HealthReadinessAndMetricsAnswerAndCountersMove) {
     EXPECT_TRUE(absl::StrContains(m, line)) << line << "\n" << m;
   }
   EXPECT_FALSE(absl::StrContains(m, "simprov_store_write_seconds_count 0\n"));
+  // Both certificates (bootstrap, renewal) wait for the unreachable
+  // registry.
+  EXPECT_TRUE(absl::StrContains(m, "\nsimprov_outbox_depth 2\n")) << m;
+  EXPECT_FALSE(absl::StrContains(m, "\nsimprov_outbox_oldest_age_seconds 0\n"));
 }
 
 TEST_F(OpsIntegrationTest, ReadinessFailsWhenTheStoreIsGone) {
