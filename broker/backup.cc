@@ -42,7 +42,7 @@ absl::Status Errno(absl::string_view what, const std::string& path) {
 bool Skipped(const std::string& rel) {
   static const char* const kRuntime[] = {
       "simprov.db", "simprov.db-wal", "simprov.db-shm", "simprov.db-journal",
-      "admin.sock", "listen-address", "http-address",
+      "admin.sock", "listen-address", "http-address",   "admin-address",
   };
   for (const char* r : kRuntime) {
     if (rel == r) return true;

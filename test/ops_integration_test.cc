@@ -240,6 +240,13 @@ TEST_F(OpsIntegrationTest, BackupUnderLoadRestoresAndTheDeviceRenews) {
   EXPECT_TRUE(absl::EndsWith(r.out, " into " + restored + "\n")) << r.out;
   ASSERT_EQ(stat(restored.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
+  // The admin CA comes back too: admin certificates stay valid.
+  for (const char* f :
+       {"admin-ca/ca.pem", "admin-ca/ca/issuing.key", "ca.pem"}) {
+    const std::string before = ReadFileOrEmpty(broker->data_dir() + "/" + f);
+    EXPECT_FALSE(before.empty()) << f;
+    EXPECT_EQ(ReadFileOrEmpty(restored + "/" + f), before) << f;
+  }
 
   auto again = BrokerProcess::Start(restored);
   ASSERT_NE(again, nullptr);
