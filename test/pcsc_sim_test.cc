@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -182,6 +183,16 @@ TEST_F(PcscSimTest, ReadsTheCardAndAuthenticatesInProcess) {
     VirtualUsim usim(sim_, {.iccid = "89882110000000003012", .t0 = t0});
     Insert(&usim);
     auto sim = OpenSim("pcsc:PCD 00 00");  // part of the name will do
+    if (!sim.ok() && card_->dropped_by_reader()) {
+      // vpcd itself closed the card's connection (seen once under
+      // ASan and load: the reader answered 0 bytes): insert it again.
+      std::cerr << "vpcd dropped the card (" << sim.status()
+                << "); inserting it again\n";
+      card_.reset();
+      ASSERT_TRUE(daemon_->WaitForCard(false, absl::Seconds(10)));
+      Insert(&usim);
+      sim = OpenSim("pcsc:PCD 00 00");
+    }
     ASSERT_TRUE(sim.ok()) << sim.status();
     EXPECT_EQ(*(*sim)->Imsi(), sim_.imsi);
     EXPECT_EQ((*sim)->Identity().iccid, "89882110000000003012");

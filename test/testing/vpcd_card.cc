@@ -9,6 +9,7 @@
 #include <winscard.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -198,10 +199,15 @@ VpcdCard::~VpcdCard() {
 void VpcdCard::Run() {
   while (!stop_) {
     uint8_t len_buf[2];
-    if (!ReadFull(fd_, len_buf, 2, stop_)) return;
-    const size_t len = static_cast<size_t>(len_buf[0] << 8 | len_buf[1]);
-    Bytes payload(len);
-    if (len > 0 && !ReadFull(fd_, payload.data(), len, stop_)) return;
+    const size_t len = ReadFull(fd_, len_buf, 2, stop_)
+                           ? static_cast<size_t>(len_buf[0] << 8 | len_buf[1])
+                           : SIZE_MAX;
+    Bytes payload(len == SIZE_MAX ? 0 : len);
+    if (len == SIZE_MAX ||
+        (len > 0 && !ReadFull(fd_, payload.data(), len, stop_))) {
+      if (!stop_) dropped_ = true;
+      return;
+    }
     if (len == 1) {
       switch (payload[0]) {
         case 0x00:  // power off

@@ -63,6 +63,9 @@ class VpcdCard {
 
   int apdus() const { return apdus_; }
   int power_ons() const { return power_ons_; }
+  // True once vpcd closed the connection: the reader dropped the card (vpcd
+  // ejects it when a read of its socket fails, e.g. on EINTR under load).
+  bool dropped_by_reader() const { return dropped_; }
 
  private:
   VpcdCard(VirtualUsim* usim, int fd);
@@ -73,6 +76,7 @@ class VpcdCard {
   std::atomic<bool> stop_{false};
   std::atomic<int> apdus_{0};
   std::atomic<int> power_ons_{0};
+  std::atomic<bool> dropped_{false};
   std::thread thread_;
 };
 
