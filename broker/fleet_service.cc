@@ -7,6 +7,7 @@
 #include "broker/bootstrap_service.h"
 #include "broker/fleet_hooks.h"
 #include "broker/policy.h"
+#include "broker/registry_outbox.h"
 #include "common/bytes.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
@@ -318,12 +319,15 @@ absl::Status FleetGrpcService::FillDevice(const SubscriberRecord& r,
   out->set_replaced_by(r.replaced_by);
   out->set_last_seen_unix(
       r.last_seen == absl::UnixEpoch() ? 0 : absl::ToUnixSeconds(r.last_seen));
-  // TODO(registries, issue 5): the registry delivery status.
   out->set_registry_status("-");
   auto certs = store_.CertificatesOf(r.imsi);
   if (!certs.ok()) return certs.status();
   if (!certs->empty()) {
     const CertificateRecord& c = certs->front();  // newest
+    // A store without an outbox (Unimplemented) has nothing to say.
+    if (auto intents = store_.IntentsOf(c.serial); intents.ok()) {
+      out->set_registry_status(RegistryStatusLine(*intents));
+    }
     out->set_serial(c.serial);
     out->set_not_after_unix(absl::ToUnixSeconds(c.not_after));
     out->set_cert_status(c.status == "valid" && c.not_after <= clock_.Now()

@@ -1,8 +1,10 @@
 #include "broker/registry_outbox.h"
 
 #include <algorithm>
+#include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/atomic_file.h"
 #include "common/duration.h"
@@ -332,6 +334,26 @@ std::string RegistryOutbox::RegistryInfo(const CertificateRecord& cert) {
   auto s = StatusOf(cert.serial);
   if (!s.ok()) return "";
   return s->dump();
+}
+
+std::string RegistryStatusLine(const std::vector<RegistrationIntent>& intents) {
+  std::map<std::string, std::string> state;  // by registry; later entries win
+  for (const RegistrationIntent& i : intents) {  // in id order
+    std::string& st = state[i.registry];
+    if (i.kind == kRegister) {
+      st = i.state == "done"      ? "registered"
+           : i.state == "pending" ? absl::StrCat("pending(", i.attempts, ")")
+                                  : i.state;
+    } else if (i.state == "done") {
+      st = "removed";
+    } else if (i.state == "pending") {
+      st = "removing";
+    }
+  }
+  if (state.empty()) return "-";
+  std::vector<std::string> parts;
+  for (const auto& [name, st] : state) parts.push_back(name + ":" + st);
+  return absl::StrJoin(parts, ",");
 }
 
 absl::StatusOr<std::unique_ptr<RegistryOutbox>> ConfigureRegistries(

@@ -118,6 +118,12 @@ struct RegistryFlags {
 absl::StatusOr<std::unique_ptr<RegistryOutbox>> ConfigureRegistries(
     const RegistryFlags& flags, Store& store, Clock& clock, Random& random);
 
+// One line for `simprov devices list|show`: the state of a certificate's
+// registrations, one `NAME:STATE` per registry in name order, where STATE is
+// `registered`, `pending(N)` (N failed attempts), `removing`, `removed`,
+// `cancelled` or `skipped`; "-" when there are none.
+std::string RegistryStatusLine(const std::vector<RegistrationIntent>& intents);
+
 }  // namespace simprov
 
 #endif  // SIMPROV_BROKER_REGISTRY_OUTBOX_H_

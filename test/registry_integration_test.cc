@@ -271,6 +271,9 @@ TEST_F(RegistryIntegrationTest,
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_TRUE(
       WaitFor([&] { return Pending(*broker).empty(); }, absl::Seconds(15)));
+  r = broker->Cli({"devices", "show", sim.imsi});
+  EXPECT_TRUE(absl::StrContains(r.out, "registry:    mosquitto:registered\n"))
+      << r.out;
   // bootstrap.json carries the connection details.
   nlohmann::json j = BootstrapJson(out);
   ASSERT_TRUE(j.contains("registry")) << j.dump();
@@ -299,6 +302,11 @@ TEST_F(RegistryIntegrationTest,
       },
       absl::Seconds(15)));
   EXPECT_TRUE(Pending(*broker).empty());
+  r = broker->Cli({"devices", "show", sim.imsi, "--json"});
+  EXPECT_EQ(
+      nlohmann::json::parse(r.out, nullptr, false).value("registry_status", ""),
+      "mosquitto:removed")
+      << r.out;
   EXPECT_EQ(Observe(out, own, "after-revoke"), "");
 }
 
@@ -328,6 +336,8 @@ TEST_F(RegistryIntegrationTest, RegistryDownAtProvisioningIsRegisteredLater) {
       << pending[0].dump();
   r = broker->Cli({"registry", "pending"});
   EXPECT_TRUE(absl::StrContains(r.out, "cannot connect")) << r.out;
+  r = broker->Cli({"devices", "list"});
+  EXPECT_TRUE(absl::StrContains(r.out, " mosquitto:pending(")) << r.out;
 
   // The agent can wait for it: not within 2 s while Mosquitto is down.
   const std::string sim_path = WriteSoftSim(dir_, sim);

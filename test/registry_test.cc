@@ -60,6 +60,31 @@ TEST(RegistryUrl, DefaultNameIsTheSchemeAndPasswordMayComeFromEnv) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(RegistryStatusLine, OneStatePerRegistryLatestEntryWins) {
+  EXPECT_EQ(RegistryStatusLine({}), "-");
+  auto entry = [](std::string registry, std::string kind, std::string state,
+                  int64_t attempts = 0) {
+    RegistrationIntent i;
+    i.registry = std::move(registry);
+    i.kind = std::move(kind);
+    i.state = std::move(state);
+    i.attempts = attempts;
+    return i;
+  };
+  EXPECT_EQ(RegistryStatusLine({entry("mosquitto", "register", "done"),
+                                entry("aws-iot", "register", "pending", 3)}),
+            "aws-iot:pending(3),mosquitto:registered");
+  EXPECT_EQ(RegistryStatusLine({entry("mosquitto", "register", "done"),
+                                entry("mosquitto", "remove", "pending", 1)}),
+            "mosquitto:removing");
+  EXPECT_EQ(RegistryStatusLine({entry("mosquitto", "register", "done"),
+                                entry("mosquitto", "remove", "done")}),
+            "mosquitto:removed");
+  EXPECT_EQ(RegistryStatusLine({entry("aws-iot", "register", "skipped"),
+                                entry("mqtt-eu", "register", "cancelled")}),
+            "aws-iot:skipped,mqtt-eu:cancelled");
+}
+
 TEST(RegistryUrl, TwoRegistriesOfOneNameAreRefused) {
   auto dir = MakeTempDir();
   auto store = SqliteStore::Open(dir + "/s.db");
