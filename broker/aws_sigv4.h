@@ -1,6 +1,6 @@
 // AWS Signature Version 4 (header form), written here because curl 7.88's
 // built-in SigV4 does not sort the query. Checked against the AWS test
-// suite (../shared/vectors/aws-sig-v4, test/aws_sigv4_test.cc).
+// suite (test/shared/vectors/aws-sig-v4, test/aws_sigv4_test.cc).
 //
 // `path` is the path as the suite gives it: unencoded. Canonicalisation
 // removes dot segments and empty segments, then URI-encodes each segment

@@ -1,5 +1,5 @@
 // SigV4 against every case of the AWS test suite
-// (../shared/vectors/aws-sig-v4): canonical request, string to sign and
+// (test/shared/vectors/aws-sig-v4): canonical request, string to sign and
 // Authorization header, byte for byte.
 #include "broker/aws_sigv4.h"
 
