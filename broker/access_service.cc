@@ -79,6 +79,28 @@ grpc::Status AccessGrpcService::IssueAdminCertificate(
   return grpc::Status::OK;
 }
 
+grpc::Status AccessGrpcService::RevokeAdminCertificate(
+    grpc::ServerContext* ctx, const v1::RevokeAdminCertificateRequest* req,
+    v1::RevokeAdminCertificateResponse* resp) {
+  auto actor = Authorize(ctx, "Access.RevokeAdminCertificate");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
+  auto serial = NormalizeSerial(req->serial());
+  if (!serial.ok()) return ToGrpcStatus(serial.status());
+  auto added = revocations_.Revoke(*serial);
+  if (!added.ok()) return ToGrpcStatus(added.status());
+  resp->set_serial(*serial);
+  resp->set_already_revoked(!*added);
+  if (*added) {
+    if (absl::Status s = store_.AppendAudit(
+            {clock_.Now(), *actor, "revoke-admin-cert", *serial, "ok", ""});
+        !s.ok()) {
+      LogWarning("audit: %s", s.message());
+    }
+    LogInfo("admin certificate %s revoked by %s", *serial, *actor);
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status AccessGrpcService::WhoAmI(grpc::ServerContext* ctx,
                                        const v1::WhoAmIRequest*,
                                        v1::WhoAmIResponse* resp) {

@@ -4,6 +4,7 @@
 #ifndef SIMPROV_BROKER_ACCESS_SERVICE_H_
 #define SIMPROV_BROKER_ACCESS_SERVICE_H_
 
+#include "broker/admin_auth.h"
 #include "broker/ca.h"
 #include "broker/store.h"
 #include "common/clock.h"
@@ -17,15 +18,20 @@ inline constexpr absl::Duration kMaxAdminCertTtl = absl::Hours(24 * 731);
 class AccessGrpcService final : public v1::Access::Service {
  public:
   AccessGrpcService(CertificateAuthority& device_ca,
-                    CertificateAuthority& admin_ca, Store& store, Clock& clock)
+                    CertificateAuthority& admin_ca,
+                    AdminRevocations& revocations, Store& store, Clock& clock)
       : device_ca_(device_ca),
         admin_ca_(admin_ca),
+        revocations_(revocations),
         store_(store),
         clock_(clock) {}
 
   grpc::Status IssueAdminCertificate(
       grpc::ServerContext* ctx, const v1::IssueAdminCertificateRequest* req,
       v1::IssueAdminCertificateResponse* resp) override;
+  grpc::Status RevokeAdminCertificate(
+      grpc::ServerContext* ctx, const v1::RevokeAdminCertificateRequest* req,
+      v1::RevokeAdminCertificateResponse* resp) override;
   grpc::Status WhoAmI(grpc::ServerContext* ctx, const v1::WhoAmIRequest* req,
                       v1::WhoAmIResponse* resp) override;
   grpc::Status GetCaState(grpc::ServerContext* ctx,
@@ -38,6 +44,7 @@ class AccessGrpcService final : public v1::Access::Service {
  private:
   CertificateAuthority& device_ca_;
   CertificateAuthority& admin_ca_;
+  AdminRevocations& revocations_;
   Store& store_;
   Clock& clock_;
 };

@@ -3,9 +3,14 @@
 #include <grpcpp/security/auth_context.h>
 #include <openssl/x509v3.h>
 
+#include <atomic>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/atomic_file.h"
 #include "common/log.h"
 #include "common/x509.h"
 
@@ -79,6 +84,78 @@ absl::StatusOr<AdminIdentity> AdminIdentityFromCert(X509* cert) {
   return *found;
 }
 
+absl::StatusOr<std::string> NormalizeSerial(absl::string_view serial) {
+  std::string out;
+  for (char c : serial) {
+    if (c == ':') continue;
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("serial must be hex digits (colons allowed), not \"",
+                       serial.substr(0, 64), "\""));
+    }
+    out.push_back(absl::ascii_tolower(static_cast<unsigned char>(c)));
+  }
+  if (out.empty() || out.size() > 80 || out.size() % 2 != 0) {
+    return absl::InvalidArgumentError(
+        "serial must be 1..40 bytes of hex (an even number of digits)");
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<AdminRevocations>> AdminRevocations::Load(
+    std::string path) {
+  auto r = std::unique_ptr<AdminRevocations>(new AdminRevocations(path));
+  if (!PathExists(path)) return r;
+  auto text = ReadFileToString(path, 4 << 20);
+  if (!text.ok()) return text.status();
+  int line_no = 0;
+  absl::MutexLock lock(&r->mu_);
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    ++line_no;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty()) continue;
+    auto serial = NormalizeSerial(line);
+    if (!serial.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, " line ", line_no, ": ", serial.status().message()));
+    }
+    r->serials_.insert(*serial);
+  }
+  return r;
+}
+
+bool AdminRevocations::IsRevoked(absl::string_view serial_hex) const {
+  auto serial = NormalizeSerial(serial_hex);
+  if (!serial.ok()) return false;
+  absl::MutexLock lock(&mu_);
+  return serials_.count(*serial) > 0;
+}
+
+absl::StatusOr<bool> AdminRevocations::Revoke(absl::string_view serial_hex) {
+  auto serial = NormalizeSerial(serial_hex);
+  if (!serial.ok()) return serial.status();
+  absl::MutexLock lock(&mu_);
+  if (serials_.count(*serial) > 0) return false;
+  std::set<std::string> next = serials_;
+  next.insert(*serial);
+  // On disk first: a revocation the caller saw succeed survives a restart.
+  if (absl::Status s =
+          WriteFileAtomic(path_, absl::StrJoin(next, "\n") + "\n", 0600);
+      !s.ok()) {
+    return s;
+  }
+  serials_ = std::move(next);
+  return true;
+}
+
+namespace {
+std::atomic<const AdminRevocations*> g_admin_revocations{nullptr};
+}  // namespace
+
+void SetAdminRevocations(const AdminRevocations* revocations) {
+  g_admin_revocations = revocations;
+}
+
 absl::StatusOr<AdminIdentity> CallerIdentity(const grpc::ServerContext* ctx) {
   std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
   std::string security;
@@ -98,6 +175,14 @@ absl::StatusOr<AdminIdentity> CallerIdentity(const grpc::ServerContext* ctx) {
     auto cert = CertFromPem(std::string(pems[0].data(), pems[0].size()));
     if (!cert.ok()) {
       return absl::PermissionDeniedError("client certificate does not parse");
+    }
+    const AdminRevocations* revoked = g_admin_revocations;
+    if (revoked != nullptr) {
+      const std::string serial = DescribeCert(cert->get()).serial_hex;
+      if (revoked->IsRevoked(serial)) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("admin certificate ", serial, " is revoked"));
+      }
     }
     return AdminIdentityFromCert(cert->get());
   }
@@ -131,6 +216,7 @@ const std::vector<AdminMethodRole>& AdminMethodRoles() {
       {"TokenAdmin.RevokeToken", R::kOperator},
       {"TokenAdmin.RevokeDeviceTokens", R::kOperator},
       {"Access.IssueAdminCertificate", R::kAdmin},
+      {"Access.RevokeAdminCertificate", R::kAdmin},
       {"Access.WhoAmI", R::kViewer},
       {"Access.GetCaState", R::kViewer},
       {"Access.ActivateCa", R::kAdmin},

@@ -20,12 +20,15 @@
 #include <grpcpp/grpcpp.h>
 #include <openssl/x509.h>
 
+#include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 
 namespace simprov {
 
@@ -52,8 +55,36 @@ struct AdminIdentity {
 // has none (e.g. a device or server certificate) or more than one.
 absl::StatusOr<AdminIdentity> AdminIdentityFromCert(X509* cert);
 
+// Revoked admin certificates by serial, kept in a file (DIR/admin-ca/revoked:
+// one lowercase hex serial a line, rewritten atomically on each change).
+class AdminRevocations {
+ public:
+  // Reads `path` (absent: none revoked). InvalidArgument for a bad line.
+  static absl::StatusOr<std::unique_ptr<AdminRevocations>> Load(
+      std::string path);
+  bool IsRevoked(absl::string_view serial_hex) const;
+  // Adds the serial (normalized by NormalizeSerial) and saves the file;
+  // false if it was revoked already.
+  absl::StatusOr<bool> Revoke(absl::string_view serial_hex);
+
+ private:
+  explicit AdminRevocations(std::string path) : path_(std::move(path)) {}
+  const std::string path_;
+  mutable absl::Mutex mu_;
+  std::set<std::string> serials_ ABSL_GUARDED_BY(mu_);
+};
+
+// "0A:1b:..." or "0a1b..." -> "0a1b..."; InvalidArgument unless 1..40 bytes
+// of hex.
+absl::StatusOr<std::string> NormalizeSerial(absl::string_view serial);
+
+// The revocations CallerIdentity checks for callers over TLS; null (the
+// default) checks none. Not owned; set once at start.
+void SetAdminRevocations(const AdminRevocations* revocations);
+
 // The caller of an admin RPC: "local"/admin on the Unix socket, the
-// certificate's identity over TLS. PermissionDenied otherwise.
+// certificate's identity over TLS (PermissionDenied for a revoked admin
+// certificate). PermissionDenied otherwise.
 absl::StatusOr<AdminIdentity> CallerIdentity(const grpc::ServerContext* ctx);
 
 // Every admin RPC method ("Service.Method", e.g. "Fleet.RevokeDevice") and

@@ -205,6 +205,10 @@ int Run(const Flags& f) {
   }
   auto admin_ca = LoadOrCreateAdminCa(paths, clock, random);
   if (!admin_ca.ok()) return Fail(admin_ca.status());
+  auto admin_revocations =
+      AdminRevocations::Load(paths.admin_ca_dir() + "/revoked");
+  if (!admin_revocations.ok()) return Fail(admin_revocations.status());
+  SetAdminRevocations(admin_revocations->get());
   // Before the store: its destructor still writes (the audit flush) and
   // reports the write to the metrics.
   MetricsRegistry metrics_registry;
@@ -280,7 +284,8 @@ int Run(const Flags& f) {
   FleetGrpcService fleet_service(**store, policies, crl, clock, random);
   BootstrapGrpcService bootstrap_service(bootstrapper);
   AdminGrpcService admin_service(**store, **kek, clock, random);
-  AccessGrpcService access_service(**ca, **admin_ca, **store, clock);
+  AccessGrpcService access_service(**ca, **admin_ca, **admin_revocations,
+                                   **store, clock);
   OpsGrpcService ops_service(rotator, kek_path);
   std::vector<grpc::Service*> admin_services = {
       &admin_service,  &fleet_service,          &token_admin_service,

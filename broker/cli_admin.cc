@@ -1,4 +1,5 @@
-// simprov admin issue-cert|whoami, ca status|activate (docs/broker.md).
+// simprov admin issue-cert|revoke-cert|whoami, ca status|activate
+// (docs/broker.md).
 #include <openssl/crypto.h>
 #include <unistd.h>
 
@@ -92,6 +93,25 @@ int WhoAmI(const CliContext& g) {
   return kExitOk;
 }
 
+int RevokeCert(const CliContext& g, const std::string& serial) {
+  std::string where;
+  auto channel = g.Channel(&where);
+  if (!channel.ok()) return Fail(channel.status());
+  auto stub = v1::Access::NewStub(*channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline());
+  v1::RevokeAdminCertificateRequest req;
+  req.set_serial(serial);
+  v1::RevokeAdminCertificateResponse resp;
+  grpc::Status st = stub->RevokeAdminCertificate(&ctx, req, &resp);
+  if (!st.ok()) return Fail(Explain(st, where));
+  std::cout << "admin certificate " << resp.serial()
+            << (resp.already_revoked() ? " was already revoked"
+                                       : " revoked: it is refused from now on")
+            << "\n";
+  return kExitOk;
+}
+
 void PrintCaState(const v1::CaStateResponse& r) {
   std::cout << "active:  " << r.active_subject() << " (serial "
             << r.active_serial() << ", until "
@@ -144,6 +164,14 @@ void AddAdminCommands(CLI::App& app, CliContext& ctx) {
       ->capture_default_str();
   ic->add_flag("--force", issue->force, "Replace an existing admin.key");
   ic->callback([&ctx, issue] { ctx.rc = IssueCert(ctx, *issue); });
+  auto serial = std::make_shared<std::string>();
+  CLI::App* rc = admin->add_subcommand(
+      "revoke-cert",
+      "Revoke an admin certificate by serial (role admin): the broker "
+      "refuses it from the next call on");
+  rc->add_option("SERIAL", *serial, "Serial as issue-cert printed it")
+      ->required();
+  rc->callback([&ctx, serial] { ctx.rc = RevokeCert(ctx, *serial); });
   admin->add_subcommand("whoami", "Print the name and role the broker sees")
       ->callback([&ctx] { ctx.rc = WhoAmI(ctx); });
 

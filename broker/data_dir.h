@@ -7,7 +7,8 @@
 //   DIR/tls/server.{key,pem}  TLS server key and chain (leaf + issuing CA),
 //                         reissued at every start for the current names
 //   DIR/admin-ca/         admin CA (remote admin, docs/broker.md): ca.pem,
-//                         ca/{root,issuing}.key, ca/{issuing,chain}.pem
+//                         ca/{root,issuing}.key, ca/{issuing,chain}.pem,
+//                         revoked (revoked admin certificate serials)
 //   DIR/admin.sock        admin API (created under umask 077)
 //   DIR/listen-address    "HOST:PORT" actually bound, written when ready
 //   DIR/http-address      "HOST:PORT" of --http-listen, when given

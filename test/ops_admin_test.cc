@@ -485,6 +485,72 @@ TEST_F(RemoteAdminTest, ViewerReadsButCannotChangeOperatorCanAdminIssues) {
   EXPECT_TRUE(suspend && revoke && issued) << r.out;
 }
 
+TEST_F(RemoteAdminTest, RevokedAdminCertificateIsRefusedAtOnceAndAfterRestart) {
+  auto chain = CertsFromPem(ReadFileOrEmpty(Certs("operator") + "/admin.pem"));
+  ASSERT_TRUE(chain.ok() && !chain->empty());
+  const std::string serial = DescribeCert(chain->front().get()).serial_hex;
+  ASSERT_EQ(Remote(Certs("operator"), {"admin", "whoami"}).out,
+            "operator-bob operator\n");
+
+  // A viewer may not revoke; a malformed serial changes nothing.
+  ProcessResult r = Remote(Certs("viewer"), {"admin", "revoke-cert", serial});
+  EXPECT_EQ(r.exit_code, kExitRefused) << r.err;
+  r = Remote(Certs("admin"), {"admin", "revoke-cert", "xyz"});
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "serial must be hex digits")) << r.err;
+  EXPECT_FALSE(PathExists(dir_ + "/broker/admin-ca/revoked"));
+  EXPECT_EQ(Remote(Certs("operator"), {"admin", "whoami"}).exit_code, 0);
+
+  // Revoked in the colon-separated upper-case form a viewer of the
+  // certificate might copy.
+  std::string colons;
+  for (size_t i = 0; i < serial.size(); i += 2) {
+    absl::StrAppend(&colons, i == 0 ? "" : ":",
+                    absl::AsciiStrToUpper(serial.substr(i, 2)));
+  }
+  r = Remote(Certs("admin"), {"admin", "revoke-cert", colons});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "admin certificate " + serial +
+                       " revoked: it is refused from now on\n");
+  struct stat st;
+  ASSERT_EQ(stat((dir_ + "/broker/admin-ca/revoked").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  r = Remote(Certs("operator"), {"admin", "whoami"});
+  EXPECT_EQ(r.exit_code, kExitRefused) << r.out;
+  EXPECT_TRUE(
+      absl::StrContains(r.err, "admin certificate " + serial + " is revoked"))
+      << r.err;
+  r = Remote(Certs("operator"), {"subscribers", "list"});
+  EXPECT_EQ(r.exit_code, kExitRefused) << r.out;
+  r = broker_->Cli({"admin", "revoke-cert", serial});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "admin certificate " + serial + " was already revoked\n");
+
+  // Still revoked after a restart; the other certificates still work.
+  ASSERT_EQ(broker_->Stop(), 0);
+  broker_ =
+      BrokerProcess::Start(dir_ + "/broker", {"--admin-listen", "127.0.0.1:0"});
+  ASSERT_NE(broker_, nullptr);
+  admin_ = std::string(absl::StripAsciiWhitespace(
+      ReadFileOrEmpty(dir_ + "/broker/admin-address")));
+  EXPECT_EQ(Remote(Certs("operator"), {"admin", "whoami"}).exit_code,
+            kExitRefused);
+  EXPECT_EQ(Remote(Certs("viewer"), {"admin", "whoami"}).out,
+            "viewer-bob viewer\n");
+
+  r = broker_->Cli({"audit", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  int revocations = 0;
+  for (absl::string_view line : absl::StrSplit(r.out, '\n')) {
+    if (absl::StrContains(line, "\"revoke-admin-cert\"")) {
+      ++revocations;
+      EXPECT_TRUE(absl::StrContains(line, "\"admin-bob\"")) << line;
+      EXPECT_TRUE(absl::StrContains(line, serial)) << line;
+    }
+  }
+  EXPECT_EQ(revocations, 1) << r.out;
+}
+
 TEST_F(RemoteAdminTest, CertificatesNotFromTheAdminCaAreRefusedAtTls) {
   // A device certificate from the same broker's device CA.
   TestSim sim = RandomSim("001010000007004");
