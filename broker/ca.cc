@@ -19,9 +19,11 @@
 #include <cctype>
 #include <cstdint>
 #include <cstring>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
@@ -849,9 +851,58 @@ absl::StatusOr<GenerationFiles> ReadGeneration(const std::string& root_path,
 }
 }  // namespace
 
+namespace {
+
+// Activation of a staged CA (DIR/ca/next/) rewrites five files. It first
+// writes the journal DIR/ca/next/activating (the retired.pem it will
+// write), then the files, then removes next/. Finishes an activation a
+// crash interrupted: every write is redone from next/ and the journal, so
+// a half-written switch never stops the broker from starting.
+absl::Status FinishActivation(const std::string& dir) {
+  const std::string ca_dir = dir + "/ca";
+  const std::string next = ca_dir + "/next";
+  const std::string journal = next + "/activating";
+  if (!PathExists(journal)) return absl::OkStatus();
+  auto retired = ReadFileToString(journal, kMaxFileBytes);
+  if (!retired.ok()) return retired.status();
+  std::vector<PendingFile> files = {{ca_dir + "/retired.pem", *retired, 0644}};
+  for (const auto& [from, to, mode] :
+       std::vector<std::tuple<std::string, std::string, mode_t>>{
+           {next + "/issuing.key", ca_dir + "/issuing.key", 0600},
+           {next + "/issuing.pem", ca_dir + "/issuing.pem", 0644},
+           {next + "/chain.pem", ca_dir + "/chain.pem", 0644},
+           {next + "/root.pem", dir + "/ca.pem", 0644}}) {
+    auto data = ReadFileToString(from, kMaxFileBytes);
+    // A chain.pem-less staging (issuing CA signed by the root): the chain
+    // is the issuing CA alone.
+    if (!data.ok() && absl::EndsWith(from, "/chain.pem")) {
+      data = ReadFileToString(next + "/issuing.pem", kMaxFileBytes);
+    }
+    if (!data.ok()) return data.status();
+    files.push_back({to, *std::move(data), mode});
+  }
+  if (absl::Status s = WriteAll(files); !s.ok()) return s;
+  for (PendingFile& f : files) OPENSSL_cleanse(f.data.data(), f.data.size());
+  // The journal goes last: until then, a crash redoes everything.
+  for (const char* f :
+       {"root.pem", "activate-at", "issuing.key", "issuing.pem", "chain.pem"}) {
+    ::unlink((next + "/" + f).c_str());
+  }
+  ::unlink(journal.c_str());
+  ::rmdir(next.c_str());
+  return FsyncDirectory(ca_dir);
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<CertificateAuthority>>
 CertificateAuthority::Load(const std::string& dir, Clock& clock,
                            Random& random) {
+  if (absl::Status s = FinishActivation(dir); !s.ok()) {
+    return absl::Status(
+        s.code(),
+        absl::StrCat("finishing an interrupted CA activation: ", s.message()));
+  }
   auto files = ReadGeneration(dir + "/ca.pem", dir + "/ca");
   if (!files.ok()) return files.status();
   auto ca = Create(std::move(files->root), std::move(files->issuing),
@@ -934,22 +985,13 @@ absl::StatusOr<bool> CertificateAuthority::MaybeActivateStaged(bool force) {
       retired = *old;
     }
     retired += active_->chain_pem + CertToPem(active_->root.get());
-    auto key_pem = ReadFileToString(next + "/issuing.key", kMaxFileBytes);
-    if (!key_pem.ok()) return key_pem.status();
-    std::vector<PendingFile> files = {
-        {ca_dir + "/retired.pem", std::move(retired), 0644},
-        {ca_dir + "/issuing.key", *std::move(key_pem), 0600},
-        {ca_dir + "/issuing.pem", CertToPem(staged_->issuing.get()), 0644},
-        {ca_dir + "/chain.pem", staged_->chain_pem, 0644},
-        {dir_ + "/ca.pem", CertToPem(staged_->root.get()), 0644},
-    };
-    if (absl::Status s = WriteAll(files); !s.ok()) return s;
-    for (const char* f : {"root.pem", "activate-at", "issuing.key",
-                          "issuing.pem", "chain.pem"}) {
-      ::unlink((next + "/" + f).c_str());
+    // next/ already holds the new generation's files (as staged); the
+    // journal makes the switch redoable after a crash (FinishActivation).
+    if (absl::Status s = WriteFileAtomic(next + "/activating", retired, 0644);
+        !s.ok()) {
+      return s;
     }
-    ::rmdir(next.c_str());
-    (void)FsyncDirectory(ca_dir);
+    if (absl::Status s = FinishActivation(dir_); !s.ok()) return s;
   }
   retired_.push_back(std::move(active_));
   active_ = std::move(staged_);

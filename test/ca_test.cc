@@ -612,19 +612,14 @@ TEST(CaRealRandomTest, SerialsWithRealRandom) {
 namespace simprov {
 namespace {
 
-// Rollover in one process: staged = anchor only; activation moves signing
-// and keeps the old generation verifying.
-TEST(CaRolloverTest, StagedAnchorFirstThenSigningAndOldLeavesStillVerify) {
-  const std::string dir =
-      ::testing::TempDir() + "/ca-rollover-" + std::to_string(::getpid());
+// A data dir with a development CA and, staged to sign from `activate_at`,
+// another development CA handed over as operator material ("CN=next ...").
+void MakeDirWithStagedCa(const std::string& dir, const std::string& other,
+                         Clock& clock, Random& random, absl::Time activate_at) {
   std::filesystem::remove_all(dir);
-  FakeClock clock(absl::FromUnixSeconds(1800000000));
-  DeterministicRandom random(7);
+  std::filesystem::remove_all(other);
   auto old_ca = CertificateAuthority::CreateDevelopment(dir, clock, random);
   ASSERT_TRUE(old_ca.ok()) << old_ca.status();
-  // The next CA: another development CA, handed over as operator material.
-  const std::string other = dir + "-next";
-  std::filesystem::remove_all(other);
   auto next =
       CertificateAuthority::CreateDevelopment(other, clock, random, "next");
   ASSERT_TRUE(next.ok());
@@ -635,9 +630,21 @@ TEST(CaRolloverTest, StagedAnchorFirstThenSigningAndOldLeavesStillVerify) {
   std::stringstream key;
   key << key_in.rdbuf();
   m.key_pem = key.str();
-  ASSERT_TRUE(CertificateAuthority::StageOperatorCa(
-                  dir, std::move(m), clock.Now() + absl::Hours(1))
-                  .ok());
+  ASSERT_TRUE(
+      CertificateAuthority::StageOperatorCa(dir, std::move(m), activate_at)
+          .ok());
+}
+
+// Rollover in one process: staged = anchor only; activation moves signing
+// and keeps the old generation verifying.
+TEST(CaRolloverTest, StagedAnchorFirstThenSigningAndOldLeavesStillVerify) {
+  const std::string dir =
+      ::testing::TempDir() + "/ca-rollover-" + std::to_string(::getpid());
+  const std::string other = dir + "-next";
+  FakeClock clock(absl::FromUnixSeconds(1800000000));
+  DeterministicRandom random(7);
+  ASSERT_NO_FATAL_FAILURE(MakeDirWithStagedCa(dir, other, clock, random,
+                                              clock.Now() + absl::Hours(1)));
   auto ca = CertificateAuthority::Load(dir, clock, random);
   ASSERT_TRUE(ca.ok()) << ca.status();
   EXPECT_EQ((*ca)->TrustAnchorsDer().size(), 2u);
@@ -668,6 +675,61 @@ TEST(CaRolloverTest, StagedAnchorFirstThenSigningAndOldLeavesStillVerify) {
   EXPECT_TRUE(
       (*reloaded)->VerifyIssued(before->get(), clock.Now(), "sslclient").ok());
   EXPECT_FALSE((*reloaded)->MaybeActivateStaged(true).ok());
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(other);
+}
+
+// A crash in the middle of an activation: the new issuing key is in place,
+// its certificate not yet. Without the journal the data dir would not load;
+// with it, the next Load finishes the switch.
+TEST(CaRolloverTest, ActivationInterruptedByACrashIsFinishedAtTheNextLoad) {
+  const std::string dir =
+      ::testing::TempDir() + "/ca-crash-" + std::to_string(::getpid());
+  const std::string other = dir + "-next";
+  FakeClock clock(absl::FromUnixSeconds(1800000000));
+  DeterministicRandom random(8);
+  ASSERT_NO_FATAL_FAILURE(
+      MakeDirWithStagedCa(dir, other, clock, random, clock.Now()));
+  EvpPkeyPtr device_key = GenerateP256Key();
+  DeviceCertRequest req;
+  req.public_key = device_key.get();
+  req.common_name = "001010000000002";
+  req.ttl = absl::Hours(24);
+  X509Ptr before;
+  std::string old_issuing;
+  {
+    auto ca = CertificateAuthority::Load(dir, clock, random);
+    ASSERT_TRUE(ca.ok()) << ca.status();
+    auto issued = (*ca)->IssueDeviceCertificate(req);
+    ASSERT_TRUE(issued.ok());
+    before = *std::move(issued);
+    old_issuing =
+        CertToPem((*ca)->issuing_cert()) + CertToPem((*ca)->root_cert());
+  }
+  const std::string next = dir + "/ca/next";
+  std::filesystem::copy_file(next + "/issuing.key", dir + "/ca/issuing.key",
+                             std::filesystem::copy_options::overwrite_existing);
+  auto broken = CertificateAuthority::Load(dir, clock, random);
+  ASSERT_FALSE(broken.ok());  // key and certificate disagree
+
+  // The journal the activation writes first: retired.pem's new content.
+  {
+    std::ofstream journal(next + "/activating");
+    journal << old_issuing;
+  }
+  auto ca = CertificateAuthority::Load(dir, clock, random);
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  EXPECT_FALSE((*ca)->State().staged);
+  EXPECT_EQ((*ca)->State().retired, 1u);
+  EXPECT_FALSE(std::filesystem::exists(next));
+  auto after = (*ca)->IssueDeviceCertificate(req);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(DescribeCert(after->get()).issuer, "CN=next issuing CA");
+  EXPECT_TRUE((*ca)->VerifyIssued(before.get(), clock.Now(), "sslclient").ok());
+  EXPECT_TRUE((*ca)->VerifyIssued(after->get(), clock.Now(), "sslclient").ok());
+  struct stat st;
+  ASSERT_EQ(stat((dir + "/ca/issuing.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
   std::filesystem::remove_all(dir);
   std::filesystem::remove_all(other);
 }
