@@ -1,12 +1,14 @@
 #include "agent/bootstrap_client.h"
 
 #include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/crypto.h>
 
 #include <map>
 #include <mutex>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
 #include "common/duration.h"
 #include "common/grpc_status.h"
 #include "common/kdf.h"
@@ -304,6 +306,21 @@ std::shared_ptr<grpc::Channel> MakeMutualTlsChannel(
   ssl.pem_cert_chain = chain_pem;
   return grpc::CreateCustomChannel(broker.target, grpc::SslCredentials(ssl),
                                    args);
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeDeviceChannel(
+    const BrokerEndpoint& broker, const std::string& dir) {
+  auto ca = ReadFileToString(dir + "/ca.pem", 1 << 20);
+  auto key = ReadFileToString(dir + "/device.key", 1 << 20);
+  auto chain = ReadFileToString(dir + "/chain.pem", 1 << 20);
+  if (!ca.ok() || !key.ok() || !chain.ok()) {
+    if (key.ok()) OPENSSL_cleanse(key->data(), key->size());
+    return absl::FailedPreconditionError(
+        absl::StrCat("no credentials in ", dir, ": bootstrap first"));
+  }
+  auto channel = MakeMutualTlsChannel(broker, *ca, *key, *chain);
+  OPENSSL_cleanse(key->data(), key->size());
+  return channel;
 }
 
 absl::StatusOr<Credentials> RenewCredentials(

@@ -113,6 +113,11 @@ std::shared_ptr<grpc::Channel> MakeMutualTlsChannel(
     const BrokerEndpoint& broker, const std::string& ca_pem,
     const std::string& key_pem, const std::string& chain_pem);
 
+// The same channel from the credentials in `dir` (ca.pem, device.key,
+// chain.pem); FailedPrecondition "no credentials in DIR: bootstrap first".
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeDeviceChannel(
+    const BrokerEndpoint& broker, const std::string& dir);
+
 // Renews over a mutual-TLS channel with a NEW key pair; no SIM involved.
 // Unauthenticated/PermissionDenied: refused (expired, revoked, suspended).
 absl::StatusOr<Credentials> RenewCredentials(

@@ -13,15 +13,9 @@ namespace simprov {
 absl::StatusOr<std::string> FetchRegistrationStatus(
     const BrokerEndpoint& broker, const std::string& dir,
     absl::Duration timeout) {
-  auto ca = ReadFileToString(dir + "/ca.pem", 1 << 20);
-  auto key = ReadFileToString(dir + "/device.key", 1 << 20);
-  auto chain = ReadFileToString(dir + "/chain.pem", 1 << 20);
-  if (!ca.ok() || !key.ok() || !chain.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("no credentials in ", dir, ": bootstrap first"));
-  }
-  auto stub = v1::DeviceRegistry::NewStub(
-      MakeMutualTlsChannel(broker, *ca, *key, *chain));
+  auto channel = MakeDeviceChannel(broker, dir);
+  if (!channel.ok()) return channel.status();
+  auto stub = v1::DeviceRegistry::NewStub(*channel);
   v1::RegistrationStatusResponse resp;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() +

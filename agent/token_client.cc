@@ -14,15 +14,9 @@ absl::StatusOr<DeviceToken> RequestDeviceToken(const BrokerEndpoint& broker,
                                                const std::string& dir,
                                                const TokenRequestSpec& spec,
                                                absl::Duration timeout) {
-  auto ca = ReadFileToString(dir + "/ca.pem", 1 << 20);
-  auto key = ReadFileToString(dir + "/device.key", 1 << 20);
-  auto chain = ReadFileToString(dir + "/chain.pem", 1 << 20);
-  if (!ca.ok() || !key.ok() || !chain.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("no credentials in ", dir, ": bootstrap first"));
-  }
-  auto stub =
-      v1::Tokens::NewStub(MakeMutualTlsChannel(broker, *ca, *key, *chain));
+  auto channel = MakeDeviceChannel(broker, dir);
+  if (!channel.ok()) return channel.status();
+  auto stub = v1::Tokens::NewStub(*channel);
   v1::IssueTokenRequest req;
   for (const std::string& a : spec.audiences) req.add_audience(a);
   for (const std::string& s : spec.scopes) req.add_scope(s);

@@ -14,24 +14,6 @@
 
 namespace simprov {
 
-absl::StatusOr<Bytes> LoadOrCreateKek(const std::string& path, Random& random) {
-  if (!PathExists(path)) {
-    Bytes kek = random.Generate(kKekSize);
-    std::string hex = HexEncode(kek) + "\n";
-    SecureWipe(kek);
-    if (absl::Status s = WriteFileAtomic(path, hex, 0600); !s.ok()) return s;
-    LogInfo("created key-encryption key %s", path);
-  }
-  auto text = ReadFileToString(path, 1024);
-  if (!text.ok()) return text.status();
-  auto kek = HexDecode(std::string(absl::StripAsciiWhitespace(*text)));
-  if (!kek.ok() || kek->size() != kKekSize) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, " does not hold a key-encryption key (64 hex digits)"));
-  }
-  return *kek;
-}
-
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateCa(
     const DataDirPaths& paths, Clock& clock, Random& random,
     const OperatorCaFiles& operator_ca, absl::Duration activate_after) {

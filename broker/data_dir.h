@@ -44,9 +44,6 @@ struct DataDirPaths {
   std::string admin_address() const { return root + "/admin-address"; }
 };
 
-// Loads the KEK, creating it (0600) when absent.
-absl::StatusOr<Bytes> LoadOrCreateKek(const std::string& path, Random& random);
-
 // Loads the CA. In an empty data dir: installs the operator's CA when
 // `operator_ca` names one, else creates a development CA. In a data dir
 // with a CA: an `operator_ca` equal to the active or staged CA changes
