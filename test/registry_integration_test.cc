@@ -310,6 +310,49 @@ TEST_F(RegistryIntegrationTest,
   EXPECT_EQ(Observe(out, own, "after-revoke"), "");
 }
 
+// devices replace: the new SIM's client gets the device's topics (built
+// on #{device_id}), the old SIM's client is deleted.
+TEST_F(RegistryIntegrationTest, ReplacementSimInheritsTheDevicesTopics) {
+  auto broker = StartBroker();
+  ASSERT_NE(broker, nullptr);
+  StartMosquitto(broker->data_dir());
+  TestSim old_sim = RandomSim("001010000005011");
+  TestSim new_sim = RandomSim("001010000005012");
+  broker->Import({old_sim, new_sim});
+  const std::string old_out = dir_ + "/old";
+  ASSERT_EQ(broker->Bootstrap(WriteSoftSim(dir_, old_sim), old_out).exit_code,
+            0);
+  ASSERT_TRUE(
+      WaitFor([&] { return Pending(*broker).empty(); }, absl::Seconds(15)));
+
+  ProcessResult r =
+      broker->Cli({"devices", "replace", old_sim.imsi, new_sim.imsi});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string new_out = dir_ + "/new";
+  r = broker->Bootstrap(WriteSoftSim(dir_, new_sim), new_out,
+                        {"--wait-registered=30s"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(BootstrapJson(new_out)["device_id"], old_sim.imsi);
+  ASSERT_TRUE(
+      WaitFor([&] { return Pending(*broker).empty(); }, absl::Seconds(15)));
+  auto clients = DynsecClients();
+  EXPECT_NE(std::find(clients.begin(), clients.end(), new_sim.imsi),
+            clients.end());
+  EXPECT_EQ(std::find(clients.begin(), clients.end(), old_sim.imsi),
+            clients.end());
+
+  // The new SIM publishes on the device's topic, not on one of its IMSI.
+  const std::string device_topic = "devices/" + old_sim.imsi + "/up";
+  EXPECT_EQ(Observe(new_out, device_topic, "from-new-sim"),
+            device_topic + " from-new-sim\n")
+      << last_publish_.err;
+  EXPECT_EQ(
+      Observe(new_out, "devices/" + new_sim.imsi + "/up", "own-imsi-topic"),
+      "");
+  // The old SIM's credentials no longer get anything through.
+  EXPECT_EQ(Observe(old_out, device_topic, "from-old-sim"), "");
+}
+
 TEST_F(RegistryIntegrationTest, RegistryDownAtProvisioningIsRegisteredLater) {
   auto broker = StartBroker();  // Mosquitto is not running: starts anyway
   ASSERT_NE(broker, nullptr);
