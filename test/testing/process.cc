@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -46,14 +47,17 @@ ProcessResult RunProcess(const std::vector<std::string>& argv,
   pid_t pid;
   auto args = Argv(argv);
   ProcessResult result;
-  if (posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ) !=
-      0) {
-    result.err = "spawn failed: " + argv[0];
-    return result;
-  }
+  const int spawned =
+      posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   close(out_pipe[1]);
   close(err_pipe[1]);
+  if (spawned != 0) {
+    close(out_pipe[0]);
+    close(err_pipe[0]);
+    result.err = "spawn failed: " + argv[0] + ": " + strerror(spawned);
+    return result;
+  }
   const absl::Time deadline = absl::Now() + timeout;
   pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
   int open_fds = 2;
