@@ -21,6 +21,21 @@ std::chrono::system_clock::time_point Deadline() {
   return std::chrono::system_clock::now() + std::chrono::seconds(30);
 }
 
+// Calls the Access service: `call(stub, ctx)` with a 30 s deadline. The
+// exit code: 0, or the failure explained in one line.
+template <typename F>
+int CallAccess(const CliContext& g, F call) {
+  std::string where;
+  auto channel = g.Channel(&where);
+  if (!channel.ok()) return Fail(channel.status());
+  auto stub = v1::Access::NewStub(*channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline());
+  grpc::Status st = call(*stub, ctx);
+  if (!st.ok()) return Fail(Explain(st, where));
+  return kExitOk;
+}
+
 struct IssueArgs {
   std::string role;
   std::string out;
@@ -46,9 +61,6 @@ int IssueCert(const CliContext& g, const IssueArgs& a) {
     return Fail(absl::AlreadyExistsError(
         absl::StrCat(key_path, " already exists (--force replaces it)")));
   }
-  std::string where;
-  auto channel = g.Channel(&where);
-  if (!channel.ok()) return Fail(channel.status());
   // The key is made here and never leaves this machine.
   EvpPkeyPtr key = GenerateP256Key();
   auto pub = PublicKeyToDer(key.get());
@@ -58,12 +70,15 @@ int IssueCert(const CliContext& g, const IssueArgs& a) {
   req.set_name(a.name.empty() ? DefaultName() : a.name);
   req.set_ttl_seconds(absl::ToInt64Seconds(*ttl));
   req.set_public_key_der(std::string(pub->begin(), pub->end()));
-  auto stub = v1::Access::NewStub(*channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline());
   v1::IssueAdminCertificateResponse resp;
-  grpc::Status st = stub->IssueAdminCertificate(&ctx, req, &resp);
-  if (!st.ok()) return Fail(Explain(st, where));
+  if (int rc =
+          CallAccess(g,
+                     [&](v1::Access::Stub& stub, grpc::ClientContext& ctx) {
+                       return stub.IssueAdminCertificate(&ctx, req, &resp);
+                     });
+      rc != kExitOk) {
+    return rc;
+  }
   if (absl::Status s = MakeDirectories(a.out, 0700); !s.ok()) return Fail(s);
   auto key_pem = PrivateKeyToPkcs8Pem(key.get());
   if (!key_pem.ok()) return Fail(key_pem.status());
@@ -80,31 +95,23 @@ int IssueCert(const CliContext& g, const IssueArgs& a) {
 }
 
 int WhoAmI(const CliContext& g) {
-  std::string where;
-  auto channel = g.Channel(&where);
-  if (!channel.ok()) return Fail(channel.status());
-  auto stub = v1::Access::NewStub(*channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline());
   v1::WhoAmIResponse resp;
-  grpc::Status st = stub->WhoAmI(&ctx, v1::WhoAmIRequest(), &resp);
-  if (!st.ok()) return Fail(Explain(st, where));
+  int rc = CallAccess(g, [&](v1::Access::Stub& stub, grpc::ClientContext& ctx) {
+    return stub.WhoAmI(&ctx, v1::WhoAmIRequest(), &resp);
+  });
+  if (rc != kExitOk) return rc;
   std::cout << resp.name() << " " << resp.role() << "\n";
   return kExitOk;
 }
 
 int RevokeCert(const CliContext& g, const std::string& serial) {
-  std::string where;
-  auto channel = g.Channel(&where);
-  if (!channel.ok()) return Fail(channel.status());
-  auto stub = v1::Access::NewStub(*channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline());
   v1::RevokeAdminCertificateRequest req;
   req.set_serial(serial);
   v1::RevokeAdminCertificateResponse resp;
-  grpc::Status st = stub->RevokeAdminCertificate(&ctx, req, &resp);
-  if (!st.ok()) return Fail(Explain(st, where));
+  int rc = CallAccess(g, [&](v1::Access::Stub& stub, grpc::ClientContext& ctx) {
+    return stub.RevokeAdminCertificate(&ctx, req, &resp);
+  });
+  if (rc != kExitOk) return rc;
   std::cout << "admin certificate " << resp.serial()
             << (resp.already_revoked() ? " was already revoked"
                                        : " revoked: it is refused from now on")
@@ -127,17 +134,12 @@ void PrintCaState(const v1::CaStateResponse& r) {
 }
 
 int CaStatus(const CliContext& g, bool activate) {
-  std::string where;
-  auto channel = g.Channel(&where);
-  if (!channel.ok()) return Fail(channel.status());
-  auto stub = v1::Access::NewStub(*channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline());
   v1::CaStateResponse resp;
-  grpc::Status st =
-      activate ? stub->ActivateCa(&ctx, v1::ActivateCaRequest(), &resp)
-               : stub->GetCaState(&ctx, v1::GetCaStateRequest(), &resp);
-  if (!st.ok()) return Fail(Explain(st, where));
+  int rc = CallAccess(g, [&](v1::Access::Stub& stub, grpc::ClientContext& ctx) {
+    return activate ? stub.ActivateCa(&ctx, v1::ActivateCaRequest(), &resp)
+                    : stub.GetCaState(&ctx, v1::GetCaStateRequest(), &resp);
+  });
+  if (rc != kExitOk) return rc;
   PrintCaState(resp);
   return kExitOk;
 }
