@@ -863,15 +863,22 @@ absl::Status FinishActivation(const std::string& dir) {
   const std::string next = ca_dir + "/next";
   const std::string journal = next + "/activating";
   if (!PathExists(journal)) return absl::OkStatus();
+  // The clean-up below starts with root.pem: if it (or the key or the
+  // certificate) is gone, every write was done and only clean-up is left.
+  const bool writes_left = PathExists(next + "/root.pem") &&
+                           PathExists(next + "/issuing.key") &&
+                           PathExists(next + "/issuing.pem");
   auto retired = ReadFileToString(journal, kMaxFileBytes);
   if (!retired.ok()) return retired.status();
   std::vector<PendingFile> files = {{ca_dir + "/retired.pem", *retired, 0644}};
-  for (const auto& [from, to, mode] :
-       std::vector<std::tuple<std::string, std::string, mode_t>>{
-           {next + "/issuing.key", ca_dir + "/issuing.key", 0600},
-           {next + "/issuing.pem", ca_dir + "/issuing.pem", 0644},
-           {next + "/chain.pem", ca_dir + "/chain.pem", 0644},
-           {next + "/root.pem", dir + "/ca.pem", 0644}}) {
+  std::vector<std::tuple<std::string, std::string, mode_t>> copies;
+  if (writes_left) {
+    copies = {{next + "/issuing.key", ca_dir + "/issuing.key", 0600},
+              {next + "/issuing.pem", ca_dir + "/issuing.pem", 0644},
+              {next + "/chain.pem", ca_dir + "/chain.pem", 0644},
+              {next + "/root.pem", dir + "/ca.pem", 0644}};
+  }
+  for (const auto& [from, to, mode] : copies) {
     auto data = ReadFileToString(from, kMaxFileBytes);
     // A chain.pem-less staging (issuing CA signed by the root): the chain
     // is the issuing CA alone.
@@ -881,9 +888,11 @@ absl::Status FinishActivation(const std::string& dir) {
     if (!data.ok()) return data.status();
     files.push_back({to, *std::move(data), mode});
   }
-  if (absl::Status s = WriteAll(files); !s.ok()) return s;
+  if (writes_left) {
+    if (absl::Status s = WriteAll(files); !s.ok()) return s;
+  }
   for (PendingFile& f : files) OPENSSL_cleanse(f.data.data(), f.data.size());
-  // The journal goes last: until then, a crash redoes everything.
+  // Clean-up, root.pem first (see writes_left); the journal goes last.
   for (const char* f :
        {"root.pem", "activate-at", "issuing.key", "issuing.pem", "chain.pem"}) {
     ::unlink((next + "/" + f).c_str());

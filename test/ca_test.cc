@@ -19,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/atomic_file.h"
 #include "common/bytes.h"
 #include "common/clock.h"
 #include "common/openssl_ptr.h"
@@ -732,6 +733,49 @@ TEST(CaRolloverTest, ActivationInterruptedByACrashIsFinishedAtTheNextLoad) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   std::filesystem::remove_all(dir);
   std::filesystem::remove_all(other);
+}
+
+// A crash during the clean-up after the writes: next/ has lost root.pem
+// but still holds the key and the journal. The next Load only cleans up.
+TEST(CaRolloverTest, ActivationInterruptedDuringCleanUpIsFinishedToo) {
+  const std::string dir =
+      ::testing::TempDir() + "/ca-cleanup-" + std::to_string(::getpid());
+  const std::string other = dir + "-next";
+  FakeClock clock(absl::FromUnixSeconds(1800000000));
+  DeterministicRandom random(9);
+  ASSERT_NO_FATAL_FAILURE(
+      MakeDirWithStagedCa(dir, other, clock, random, clock.Now()));
+  const std::string next = dir + "/ca/next";
+  const std::string saved = dir + "-saved-next";
+  std::filesystem::remove_all(saved);
+  std::filesystem::copy(next, saved);
+  {
+    auto ca = CertificateAuthority::Load(dir, clock, random);
+    ASSERT_TRUE(ca.ok()) << ca.status();
+    ASSERT_TRUE(*(*ca)->MaybeActivateStaged(true));
+  }
+  ASSERT_FALSE(std::filesystem::exists(next));
+  const std::string retired =
+      ReadFileToString(dir + "/ca/retired.pem", 1 << 20).value_or("");
+  ASSERT_FALSE(retired.empty());
+  // Put back what a crash after unlinking root.pem would have left.
+  std::filesystem::copy(saved, next);
+  std::filesystem::remove(next + "/root.pem");
+  {
+    std::ofstream journal(next + "/activating");
+    journal << "not read: every write was done";
+  }
+  auto ca = CertificateAuthority::Load(dir, clock, random);
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  EXPECT_FALSE((*ca)->State().staged);
+  EXPECT_EQ((*ca)->State().retired, 1u);
+  EXPECT_EQ(DescribeCert((*ca)->issuing_cert()).subject, "CN=next issuing CA");
+  EXPECT_FALSE(std::filesystem::exists(next));
+  EXPECT_EQ(ReadFileToString(dir + "/ca/retired.pem", 1 << 20).value_or(""),
+            retired);
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(other);
+  std::filesystem::remove_all(saved);
 }
 
 }  // namespace
