@@ -9,7 +9,6 @@
 #include <winscard.h>
 
 #include <cerrno>
-#include <cstdint>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -198,14 +197,12 @@ VpcdCard::~VpcdCard() {
 
 void VpcdCard::Run() {
   while (!stop_) {
-    uint8_t len_buf[2];
-    const size_t len = ReadFull(fd_, len_buf, 2, stop_)
-                           ? static_cast<size_t>(len_buf[0] << 8 | len_buf[1])
-                           : SIZE_MAX;
-    Bytes payload(len == SIZE_MAX ? 0 : len);
-    if (len == SIZE_MAX ||
-        (len > 0 && !ReadFull(fd_, payload.data(), len, stop_))) {
-      if (!stop_) dropped_ = true;
+    uint8_t len_buf[2] = {0, 0};
+    const bool header = ReadFull(fd_, len_buf, 2, stop_);
+    const size_t len = static_cast<size_t>(len_buf[0] << 8 | len_buf[1]);
+    Bytes payload(len);
+    if (!header || (len > 0 && !ReadFull(fd_, payload.data(), len, stop_))) {
+      if (!stop_) dropped_ = true;  // vpcd closed the connection
       return;
     }
     if (len == 1) {
