@@ -480,7 +480,7 @@ absl::StatusOr<CertificateRecord> Bootstrapper::Issue(
     hook_ctx.subscriber = &sub;
     hook_ctx.policy = policy.get();
     hook_ctx.values = values;
-    hook_ctx.public_key_pem = PublicKeyPem(csr->public_key.get());
+    hook_ctx.public_key = csr->public_key.get();
     auto decision = options_.issuance->BeforeSigning(hook_ctx);
     if (!decision.ok()) {
       return Refuse(action, imsi, decision.status(),

@@ -81,7 +81,8 @@ absl::StatusOr<std::string> IssueHook::Call(const IssuanceContext& c) {
   event["imei"] = c.values.imei;
   event["iccid"] = c.values.iccid;
   event["group"] = c.values.group;
-  event["public_key_pem"] = c.public_key_pem;
+  event["public_key_pem"] =
+      c.public_key != nullptr ? PublicKeyPem(c.public_key) : "";
   const std::string body = event.dump();
   const std::string timestamp = absl::StrCat(absl::ToUnixSeconds(clock_.Now()));
 

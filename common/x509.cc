@@ -14,10 +14,12 @@
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -386,8 +388,79 @@ EvpPkeyPtr GenerateP256Key() {
   return EvpPkeyPtr(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
 }
 
+namespace {
+
+// PKCS#8 PrivateKeyInfo (RFC 5208) of a P-256 key holding RFC 5915's
+// ECPrivateKey without parameters and with the public key: the bytes
+// OpenSSL's encoder writes (x509_test compares them), without OpenSSL 3.0's
+// encoder look-up (~0.1 ms per key, a tenth of a bootstrap's agent CPU).
+constexpr uint8_t kP256Pkcs8Head[] = {
+    0x30, 0x81, 0x87,                                      // PrivateKeyInfo
+    0x02, 0x01, 0x00,                                      // version 0
+    0x30, 0x13,                                            // algorithm
+    0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,  // id-ecPublicKey
+    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,  // P-256
+    0x04, 0x6d,                                                  // privateKey
+    0x30, 0x6b,                                                  // ECPrivateKey
+    0x02, 0x01, 0x01,                                            // version 1
+    0x04, 0x20};  // privateKey: 32 bytes follow
+constexpr uint8_t kP256Pkcs8PubHead[] = {0xa1, 0x44,         // [1] publicKey
+                                         0x03, 0x42, 0x00};  // 65 bytes follow
+constexpr size_t kP256Pkcs8Size =
+    sizeof kP256Pkcs8Head + 32 + sizeof kP256Pkcs8PubHead + 65;
+
+// False when `key` is not a P-256 private key with an uncompressed point
+// (the caller then takes OpenSSL's encoder).
+bool P256Pkcs8Pem(EVP_PKEY* key, std::string* pem) {
+  char group[32];
+  size_t group_len = 0;
+  if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC ||
+      EVP_PKEY_get_group_name(key, group, sizeof group, &group_len) != 1 ||
+      std::string_view(group, group_len) != "prime256v1") {
+    ERR_clear_error();
+    return false;
+  }
+  uint8_t der[kP256Pkcs8Size];
+  uint8_t* priv = der + sizeof kP256Pkcs8Head;
+  uint8_t* point = priv + 32 + sizeof kP256Pkcs8PubHead;
+  BIGNUM* d = nullptr;
+  size_t point_len = 0;
+  const bool got =
+      EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1 &&
+      BN_bn2binpad(d, priv, 32) == 32 &&
+      EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+                                      point, 65, &point_len) == 1 &&
+      point_len == 65 && point[0] == 0x04;
+  BN_clear_free(d);
+  ERR_clear_error();
+  if (!got) {
+    OPENSSL_cleanse(der, sizeof der);
+    return false;
+  }
+  std::memcpy(der, kP256Pkcs8Head, sizeof kP256Pkcs8Head);
+  std::memcpy(priv + 32, kP256Pkcs8PubHead, sizeof kP256Pkcs8PubHead);
+  // PEM (RFC 7468): base64 in lines of 64 characters.
+  uint8_t b64[((kP256Pkcs8Size + 2) / 3) * 4 + 1];
+  const int b64_len = EVP_EncodeBlock(b64, der, sizeof der);
+  OPENSSL_cleanse(der, sizeof der);
+  std::string out = "-----BEGIN PRIVATE KEY-----\n";
+  out.reserve(out.size() + b64_len + b64_len / 64 + 1 + 26);
+  for (int i = 0; i < b64_len; i += 64) {
+    out.append(reinterpret_cast<const char*>(b64) + i,
+               std::min(64, b64_len - i));
+    out.push_back('\n');
+  }
+  OPENSSL_cleanse(b64, sizeof b64);
+  out += "-----END PRIVATE KEY-----\n";
+  *pem = std::move(out);
+  return true;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> PrivateKeyToPkcs8Pem(EVP_PKEY* key) {
   if (key == nullptr) return absl::InvalidArgumentError("null private key");
+  if (std::string pem; P256Pkcs8Pem(key, &pem)) return pem;
   // Secure-heap BIO: its buffer is cleansed when freed.
   BioPtr bio(BIO_new(BIO_s_secmem()));
   if (bio == nullptr) return absl::InternalError("BIO_new failed");

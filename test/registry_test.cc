@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "broker/aws_sigv4.h"
@@ -19,6 +20,7 @@
 #include "broker/registry_outbox.h"
 #include "broker/sqlite_store.h"
 #include "common/transcript.h"
+#include "common/x509.h"
 #include "test/testing/process.h"
 
 namespace simprov {
@@ -610,7 +612,8 @@ IssuanceContext HookContext() {
   c.values.imsi = "001010000000001";
   c.values.imei = "490154203237518";
   c.values.group = "cams";
-  c.public_key_pem = "-----BEGIN PUBLIC KEY-----\n...\n";
+  static EVP_PKEY* const key = GenerateP256Key().release();
+  c.public_key = key;
   return c;
 }
 
@@ -639,7 +642,9 @@ TEST(IssueHook, SignsTheEventAndPassesRegistryDetails) {
     nlohmann::json e = nlohmann::json::parse(req.body);
     if (e["imsi"] != "001010000000001" || e["imei"] != "490154203237518" ||
         e["group"] != "cams" || e["device_id"] != "dev-1" ||
-        e["public_key_pem"].get<std::string>().empty()) {
+        e["public_key_pem"] != PublicKeyPem(HookContext().public_key) ||
+        !absl::StartsWith(e["public_key_pem"].get<std::string>(),
+                          "-----BEGIN PUBLIC KEY-----\n")) {
       res.status = 400;
       return;
     }

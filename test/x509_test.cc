@@ -97,6 +97,39 @@ TEST(KeyTest, Pkcs8PemRoundTrip) {
   EXPECT_FALSE(SamePublicKey(key.get(), ed.get()));
 }
 
+// The P-256 encoder writes exactly what OpenSSL's does; other keys still
+// take OpenSSL's.
+TEST(KeyTest, Pkcs8PemOfP256IsOpenSslsEncoding) {
+  auto openssl_pem = [](EVP_PKEY* key) {
+    BioPtr bio(BIO_new(BIO_s_mem()));
+    EXPECT_EQ(PEM_write_bio_PKCS8PrivateKey(bio.get(), key, nullptr, nullptr, 0,
+                                            nullptr, nullptr),
+              1);
+    char* data = nullptr;
+    long len = BIO_get_mem_data(bio.get(), &data);
+    return std::string(data, static_cast<size_t>(len));
+  };
+  for (int i = 0; i < 200; ++i) {  // private scalars with leading zeros too
+    EvpPkeyPtr key = GenerateP256Key();
+    absl::StatusOr<std::string> pem = PrivateKeyToPkcs8Pem(key.get());
+    ASSERT_TRUE(pem.ok()) << pem.status();
+    ASSERT_EQ(*pem, openssl_pem(key.get()));
+  }
+  for (const char* type : {"ED25519", "X25519"}) {
+    EvpPkeyPtr key = GenerateKey(type, nullptr);
+    absl::StatusOr<std::string> pem = PrivateKeyToPkcs8Pem(key.get());
+    ASSERT_TRUE(pem.ok()) << type;
+    EXPECT_EQ(*pem, openssl_pem(key.get())) << type;
+  }
+  EvpPkeyPtr p384(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384"));
+  absl::StatusOr<std::string> pem = PrivateKeyToPkcs8Pem(p384.get());
+  ASSERT_TRUE(pem.ok());
+  EXPECT_EQ(*pem, openssl_pem(p384.get()));
+  absl::StatusOr<EvpPkeyPtr> back = PrivateKeyFromPem(*pem);
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(SamePublicKey(p384.get(), back->get()));
+}
+
 TEST(KeyTest, PublicKeyDerIsSubjectPublicKeyInfo) {
   EvpPkeyPtr key = GenerateP256Key();
   absl::StatusOr<Bytes> der = PublicKeyToDer(key.get());
