@@ -256,12 +256,6 @@ absl::StatusOr<Credentials> VerifyIssued(EVP_PKEY* key,
   if (chain.empty() || anchors_der.empty()) {
     return absl::UnauthenticatedError("broker answer has no chain or anchor");
   }
-  auto leaf = CertFromDer(chain[0]);
-  if (!leaf.ok()) return absl::UnauthenticatedError("leaf does not parse");
-  if (!SamePublicKey(X509_get0_pubkey(leaf->get()), key)) {
-    return absl::UnauthenticatedError(
-        "certificate is not for the key this device generated");
-  }
   std::vector<X509Ptr> intermediates, anchors;
   for (size_t i = 1; i < chain.size(); ++i) {
     auto c = CaCertFromDer(chain[i]);
@@ -276,21 +270,38 @@ absl::StatusOr<Credentials> VerifyIssued(EVP_PKEY* key,
   std::vector<X509*> inter_ptrs, anchor_ptrs;
   for (auto& c : intermediates) inter_ptrs.push_back(c.get());
   for (auto& c : anchors) anchor_ptrs.push_back(c.get());
-  if (absl::Status s = VerifyChain(leaf->get(), inter_ptrs, anchor_ptrs,
-                                   server_time, "sslclient");
-      !s.ok()) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("certificate chain does not verify: ", s.message()));
-  }
+
   Credentials out;
+  std::optional<CertInfo> fast;
+  if (intermediates.size() == 1) {
+    fast = VerifyP256LeafFast(chain[0], key, inter_ptrs[0], anchor_ptrs,
+                              server_time);
+  }
+  if (fast.has_value()) {
+    out.cert_pem = CertDerToPem(chain[0]);
+    out.leaf = *std::move(fast);
+  } else {
+    auto leaf = CertFromDer(chain[0]);
+    if (!leaf.ok()) return absl::UnauthenticatedError("leaf does not parse");
+    if (!SamePublicKey(X509_get0_pubkey(leaf->get()), key)) {
+      return absl::UnauthenticatedError(
+          "certificate is not for the key this device generated");
+    }
+    if (absl::Status s = VerifyChain(leaf->get(), inter_ptrs, anchor_ptrs,
+                                     server_time, "sslclient");
+        !s.ok()) {
+      return absl::UnauthenticatedError(
+          absl::StrCat("certificate chain does not verify: ", s.message()));
+    }
+    out.cert_pem = CertToPem(leaf->get());
+    out.leaf = DescribeCert(leaf->get());
+  }
   auto key_pem = PrivateKeyToPkcs8Pem(key);
   if (!key_pem.ok()) return key_pem.status();
   out.key_pem = std::move(*key_pem);
-  out.cert_pem = CertToPem(leaf->get());
   out.chain_pem = out.cert_pem;
   for (auto& c : intermediates) out.chain_pem += CertToPem(c.get());
   for (auto& c : anchors) out.ca_pem += CertToPem(c.get());
-  out.leaf = DescribeCert(leaf->get());
   out.server_time = server_time;
   return out;
 }

@@ -11,6 +11,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -287,6 +289,129 @@ TEST_F(CaTest, ChainVerifiesForClientNotServer) {
                            {ca_->root_cert()}, kStart + absl::Hours(25),
                            "sslclient")
                    .ok());
+}
+
+// The agent's fast check of its new certificate (VerifyP256LeafFast) says
+// yes only where CertFromDer + SamePublicKey + VerifyChain("sslclient") say
+// yes, with the same description.
+bool GeneralPathAccepts(const Bytes& der, EVP_PKEY* key, X509* issuer,
+                        X509* anchor, absl::Time at, CertInfo* info) {
+  absl::StatusOr<X509Ptr> leaf = CertFromDer(der);
+  if (!leaf.ok() || !SamePublicKey(X509_get0_pubkey(leaf->get()), key) ||
+      !VerifyChain(leaf->get(), {issuer}, {anchor}, at, "sslclient").ok()) {
+    return false;
+  }
+  *info = DescribeCert(leaf->get());
+  return true;
+}
+
+void ExpectSameInfo(const CertInfo& a, const CertInfo& b) {
+  EXPECT_EQ(a.subject, b.subject);
+  EXPECT_EQ(a.issuer, b.issuer);
+  EXPECT_EQ(a.serial_hex, b.serial_hex);
+  EXPECT_EQ(a.not_before, b.not_before);
+  EXPECT_EQ(a.not_after, b.not_after);
+  EXPECT_EQ(a.dns_sans, b.dns_sans);
+  EXPECT_EQ(a.ip_sans, b.ip_sans);
+  EXPECT_EQ(a.uri_sans, b.uri_sans);
+  EXPECT_EQ(a.is_ca, b.is_ca);
+}
+
+TEST_F(CaTest, AgentFastLeafCheckAgreesWithOpenSsl) {
+  DeviceCertRequest request =
+      Request(device_key_.get(), kImsi, kDeviceUri, absl::Hours(24));
+  request.dns_names = {"cam-1.devices.example"};
+  request.uris = {"spiffe://example/device/cam-1"};
+  request.crl_url = "http://crl.example/simprov.crl";
+  absl::StatusOr<IssuedCertificate> issued = ca_->IssueDevice(request);
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  const Bytes& der = issued->der;
+  X509* issuer = ca_->issuing_cert();
+  X509* root = ca_->root_cert();
+  const absl::Time now = clock_.Now();
+
+  std::optional<CertInfo> fast =
+      VerifyP256LeafFast(der, device_key_.get(), issuer, {root}, now);
+  ASSERT_TRUE(fast.has_value());
+  CertInfo general;
+  ASSERT_TRUE(
+      GeneralPathAccepts(der, device_key_.get(), issuer, root, now, &general));
+  ExpectSameInfo(*fast, general);
+  EXPECT_EQ(fast->uri_sans, (std::vector<std::string>{
+                                kDeviceUri, "spiffe://example/device/cam-1"}));
+  EXPECT_EQ(CertDerToPem(der), CertToPem(CertFromDer(der)->get()));
+
+  // Each of these fails both ways.
+  EvpPkeyPtr other_key = GenerateP256Key();
+  EXPECT_FALSE(VerifyP256LeafFast(der, other_key.get(), issuer, {root}, now));
+  EXPECT_FALSE(VerifyP256LeafFast(der, device_key_.get(), issuer, {root},
+                                  issued->info.not_before - absl::Seconds(1)));
+  EXPECT_FALSE(VerifyP256LeafFast(der, device_key_.get(), issuer, {root},
+                                  issued->info.not_after + absl::Seconds(1)));
+  // Another CA of the same name (a fresh development CA has the same
+  // subjects): neither its issuing CA nor its root will do.
+  FakeClock clock2{kStart};
+  DeterministicRandom random2{7};
+  auto other = CertificateAuthority::CreateDevelopment(root_dir_ + "/other",
+                                                       clock2, random2);
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_FALSE(VerifyP256LeafFast(der, device_key_.get(),
+                                  (*other)->issuing_cert(), {root}, now));
+  EXPECT_FALSE(VerifyP256LeafFast(der, device_key_.get(), issuer,
+                                  {(*other)->root_cert()}, now));
+  EXPECT_FALSE(GeneralPathAccepts(der, device_key_.get(), issuer,
+                                  (*other)->root_cert(), now, &general));
+  // A server certificate for the same key is not a client certificate.
+  absl::StatusOr<X509Ptr> server = ca_->IssueServerCertificate(
+      device_key_.get(), {"cam-1.example"}, {}, absl::Hours(1));
+  ASSERT_TRUE(server.ok());
+  const Bytes server_der = CertToDer(server->get());
+  EXPECT_FALSE(
+      VerifyP256LeafFast(server_der, device_key_.get(), issuer, {root}, now));
+  EXPECT_FALSE(GeneralPathAccepts(server_der, device_key_.get(), issuer, root,
+                                  now, &general));
+  // Other key types take the general path.
+  EvpPkeyPtr p384(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384"));
+  absl::StatusOr<IssuedCertificate> p384_cert =
+      ca_->IssueDevice(Request(p384.get(), kImsi, kDeviceUri, absl::Hours(1)));
+  ASSERT_TRUE(p384_cert.ok());
+  EXPECT_FALSE(
+      VerifyP256LeafFast(p384_cert->der, p384.get(), issuer, {root}, now));
+  EXPECT_TRUE(GeneralPathAccepts(p384_cert->der, p384.get(), issuer, root, now,
+                                 &general));
+
+  // Mutated certificates: whatever the fast check accepts, OpenSSL accepts.
+  std::mt19937 rng(20261129);
+  int fast_accepted = 0;
+  for (int i = 0; i < 3000; ++i) {
+    Bytes m = der;
+    switch (i % 4) {
+      case 0:
+        m[rng() % m.size()] ^= static_cast<uint8_t>(1u << (rng() % 8));
+        break;
+      case 1:
+        m[rng() % m.size()] = static_cast<uint8_t>(rng());
+        break;
+      case 2:
+        m.resize(rng() % m.size());
+        break;
+      case 3:
+        m.insert(m.begin() + static_cast<long>(rng() % (m.size() + 1)),
+                 static_cast<uint8_t>(rng()));
+        break;
+    }
+    if (m == der) continue;
+    std::optional<CertInfo> f =
+        VerifyP256LeafFast(m, device_key_.get(), issuer, {root}, now);
+    if (!f.has_value()) continue;
+    ++fast_accepted;
+    CertInfo g;
+    ASSERT_TRUE(GeneralPathAccepts(m, device_key_.get(), issuer, root, now, &g))
+        << "mutation " << i << ": " << HexEncode(m);
+    ExpectSameInfo(*f, g);
+  }
+  // The signature covers every byte the check reads.
+  EXPECT_EQ(fast_accepted, 0);
 }
 
 TEST_F(CaTest, OtherDeviceKeyTypes) {
