@@ -37,6 +37,8 @@ std::shared_ptr<TokenKey> MakeKey(jose::PkeyPtr pkey) {
   nlohmann::json header = {{"alg", k->alg}, {"kid", k->kid}, {"typ", "at+jwt"}};
   k->header_b64 = jose::Base64UrlEncode(header.dump());
   k->pkey = std::shared_ptr<EVP_PKEY>(pkey.release(), EVP_PKEY_free);
+  if (k->alg == jose::kAlgEs256)
+    k->es256 = std::make_shared<Es256Signer>(k->pkey);
   return k;
 }
 
@@ -53,12 +55,56 @@ absl::StatusOr<std::string> PrivatePem(EVP_PKEY* key) {
 
 }  // namespace
 
+Es256Signer::~Es256Signer() {
+  for (EVP_PKEY_CTX* ctx : idle_) EVP_PKEY_CTX_free(ctx);
+}
+
+std::string Es256Signer::Sign(std::string_view input) {
+  // SHA-256 fetched once (EVP_sha256() is fetched again at every use).
+  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  unsigned char digest[32];
+  unsigned int digest_len = 0;
+  if (sha256 == nullptr ||
+      EVP_Digest(input.data(), input.size(), digest, &digest_len, sha256,
+                 nullptr) != 1 ||
+      digest_len != sizeof digest) {
+    return "";
+  }
+  EVP_PKEY_CTX* ctx = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!idle_.empty()) {
+      ctx = idle_.back();
+      idle_.pop_back();
+    }
+  }
+  if (ctx == nullptr) {
+    ctx = EVP_PKEY_CTX_new_from_pkey(nullptr, key_.get(), nullptr);
+    if (ctx == nullptr || EVP_PKEY_sign_init(ctx) != 1) {
+      EVP_PKEY_CTX_free(ctx);
+      return "";
+    }
+  }
+  unsigned char der[80];
+  size_t der_len = sizeof der;
+  const bool ok = EVP_PKEY_sign(ctx, der, &der_len, digest, sizeof digest) == 1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    idle_.push_back(ctx);
+  }
+  std::string raw;
+  if (!ok || !jose::EcdsaDerToRaw(der, der_len, &raw)) return "";
+  return raw;
+}
+
 std::string SignTokenClaims(const TokenKey& key,
                             const std::string& claims_json) {
   std::string input = key.header_b64;
   input += '.';
   input += jose::Base64UrlEncode(claims_json);
-  const std::string sig = jose::Sign(key.pkey.get(), input);
+  const std::string sig = key.es256 != nullptr
+                              ? key.es256->Sign(input)
+                              : jose::Sign(key.pkey.get(), input);
   if (sig.empty()) return "";
   input += '.';
   input += jose::Base64UrlEncode(sig);

@@ -805,10 +805,15 @@ CertInfo DescribeCert(X509* cert) {
   if (cert == nullptr) return CertInfo();
   GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(
       X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
+  // basicConstraints read directly: X509_get_extension_flags would decode
+  // every extension and hash the certificate (~10 us on a new one).
+  std::unique_ptr<BASIC_CONSTRAINTS, OpenSslDeleter<BASIC_CONSTRAINTS_free>> bc(
+      static_cast<BASIC_CONSTRAINTS*>(
+          X509_get_ext_d2i(cert, NID_basic_constraints, nullptr, nullptr)));
   return DescribeParts(X509_get_subject_name(cert), X509_get_issuer_name(cert),
                        X509_get0_serialNumber(cert), X509_get0_notBefore(cert),
                        X509_get0_notAfter(cert), names.get(),
-                       (X509_get_extension_flags(cert) & EXFLAG_CA) != 0);
+                       bc != nullptr && bc->ca != 0);
 }
 
 // ---- The agent's fast check of its new certificate ------------------------

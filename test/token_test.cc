@@ -5,6 +5,9 @@
 #include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -92,6 +95,47 @@ TEST_F(TokenTest, ValidTokenVerifies) {
   EXPECT_EQ(r.token.kid, key_->kid);
   EXPECT_EQ(r.token.alg, "ES256");
   EXPECT_EQ(r.token.expires_at, kNow + 600);
+}
+
+// The broker's signer reuses prepared signing contexts: concurrent
+// signatures all verify, and each is fresh (ECDSA's random nonce).
+TEST_F(TokenTest, PreparedEs256SignerFromManyThreads) {
+  ASSERT_NE(key_->es256, nullptr);
+  const std::string claims = Claims().dump();
+  std::vector<std::vector<std::string>> tokens(8);
+  std::vector<std::thread> threads;
+  for (auto& mine : tokens) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100; ++i) {
+        mine.push_back(SignTokenClaims(*key_, claims));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> distinct;
+  for (const auto& mine : tokens) {
+    for (const std::string& token : mine) {
+      TokenVerifyResult r = verifier_->Verify(token);
+      ASSERT_TRUE(r.valid) << r.error;
+      EXPECT_EQ(r.token.subject, "dev-1");
+      distinct.insert(token);
+    }
+  }
+  EXPECT_EQ(distinct.size(), 800u);
+  // A signature by another key does not pass for this one.
+  auto other = GenerateTokenKey("ES256");
+  ASSERT_TRUE(other.ok());
+  Es256Signer wrong(std::shared_ptr<EVP_PKEY>(other->release(), EVP_PKEY_free));
+  const std::string input = absl::StrCat(jose::Base64UrlEncode(Header().dump()),
+                                         ".", jose::Base64UrlEncode(claims));
+  const std::string forged =
+      absl::StrCat(input, ".", jose::Base64UrlEncode(wrong.Sign(input)));
+  EXPECT_FALSE(verifier_->Verify(forged).valid);
+  EXPECT_TRUE(
+      verifier_
+          ->Verify(absl::StrCat(
+              input, ".", jose::Base64UrlEncode(key_->es256->Sign(input))))
+          .valid);
 }
 
 TEST_F(TokenTest, AudienceArrayMatchesExactly) {
