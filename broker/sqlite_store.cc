@@ -460,18 +460,41 @@ absl::StatusOr<std::unique_ptr<SubscriberImport>> SqliteStore::BeginImport() {
       new SqliteImport(std::move(*db), clock_));
 }
 
+SqliteStore::ReaderLease::~ReaderLease() {
+  if (conn_ == nullptr) return;
+  std::lock_guard<std::mutex> lock(store_->pool_mu_);
+  if (store_->idle_readers_.size() < kMaxIdleReaders) {
+    store_->idle_readers_.push_back(std::move(conn_));
+  }
+}
+
+absl::StatusOr<SqliteStore::ReaderLease> SqliteStore::LeaseReader() {
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    if (!idle_readers_.empty()) {
+      ReaderLease lease(this, std::move(idle_readers_.back()));
+      idle_readers_.pop_back();
+      return lease;
+    }
+  }
+  auto conn = SqliteConnection::Open(path_);
+  if (!conn.ok()) return conn.status();
+  return ReaderLease(this, std::move(*conn));
+}
+
 absl::StatusOr<SubscriberRecord> SqliteStore::GetSubscriber(
     const std::string& imsi) {
-  std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare(absl::StrCat("SELECT ", kSubscriberColumns,
-                                          " FROM subscribers WHERE imsi = ?"));
+  auto reader = LeaseReader();
+  if (!reader.ok()) return reader.status();
+  auto st = (*reader)->Prepare(absl::StrCat(
+      "SELECT ", kSubscriberColumns, " FROM subscribers WHERE imsi = ?"));
   if (!st.ok()) return st.status();
   (*st)->Bind(1, imsi);
   int rc = (*st)->Step();
   if (rc == SQLITE_DONE) {
     return absl::NotFoundError(absl::StrCat("no subscriber with IMSI ", imsi));
   }
-  if (rc != SQLITE_ROW) return reader_->Error(rc, "get subscriber");
+  if (rc != SQLITE_ROW) return (*reader)->Error(rc, "get subscriber");
   return ReadSubscriber(*st);
 }
 

@@ -165,6 +165,28 @@ class SqliteStore : public Store {
   std::mutex read_mu_;
   std::unique_ptr<SqliteConnection> reader_;  // guarded by read_mu_
 
+  // Readers for the hot per-request reads (bootstrap's subscriber, token
+  // issuance's certificate and subscriber): one per concurrent caller,
+  // opened on demand and kept, so concurrent requests do not queue behind
+  // reader_'s mutex. SQLite connections are not shared between threads.
+  // A pooled reader, returned to the pool when the lease ends.
+  class ReaderLease {
+   public:
+    ReaderLease(SqliteStore* store, std::unique_ptr<SqliteConnection> conn)
+        : store_(store), conn_(std::move(conn)) {}
+    ReaderLease(ReaderLease&&) = default;
+    ~ReaderLease();
+    SqliteConnection* operator->() { return conn_.get(); }
+
+   private:
+    static constexpr size_t kMaxIdleReaders = 32;
+    SqliteStore* store_;
+    std::unique_ptr<SqliteConnection> conn_;
+  };
+  absl::StatusOr<ReaderLease> LeaseReader();
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<SqliteConnection>> idle_readers_;  // pool_mu_
+
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::deque<PendingWrite*> queue_;  // guarded by queue_mu_

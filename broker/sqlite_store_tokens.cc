@@ -113,8 +113,9 @@ absl::Status SqliteStore::PruneTokenRevocations(absl::Time before) {
 
 absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubject(
     const std::string& serial) {
-  std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare(
+  auto reader = LeaseReader();
+  if (!reader.ok()) return reader.status();
+  auto st = (*reader)->Prepare(
       "SELECT c.status, s.imsi, s.device_id, c.device_id, s.group_name, "
       "s.iccid, s.status, s.imei FROM certificates c JOIN subscribers s ON "
       "s.imsi = c.imsi WHERE c.serial = ?");
@@ -124,7 +125,7 @@ absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubject(
   if (rc == SQLITE_DONE) {
     return absl::NotFoundError(absl::StrCat("no certificate ", serial));
   }
-  if (rc != SQLITE_ROW) return reader_->Error(rc, "token subject");
+  if (rc != SQLITE_ROW) return (*reader)->Error(rc, "token subject");
   TokenSubject t;
   t.cert_status = (*st)->Text(0);
   t.imsi = (*st)->Text(1);

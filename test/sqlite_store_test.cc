@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -307,6 +308,37 @@ TEST_F(SqliteStoreTest, AdvanceSqnFollowsNextSqn) {
   EXPECT_EQ(r->sqn.seq_he, expected.seq_he);
   EXPECT_EQ(r->sqn.next_ind, expected.next_ind);
   EXPECT_EQ(r->last_sqn, MakeSqn(70, 69 % 32));
+}
+
+// Reads run on pooled connections, one per concurrent caller: each sees
+// every write committed before it started.
+TEST_F(SqliteStoreTest, PooledReadersSeeCommittedWritesFromManyThreads) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  Import(*store, 1, 16);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        const std::string imsi = Imsi(1 + 2 * t + i % 2);  // this thread's
+        auto m = store->AdvanceSqn(imsi);
+        auto r = store->GetSubscriber(imsi);
+        if (!m.ok() || !r.ok() || r->last_sqn != m->sqn || r->imsi != imsi) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  for (int n = 1; n <= 16; ++n) {
+    auto r = store->GetSubscriber(Imsi(n));
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(SeqOf(r->last_sqn), 20u) << n;  // 40 advances over 2 IMSIs
+  }
+  EXPECT_EQ(store->GetSubscriber(Imsi(17)).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(SqliteStoreTest, AdvanceSqnStartsFromImportedState) {
