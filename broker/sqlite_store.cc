@@ -479,6 +479,11 @@ absl::StatusOr<SqliteStore::ReaderLease> SqliteStore::LeaseReader() {
   }
   auto conn = SqliteConnection::Open(path_);
   if (!conn.ok()) return conn.status();
+  // Point look-ups: a small page cache each (the OS caches the file too),
+  // so a full pool stays within ~32 MB.
+  if (absl::Status s = (*conn)->Exec("PRAGMA cache_size=-256"); !s.ok()) {
+    return s;
+  }
   return ReaderLease(this, std::move(*conn));
 }
 
