@@ -168,10 +168,9 @@ class SqliteStore : public Store {
   // Readers for the hot per-request reads (bootstrap's subscriber, token
   // issuance's certificate and subscriber): one per concurrent caller,
   // opened on demand and kept, so concurrent requests do not queue behind
-  // reader_'s mutex. SQLite connections are not shared between threads.
-  // Token issuance: 124-143 us of broker CPU per token instead of 130-165
-  // (docs/BENCHMARKS.md); bootstrap: no measurable change.
-  // A pooled reader, returned to the pool when the lease ends.
+  // reader_'s mutex (token issuance: 118-143 us of broker CPU per token
+  // instead of 130-165, docs/BENCHMARKS.md). SQLite connections are not
+  // shared between threads: a lease holds one and returns it when it ends.
   class ReaderLease {
    public:
     ReaderLease(SqliteStore* store, std::unique_ptr<SqliteConnection> conn)

@@ -55,10 +55,6 @@ absl::StatusOr<std::string> PrivatePem(EVP_PKEY* key) {
 
 }  // namespace
 
-Es256Signer::~Es256Signer() {
-  for (EVP_PKEY_CTX* ctx : idle_) EVP_PKEY_CTX_free(ctx);
-}
-
 std::string Es256Signer::Sign(std::string_view input) {
   // SHA-256 fetched once (EVP_sha256() is fetched again at every use).
   static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
@@ -70,27 +66,25 @@ std::string Es256Signer::Sign(std::string_view input) {
       digest_len != sizeof digest) {
     return "";
   }
-  EVP_PKEY_CTX* ctx = nullptr;
+  EvpPkeyCtxPtr ctx;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!idle_.empty()) {
-      ctx = idle_.back();
+      ctx = std::move(idle_.back());
       idle_.pop_back();
     }
   }
   if (ctx == nullptr) {
-    ctx = EVP_PKEY_CTX_new_from_pkey(nullptr, key_.get(), nullptr);
-    if (ctx == nullptr || EVP_PKEY_sign_init(ctx) != 1) {
-      EVP_PKEY_CTX_free(ctx);
-      return "";
-    }
+    ctx.reset(EVP_PKEY_CTX_new_from_pkey(nullptr, key_.get(), nullptr));
+    if (ctx == nullptr || EVP_PKEY_sign_init(ctx.get()) != 1) return "";
   }
   unsigned char der[80];
   size_t der_len = sizeof der;
-  const bool ok = EVP_PKEY_sign(ctx, der, &der_len, digest, sizeof digest) == 1;
+  const bool ok =
+      EVP_PKEY_sign(ctx.get(), der, &der_len, digest, sizeof digest) == 1;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    idle_.push_back(ctx);
+    idle_.push_back(std::move(ctx));
   }
   std::string raw;
   if (!ok || !jose::EcdsaDerToRaw(der, der_len, &raw)) return "";

@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/jose.h"
+#include "common/openssl_ptr.h"
 
 namespace simprov {
 
@@ -41,7 +42,6 @@ struct TokenKeyOptions {
 class Es256Signer {
  public:
   explicit Es256Signer(std::shared_ptr<EVP_PKEY> key) : key_(std::move(key)) {}
-  ~Es256Signer();
   Es256Signer(const Es256Signer&) = delete;
   Es256Signer& operator=(const Es256Signer&) = delete;
 
@@ -51,7 +51,7 @@ class Es256Signer {
  private:
   const std::shared_ptr<EVP_PKEY> key_;
   std::mutex mu_;
-  std::vector<EVP_PKEY_CTX*> idle_;  // guarded by mu_; sign_init done
+  std::vector<EvpPkeyCtxPtr> idle_;  // guarded by mu_; sign_init done
 };
 
 struct TokenKey {

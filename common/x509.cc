@@ -426,15 +426,16 @@ bool P256Pkcs8Pem(EVP_PKEY* key, std::string* pem) {
   uint8_t der[kP256Pkcs8Size];
   uint8_t* priv = der + sizeof kP256Pkcs8Head;
   uint8_t* point = priv + 32 + sizeof kP256Pkcs8PubHead;
-  BIGNUM* d = nullptr;
+  BIGNUM* d_raw = nullptr;
+  const bool got_d =
+      EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &d_raw) == 1;
+  const std::unique_ptr<BIGNUM, OpenSslDeleter<BN_clear_free>> d(d_raw);
   size_t point_len = 0;
   const bool got =
-      EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1 &&
-      BN_bn2binpad(d, priv, 32) == 32 &&
+      got_d && BN_bn2binpad(d.get(), priv, 32) == 32 &&
       EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
                                       point, 65, &point_len) == 1 &&
       point_len == 65 && point[0] == 0x04;
-  BN_clear_free(d);
   ERR_clear_error();
   if (!got) {
     OPENSSL_cleanse(der, sizeof der);
