@@ -73,7 +73,96 @@ std::string DecodeBase64(absl::string_view in) {
   return out;
 }
 
+void AppendJsonString(std::string* out, absl::string_view v) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (const char ch : v) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\b':
+        out->append("\\b");
+        break;
+      case '\f':
+        out->append("\\f");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        if (c < 0x20) {
+          out->append("\\u00");
+          out->push_back(kHex[c >> 4]);
+          out->push_back(kHex[c & 0xf]);
+        } else {
+          out->push_back(ch);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+// Appends `"name":` and the string value, with a leading comma unless first.
+void AppendMember(std::string* out, absl::string_view name,
+                  absl::string_view value) {
+  if (out->size() > 1) out->push_back(',');
+  AppendJsonString(out, name);
+  out->push_back(':');
+  AppendJsonString(out, value);
+}
+
+void AppendMember(std::string* out, absl::string_view name, int64_t value) {
+  if (out->size() > 1) out->push_back(',');
+  AppendJsonString(out, name);
+  absl::StrAppend(out, ":", value);
+}
+
 }  // namespace
+
+std::string TokenClaimsJson(const TokenClaims& c) {
+  std::string out = "{";
+  out.reserve(512);
+  // Member names in byte order, as std::map keeps them.
+  if (c.aud.size() == 1) {
+    AppendMember(&out, "aud", c.aud[0]);
+  } else {
+    out.append(out.size() > 1 ? ",\"aud\":[" : "\"aud\":[");
+    for (size_t i = 0; i < c.aud.size(); ++i) {
+      if (i > 0) out.push_back(',');
+      AppendJsonString(&out, c.aud[i]);
+    }
+    out.push_back(']');
+  }
+  out.append(",\"cnf\":{");
+  AppendJsonString(&out, "x5t#S256");
+  out.push_back(':');
+  AppendJsonString(&out, c.cnf_x5t_s256);
+  out.push_back('}');
+  AppendMember(&out, "exp", c.exp);
+  AppendMember(&out, "group", c.group);
+  AppendMember(&out, "iat", c.iat);
+  if (!c.iccid.empty()) AppendMember(&out, "iccid", c.iccid);
+  if (!c.imei.empty()) AppendMember(&out, "imei", c.imei);
+  if (!c.imsi.empty()) AppendMember(&out, "imsi", c.imsi);
+  AppendMember(&out, "iss", c.iss);
+  AppendMember(&out, "jti", c.jti);
+  AppendMember(&out, "nbf", c.nbf);
+  if (!c.scope.empty()) AppendMember(&out, "scope", c.scope);
+  AppendMember(&out, "sub", c.sub);
+  out.push_back('}');
+  return out;
+}
 
 TokenService::TokenService(TokenOptions options, Store& store,
                            CertificateAuthority& ca, TokenKeyManager& keys,
@@ -84,6 +173,7 @@ TokenService::TokenService(TokenOptions options, Store& store,
       keys_(keys),
       clock_(clock),
       random_(random),
+      jti_random_(random),
       issuer_(options_.issuer) {}
 
 void TokenService::SetIssuer(const std::string& issuer) {
@@ -240,43 +330,38 @@ absl::StatusOr<v1::IssueTokenResponse> TokenService::Issue(
   const int64_t iat = absl::ToUnixSeconds(now);
   const int64_t exp = iat + absl::ToInt64Seconds(ttl);
   // Hex: a jti never starts with "-", so `simprov tokens revoke JTI` works.
-  const std::string jti = HexEncode(random_.Generate(16));
-  const std::string& device_id = subject->device_id;
-  nlohmann::json claims = {{"iss", iss},
-                           {"sub", device_id},
-                           {"iat", iat},
-                           {"nbf", iat},
-                           {"exp", exp},
-                           {"jti", jti},
-                           {"group", subject->group},
-                           {"cnf", {{"x5t#S256", cert->thumbprint}}}};
-  if (audiences.size() == 1) {
-    claims["aud"] = audiences[0];
-  } else {
-    claims["aud"] = audiences;
-  }
-  if (!scopes.empty()) claims["scope"] = absl::StrJoin(scopes, " ");
+  TokenClaims claims;
+  claims.iss = iss;
+  claims.sub = subject->device_id;
+  claims.aud = std::move(audiences);
+  claims.iat = iat;
+  claims.nbf = iat;
+  claims.exp = exp;
+  // Hex: a jti never starts with "-", so `simprov tokens revoke JTI` works.
+  claims.jti = HexEncode(jti_random_.Generate(16));
+  claims.group = subject->group;
+  claims.cnf_x5t_s256 = cert->thumbprint;
+  claims.scope = absl::StrJoin(scopes, " ");
   // Identifiers, when known and the group's policy lets them in.
   const auto wants = [&identifiers](const char* name) {
     return std::find(identifiers.begin(), identifiers.end(), name) !=
            identifiers.end();
   };
-  if (wants("imsi")) claims["imsi"] = subject->imsi;
-  if (wants("iccid") && !subject->iccid.empty()) {
-    claims["iccid"] = subject->iccid;
-  }
-  if (wants("imei") && !subject->imei.empty()) claims["imei"] = subject->imei;
+  if (wants("imsi")) claims.imsi = subject->imsi;
+  if (wants("iccid")) claims.iccid = subject->iccid;
+  if (wants("imei")) claims.imei = subject->imei;
 
-  std::string token = SignTokenClaims(**key, claims.dump());
+  std::string token = SignTokenClaims(**key, TokenClaimsJson(claims));
   if (token.empty()) return absl::InternalError("token signing failed");
-  Audit(subject->imsi, "token", subject->imsi,
-        absl::StrCat("jti=", jti, " aud=", absl::StrJoin(audiences, ","),
-                     " exp=", exp, " kid=", (*key)->kid));
+  Audit(
+      subject->imsi, "token", subject->imsi,
+      absl::StrCat("jti=", claims.jti, " aud=", absl::StrJoin(claims.aud, ","),
+                   " exp=", exp, " kid=", (*key)->kid));
   v1::IssueTokenResponse resp;
   resp.set_token(std::move(token));
   resp.set_expires_at_unix(exp);
   resp.set_issued_at_unix(iat);
-  resp.set_jti(jti);
+  resp.set_jti(claims.jti);
   return resp;
 }
 

@@ -44,6 +44,22 @@ struct TokenOptions {
   BrokerMetrics* metrics = nullptr;  // issue 7; not owned, may be null
 };
 
+// The claims of one device token.
+struct TokenClaims {
+  std::string iss, sub, jti, group;
+  std::vector<std::string> aud;  // one: a string claim; more: an array
+  int64_t iat = 0, nbf = 0, exp = 0;
+  std::string cnf_x5t_s256;  // RFC 8705 certificate thumbprint
+  std::string scope;         // space-separated; empty: no claim
+  // Identifiers; empty: no claim.
+  std::string imsi, iccid, imei;
+};
+
+// The claims as compact JSON, members in name order (what nlohmann::json
+// writes for the same object; token_test compares the two). Strings are
+// escaped as JSON requires; they are expected to be UTF-8.
+std::string TokenClaimsJson(const TokenClaims& c);
+
 class TokenService {
  public:
   TokenService(TokenOptions options, Store& store, CertificateAuthority& ca,
@@ -107,6 +123,7 @@ class TokenService {
   TokenKeyManager& keys_;
   Clock& clock_;
   Random& random_;
+  BufferedRandom jti_random_;  // token ids, drawn from random_ in chunks
   mutable std::mutex mu_;
   std::string issuer_;                                      // guarded by mu_
   std::unordered_map<std::string, VerifiedCert> verified_;  // guarded by mu_

@@ -1,5 +1,6 @@
 #include "common/clock.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <time.h>
@@ -49,6 +50,22 @@ Clock& Clock::Boottime() {
 Random& Random::Real() {
   static OpenSslRandom* random = new OpenSslRandom;
   return *random;
+}
+
+Bytes BufferedRandom::Generate(size_t len) {
+  if (len > chunk_) return source_.Generate(len);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (buffer_.size() - used_ < len) {
+    OPENSSL_cleanse(buffer_.data(), buffer_.size());
+    buffer_ = source_.Generate(chunk_);
+    used_ = 0;
+  }
+  const auto first = buffer_.begin() + static_cast<ptrdiff_t>(used_);
+  Bytes out(first, first + static_cast<ptrdiff_t>(len));
+  // Handed-out bytes do not stay behind in the buffer.
+  OPENSSL_cleanse(buffer_.data() + used_, len);
+  used_ += len;
+  return out;
 }
 
 Bytes DeterministicRandom::Generate(size_t len) {

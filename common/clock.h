@@ -49,6 +49,24 @@ class Random {
   static Random& Real();
 };
 
+// Bytes drawn from `source` in chunks: one RAND_bytes call (and its
+// fork-check getpid) per `chunk` bytes instead of one per caller. For
+// values that must be unpredictable and unique but are not keys (token
+// ids); keys come from the source directly. Thread-safe.
+class BufferedRandom : public Random {
+ public:
+  explicit BufferedRandom(Random& source, size_t chunk = 4096)
+      : source_(source), chunk_(chunk) {}
+  Bytes Generate(size_t len) override;
+
+ private:
+  Random& source_;
+  const size_t chunk_;
+  std::mutex mu_;
+  Bytes buffer_;     // guarded by mu_
+  size_t used_ = 0;  // guarded by mu_; bytes of buffer_ handed out
+};
+
 // Deterministic byte stream for tests (NOT for production): a counter
 // hashed with SHA-256.
 class DeterministicRandom : public Random {

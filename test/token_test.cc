@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "broker/ca.h"
 #include "broker/token_keys.h"
+#include "broker/token_service.h"
 #include "common/clock.h"
 #include "common/jose.h"
 #include "common/token_verifier.h"
@@ -567,6 +568,91 @@ TEST(JoseTest, Base64UrlIsStrict) {
   EXPECT_FALSE(jose::Base64UrlDecode("AR", &out));  // non-zero unused bits
   EXPECT_TRUE(jose::Base64UrlDecode("AQ", &out));
   EXPECT_EQ(jose::Base64UrlEncode("\x01\x02"), "AQI");
+}
+
+}  // namespace
+}  // namespace simprov
+
+namespace simprov {
+namespace {
+
+// The claims writer against nlohmann::json's serialisation of the same
+// object: byte-identical, escapes included.
+TEST(TokenClaimsJsonTest, SameBytesAsNlohmann) {
+  TokenClaims c;
+  c.iss = "https://broker.example.net/";
+  c.sub = "urn:simprov:device:001010000000001";
+  c.jti = "00112233445566778899aabbccddeeff";
+  c.group = "";
+  c.aud = {"billing"};
+  c.iat = kNow;
+  c.nbf = kNow;
+  c.exp = kNow + 600;
+  c.cnf_x5t_s256 = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2";
+  c.imsi = "001010000000001";
+  auto reference = [](const TokenClaims& c) {
+    json j = {{"iss", c.iss},     {"sub", c.sub},
+              {"iat", c.iat},     {"nbf", c.nbf},
+              {"exp", c.exp},     {"jti", c.jti},
+              {"group", c.group}, {"cnf", {{"x5t#S256", c.cnf_x5t_s256}}}};
+    if (c.aud.size() == 1) {
+      j["aud"] = c.aud[0];
+    } else {
+      j["aud"] = c.aud;
+    }
+    if (!c.scope.empty()) j["scope"] = c.scope;
+    if (!c.imsi.empty()) j["imsi"] = c.imsi;
+    if (!c.iccid.empty()) j["iccid"] = c.iccid;
+    if (!c.imei.empty()) j["imei"] = c.imei;
+    return j.dump();
+  };
+  EXPECT_EQ(TokenClaimsJson(c), reference(c));
+
+  c.aud = {"billing", "telemetry", "a.b-c_d"};
+  c.scope = "read write";
+  c.iccid = "8988211000000000001";
+  c.imei = "490154203237518";
+  c.group = "fleet-eu";
+  c.exp = -1;
+  EXPECT_EQ(TokenClaimsJson(c), reference(c));
+
+  // Every control character, quotes, backslashes, DEL and UTF-8.
+  std::string odd = "q\"b\\s/\x7f \xc3\xa9\xe2\x82\xac";
+  for (int ch = 0; ch < 0x20; ++ch) odd.push_back(static_cast<char>(ch));
+  c.iss = odd;
+  c.group = odd;
+  c.sub = odd + "x";
+  c.imsi.clear();
+  c.aud = {odd};
+  const std::string mine = TokenClaimsJson(c);
+  EXPECT_EQ(mine, reference(c));
+  EXPECT_EQ(json::parse(mine)["iss"], odd);
+}
+
+TEST(BufferedRandomTest, HandsOutEachSourceByteOnceInOrder) {
+  DeterministicRandom source(5), same(5);
+  BufferedRandom buffered(source, 64);
+  Bytes got;
+  for (size_t len : {16, 16, 16, 10, 16, 30, 64, 1}) {
+    const Bytes b = buffered.Generate(len);
+    ASSERT_EQ(b.size(), len);
+    got.insert(got.end(), b.begin(), b.end());
+  }
+  // Chunks of 64 from the source; a request that does not fit in what is
+  // left of a chunk starts the next one (the rest is never handed out).
+  Bytes want;
+  const Bytes c1 = same.Generate(64), c2 = same.Generate(64),
+              c3 = same.Generate(64), c4 = same.Generate(64);
+  auto take = [&want](const Bytes& c, size_t from, size_t len) {
+    want.insert(want.end(), c.begin() + from, c.begin() + from + len);
+  };
+  take(c1, 0, 58);  // 16 + 16 + 16 + 10
+  take(c2, 0, 46);  // 16 + 30
+  take(c3, 0, 64);
+  take(c4, 0, 1);
+  EXPECT_EQ(got, want);
+  // Larger than a chunk: straight from the source.
+  EXPECT_EQ(buffered.Generate(100), same.Generate(100));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -29,6 +30,7 @@ struct Phase {
   double rate = 0;
   uint64_t errors = 0;
   double broker_us_per_call = 0;  // with --broker-pid
+  double bench_us_per_call = 0;   // this load generator's own CPU
 };
 
 // CPU seconds (user + system) used so far by process `pid`; 0 if unknown.
@@ -55,6 +57,7 @@ double ProcessCpuSeconds(int pid) {
 Phase RunPhase(const std::vector<std::unique_ptr<v1::Tokens::Stub>>& stubs,
                bool issue, double seconds, int broker_pid) {
   const double cpu0 = ProcessCpuSeconds(broker_pid);
+  const double self0 = ProcessCpuSeconds(getpid());
   std::atomic<uint64_t> done{0}, errors{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
@@ -85,8 +88,10 @@ Phase RunPhase(const std::vector<std::unique_ptr<v1::Tokens::Stub>>& stubs,
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
   const double cpu = ProcessCpuSeconds(broker_pid) - cpu0;
+  const double self = ProcessCpuSeconds(getpid()) - self0;
+  const double n = static_cast<double>(std::max<uint64_t>(done.load(), 1));
   return {static_cast<double>(done.load()) / elapsed, errors.load(),
-          done.load() ? 1e6 * cpu / static_cast<double>(done.load()) : 0};
+          1e6 * cpu / n, 1e6 * self / n};
 }
 
 int Main(int argc, char** argv) {
@@ -135,6 +140,8 @@ int Main(int argc, char** argv) {
       std::printf("; broker CPU per call: empty %.0f us, IssueToken %.0f us",
                   p.broker_us_per_call, t.broker_us_per_call);
     }
+    std::printf("; bench CPU per call: empty %.0f us, IssueToken %.0f us",
+                p.bench_us_per_call, t.bench_us_per_call);
     std::printf("\n");
     ping += p.rate / 2;
     issue += t.rate / 2;
