@@ -363,6 +363,22 @@ SqliteStore::SqliteStore(std::string path, Clock& clock,
       clock_(clock),
       writer_(std::move(writer)),
       reader_(std::move(reader)) {
+  // The WAL-index region SQLite mapped for the writer (the migrations ran
+  // on it); it stays mapped while the writer is open.
+  sqlite3_file* file = nullptr;
+  if (sqlite3_file_control(writer_->raw(), "main", SQLITE_FCNTL_FILE_POINTER,
+                           &file) == SQLITE_OK &&
+      file != nullptr && file->pMethods != nullptr &&
+      file->pMethods->iVersion >= 2 && file->pMethods->xShmMap != nullptr) {
+    void volatile* region = nullptr;
+    if (file->pMethods->xShmMap(file, 0, 32768, 0, &region) == SQLITE_OK &&
+        region != nullptr) {
+      wal_index_ = static_cast<const volatile uint32_t*>(region);
+    }
+  }
+  if (wal_index_ == nullptr) {
+    LogWarning("store: WAL-index not mapped; token subjects are not cached");
+  }
   writer_thread_ = std::thread([this] { WriterLoop(); });
   audit_thread_ = std::thread([this] { AuditLoop(); });
 }
@@ -381,6 +397,13 @@ SqliteStore::~SqliteStore() {
   }
   queue_cv_.notify_all();
   writer_thread_.join();
+}
+
+uint64_t SqliteStore::WalChange() const {
+  // The published header copy: iChange (word 2) and mxFrame (word 4).
+  const uint32_t change = __atomic_load_n(&wal_index_[2], __ATOMIC_ACQUIRE);
+  const uint32_t frames = __atomic_load_n(&wal_index_[4], __ATOMIC_ACQUIRE);
+  return (static_cast<uint64_t>(change) << 32) | frames;
 }
 
 absl::StatusOr<int> SqliteStore::SchemaVersion() {

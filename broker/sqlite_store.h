@@ -9,6 +9,7 @@
 #ifndef SIMPROV_BROKER_SQLITE_STORE_H_
 #define SIMPROV_BROKER_SQLITE_STORE_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -16,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "broker/sqlite_db.h"
@@ -187,6 +189,24 @@ class SqliteStore : public Store {
   absl::StatusOr<ReaderLease> LeaseReader();
   std::mutex pool_mu_;
   std::vector<std::unique_ptr<SqliteConnection>> idle_readers_;  // pool_mu_
+
+  // Token subjects (GetTokenSubject) remembered until the next commit.
+  // Every commit to the database, by any connection of any process, bumps
+  // the change counter of the WAL-index header (iChange, offset 8 of the
+  // -shm file, sqlite.org/walformat.html) before COMMIT returns; an entry
+  // is used only while the counter it was read under is current. So every
+  // issuance still sees each revocation or suspension committed before it,
+  // without a SQLite read transaction per token (docs/BENCHMARKS.md).
+  // Null (no caching) if the WAL-index is not mapped.
+  uint64_t WalChange() const;
+  struct CachedSubject {
+    uint64_t change;
+    TokenSubject subject;
+  };
+  static constexpr size_t kMaxCachedSubjects = 65536;
+  const volatile uint32_t* wal_index_ = nullptr;  // SQLite's own mapping
+  std::mutex subjects_mu_;
+  std::unordered_map<std::string, CachedSubject> subjects_;  // subjects_mu_
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

@@ -113,6 +113,17 @@ absl::Status SqliteStore::PruneTokenRevocations(absl::Time before) {
 
 absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubject(
     const std::string& serial) {
+  // Read before the look-up and before the read below: an entry filled
+  // under an older counter, or by a read a commit may have overtaken, is
+  // never used.
+  const uint64_t change = wal_index_ != nullptr ? WalChange() : 0;
+  if (wal_index_ != nullptr) {
+    std::lock_guard<std::mutex> lock(subjects_mu_);
+    auto it = subjects_.find(serial);
+    if (it != subjects_.end() && it->second.change == change) {
+      return it->second.subject;
+    }
+  }
   auto reader = LeaseReader();
   if (!reader.ok()) return reader.status();
   auto st = (*reader)->Prepare(
@@ -135,6 +146,11 @@ absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubject(
   t.iccid = (*st)->Text(5);
   t.status = (*st)->Text(6);
   t.imei = (*st)->Text(7);
+  if (wal_index_ != nullptr) {
+    std::lock_guard<std::mutex> lock(subjects_mu_);
+    if (subjects_.size() >= kMaxCachedSubjects) subjects_.clear();
+    subjects_[serial] = {change, t};
+  }
   return t;
 }
 

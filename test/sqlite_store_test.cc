@@ -694,3 +694,116 @@ TEST_F(SqliteStoreTest, StoreNeverContainsPlaintextKeys) {
 
 }  // namespace
 }  // namespace simprov
+
+namespace simprov {
+namespace {
+
+// Token subjects are remembered between writes (issue 4's issuance rate);
+// every change that matters must be seen by the very next read.
+TEST_F(SqliteStoreTest, TokenSubjectFollowsEveryChangeAtTheNextRead) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  Import(*store, 1, 2);
+  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
+  ASSERT_TRUE(store
+                  ->RecordIssuance(Cert("0b01", Imsi(1), "dev-1", t0),
+                                   Event(Imsi(1), "", t0))
+                  .ok());
+  auto subject = [&] {
+    auto s = store->GetTokenSubject("0b01");
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *s : Store::TokenSubject{};
+  };
+  EXPECT_EQ(subject().status, kStatusActive);
+  EXPECT_EQ(subject().cert_status, "valid");  // a second read: remembered
+
+  // An audit append commits too: the subject is read again, unchanged.
+  ASSERT_TRUE(store->AppendAudit(Event(Imsi(1), "x", t0)).ok());
+  ASSERT_TRUE(store->FlushAudit().ok());
+  EXPECT_EQ(subject().group, "default");
+
+  ASSERT_TRUE(
+      store->PutGroups({{"fleet-a", "{}", t0}}, Event(Imsi(1), "", t0)).ok());
+  EXPECT_EQ(subject().group, "default");
+  ASSERT_TRUE(
+      store->SetSubscriberGroup(Imsi(1), "fleet-a", Event(Imsi(1), "", t0))
+          .ok());
+  EXPECT_EQ(subject().group, "fleet-a");
+  ASSERT_TRUE(store->SetImei(Imsi(1), "490154203237518", false).ok());
+  EXPECT_EQ(subject().imei, "490154203237518");
+  ASSERT_TRUE(store
+                  ->SetSubscriberStatus(Imsi(1), {kStatusActive},
+                                        kStatusSuspended, "",
+                                        Event(Imsi(1), "", t0))
+                  .ok());
+  EXPECT_EQ(subject().status, kStatusSuspended);
+  ASSERT_TRUE(store
+                  ->SetSubscriberStatus(Imsi(1), {kStatusSuspended},
+                                        kStatusActive, "",
+                                        Event(Imsi(1), "", t0))
+                  .ok());
+  EXPECT_EQ(subject().status, kStatusActive);
+  RevocationRequest revoke;
+  revoke.serial = "0b01";
+  revoke.reason = "keyCompromise";
+  revoke.at = t0;
+  ASSERT_TRUE(store->RevokeCertificates(revoke, Event(Imsi(1), "", t0)).ok());
+  EXPECT_EQ(subject().cert_status, "revoked");
+
+  // A commit by another connection (here: not even through the store).
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path().c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "UPDATE subscribers SET status = 'terminated'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(other);
+  EXPECT_EQ(subject().status, "terminated");
+  EXPECT_EQ(store->GetTokenSubject("0b02").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+// Readers on many threads while writes go on: once a write has returned,
+// no thread reads the state from before it.
+TEST_F(SqliteStoreTest, TokenSubjectNeverStaleAfterAWriteReturns) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  Import(*store, 1, 1);
+  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
+  ASSERT_TRUE(store
+                  ->RecordIssuance(Cert("0c01", Imsi(1), "dev-1", t0),
+                                   Event(Imsi(1), "", t0))
+                  .ok());
+  // Write i sets the IMEI to 490154200000000 + i and then publishes i: a
+  // reader that saw i before its read must read write i or a later one.
+  std::atomic<int> published{0};
+  std::atomic<bool> stop{false};
+  std::atomic<int> stale{0}, reads{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 4; ++t) {
+    readers.emplace_back([&] {
+      while (!stop.load()) {
+        const int before = published.load();
+        auto s = store->GetTokenSubject("0c01");
+        ++reads;
+        const int seen = !s.ok()           ? -1
+                         : s->imei.empty() ? 0
+                                           : std::stoi(s->imei.substr(9));
+        if (seen < before) ++stale;
+      }
+    });
+  }
+  for (int i = 1; i <= 60; ++i) {
+    ASSERT_TRUE(
+        store->SetImei(Imsi(1), absl::StrCat(490154200000000 + i), false).ok());
+    published.store(i);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  stop = true;
+  for (auto& th : readers) th.join();
+  EXPECT_EQ(stale.load(), 0);
+  EXPECT_GT(reads.load(), 60);
+  EXPECT_EQ(store->GetTokenSubject("0c01")->imei, "490154200000060");
+}
+
+}  // namespace
+}  // namespace simprov
