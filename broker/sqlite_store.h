@@ -199,14 +199,14 @@ class SqliteStore : public Store {
   // without a SQLite read transaction per token (docs/BENCHMARKS.md).
   // Null (no caching) if the WAL-index is not mapped.
   uint64_t WalChange() const;
-  struct CachedSubject {
-    uint64_t change;
-    TokenSubject subject;
-  };
-  static constexpr size_t kMaxCachedSubjects = 65536;
+  // Holds only subjects read under subjects_change_: emptied when the
+  // counter moves, so it never outgrows the devices asking for tokens
+  // between two commits (and kMaxCachedSubjects).
+  static constexpr size_t kMaxCachedSubjects = 16384;
   const volatile uint32_t* wal_index_ = nullptr;  // SQLite's own mapping
   std::mutex subjects_mu_;
-  std::unordered_map<std::string, CachedSubject> subjects_;  // subjects_mu_
+  uint64_t subjects_change_ = 0;                            // subjects_mu_
+  std::unordered_map<std::string, TokenSubject> subjects_;  // subjects_mu_
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

@@ -119,9 +119,9 @@ absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubject(
   const uint64_t change = wal_index_ != nullptr ? WalChange() : 0;
   if (wal_index_ != nullptr) {
     std::lock_guard<std::mutex> lock(subjects_mu_);
-    auto it = subjects_.find(serial);
-    if (it != subjects_.end() && it->second.change == change) {
-      return it->second.subject;
+    if (subjects_change_ == change) {
+      auto it = subjects_.find(serial);
+      if (it != subjects_.end()) return it->second;
     }
   }
   auto reader = LeaseReader();
@@ -148,8 +148,15 @@ absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubject(
   t.imei = (*st)->Text(7);
   if (wal_index_ != nullptr) {
     std::lock_guard<std::mutex> lock(subjects_mu_);
+    if (subjects_change_ != change) {
+      // Only a read made under the counter that is current now may start
+      // the map afresh; an older read is already stale and is not kept.
+      if (WalChange() != change) return t;
+      subjects_.clear();
+      subjects_change_ = change;
+    }
     if (subjects_.size() >= kMaxCachedSubjects) subjects_.clear();
-    subjects_[serial] = {change, t};
+    subjects_[serial] = t;
   }
   return t;
 }
