@@ -197,7 +197,9 @@ class SqliteStore : public Store {
   // is used only while the counter it was read under is current. So every
   // issuance still sees each revocation or suspension committed before it,
   // without a SQLite read transaction per token (docs/BENCHMARKS.md).
-  // Null (no caching) if the WAL-index is not mapped.
+  // The store is always in WAL mode (SqliteConnection::Open insists, and
+  // leaving it needs every other connection closed). Null wal_index_ (no
+  // caching) if the WAL-index is not mapped.
   uint64_t WalChange() const;
   // Holds only subjects read under subjects_change_: emptied when the
   // counter moves, so it never outgrows the devices asking for tokens
