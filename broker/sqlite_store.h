@@ -9,7 +9,6 @@
 #ifndef SIMPROV_BROKER_SQLITE_STORE_H_
 #define SIMPROV_BROKER_SQLITE_STORE_H_
 
-#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
