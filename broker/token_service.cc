@@ -137,7 +137,7 @@ std::string TokenClaimsJson(const TokenClaims& c) {
   if (c.aud.size() == 1) {
     AppendMember(&out, "aud", c.aud[0]);
   } else {
-    out.append(out.size() > 1 ? ",\"aud\":[" : "\"aud\":[");
+    out.append("\"aud\":[");  // the first member
     for (size_t i = 0; i < c.aud.size(); ++i) {
       if (i > 0) out.push_back(',');
       AppendJsonString(&out, c.aud[i]);

@@ -698,17 +698,24 @@ TEST_F(SqliteStoreTest, StoreNeverContainsPlaintextKeys) {
 namespace simprov {
 namespace {
 
+constexpr absl::Time kTokenT0 = absl::FromUnixSeconds(1'800'000'000);
+
+// Records certificate `serial` for Imsi(1), as a bootstrap does.
+void RecordCertificateOfFirst(SqliteStore& store, const std::string& serial) {
+  ASSERT_TRUE(store
+                  .RecordIssuance(Cert(serial, Imsi(1), "dev-1", kTokenT0),
+                                  Event(Imsi(1), "", kTokenT0))
+                  .ok());
+}
+
 // Token subjects are remembered between writes (issue 4's issuance rate);
 // every change that matters must be seen by the very next read.
 TEST_F(SqliteStoreTest, TokenSubjectFollowsEveryChangeAtTheNextRead) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   Import(*store, 1, 2);
-  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
-  ASSERT_TRUE(store
-                  ->RecordIssuance(Cert("0b01", Imsi(1), "dev-1", t0),
-                                   Event(Imsi(1), "", t0))
-                  .ok());
+  const absl::Time t0 = kTokenT0;
+  RecordCertificateOfFirst(*store, "0b01");
   auto subject = [&] {
     auto s = store->GetTokenSubject("0b01");
     EXPECT_TRUE(s.ok()) << s.status();
@@ -768,11 +775,7 @@ TEST_F(SqliteStoreTest, TokenSubjectNeverStaleAfterAWriteReturns) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   Import(*store, 1, 1);
-  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
-  ASSERT_TRUE(store
-                  ->RecordIssuance(Cert("0c01", Imsi(1), "dev-1", t0),
-                                   Event(Imsi(1), "", t0))
-                  .ok());
+  RecordCertificateOfFirst(*store, "0c01");
   // Write i sets the IMEI to 490154200000000 + i and then publishes i: a
   // reader that saw i before its read must read write i or a later one.
   std::atomic<int> published{0};
