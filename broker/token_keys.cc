@@ -1,7 +1,12 @@
 #include "broker/token_keys.h"
 
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -55,40 +60,140 @@ absl::StatusOr<std::string> PrivatePem(EVP_PKEY* key) {
 
 }  // namespace
 
+namespace {
+
+// OpenSSL 3 has no provider interface for a split ECDSA signature; the
+// EC_KEY functions that do it are deprecated but kept through 3.x.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+EC_KEY* EcKeyOf(EVP_PKEY* key) { return EVP_PKEY_get1_EC_KEY(key); }
+void FreeEcKey(EC_KEY* key) { EC_KEY_free(key); }
+bool SignSetup(EC_KEY* key, BIGNUM** kinv, BIGNUM** r) {
+  return ECDSA_sign_setup(key, nullptr, kinv, r) == 1;
+}
+// Null kinv and r: a whole signature, its nonce drawn here.
+ECDSA_SIG* SignDigest(const unsigned char (&digest)[32], const BIGNUM* kinv,
+                      const BIGNUM* r, EC_KEY* key) {
+  return ECDSA_do_sign_ex(digest, sizeof digest, kinv, r, key);
+}
+#pragma GCC diagnostic pop
+
+// Bumped in every forked child (pthread_atfork).
+std::atomic<unsigned> fork_generation{0};
+
+unsigned ForkGeneration() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    pthread_atfork(nullptr, nullptr, [] { fork_generation.fetch_add(1); });
+  });
+  return fork_generation.load();
+}
+
+}  // namespace
+
+Es256Signer::Es256Signer(std::shared_ptr<EVP_PKEY> key, size_t presign)
+    : key_(std::move(key)),
+      ec_(EcKeyOf(key_.get())),
+      presign_(presign),
+      refill_every_(static_cast<uint32_t>(std::max<size_t>(presign / 4, 1))),
+      generation_(ForkGeneration()),
+      slots_(new std::atomic<Nonce*>[presign]) {
+  for (size_t i = 0; i < presign_; ++i) slots_[i].store(nullptr);
+}
+
+Es256Signer::~Es256Signer() {
+  stop_.store(true);
+  taken_.fetch_add(1);
+  taken_.notify_all();
+  if (producer_.joinable()) {
+    // In a forked child the thread does not exist.
+    if (generation_ == fork_generation.load()) {
+      producer_.join();
+    } else {
+      producer_.detach();
+    }
+  }
+  for (size_t i = 0; i < presign_; ++i) Wipe(slots_[i].exchange(nullptr));
+  FreeEcKey(ec_);
+}
+
+void Es256Signer::Wipe(Nonce* n) {
+  if (n == nullptr) return;
+  BN_clear_free(n->kinv);
+  BN_free(n->r);
+  delete n;
+}
+
+size_t Es256Signer::ready() const {
+  size_t n = 0;
+  for (size_t i = 0; i < presign_; ++i) n += slots_[i].load() != nullptr;
+  return n;
+}
+
+void Es256Signer::Produce() {
+  // Idle priority: never takes a CPU from the broker's requests.
+  sched_param param{};
+  if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) != 0) {
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+  }
+  while (!stop_.load()) {
+    const uint32_t seen = taken_.load();
+    for (size_t i = 0; i < presign_ && !stop_.load(); ++i) {
+      if (slots_[i].load() != nullptr) continue;
+      auto* n = new Nonce;
+      if (!SignSetup(ec_, &n->kinv, &n->r)) {
+        Wipe(n);
+        LogWarning("token signing: nonce set-up failed; signing without");
+        return;
+      }
+      // Only this thread fills slots; Sign only empties them.
+      slots_[i].store(n);
+    }
+    // Until Sign reports refill_every_ more takes. `seen` was read before
+    // this check of stop_, so a stop after it changes taken_ from `seen`.
+    if (stop_.load()) break;
+    taken_.wait(seen);
+  }
+}
+
 std::string Es256Signer::Sign(std::string_view input) {
   // SHA-256 fetched once (EVP_sha256() is fetched again at every use).
   static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   unsigned char digest[32];
   unsigned int digest_len = 0;
-  if (sha256 == nullptr ||
+  if (ec_ == nullptr || sha256 == nullptr ||
       EVP_Digest(input.data(), input.size(), digest, &digest_len, sha256,
                  nullptr) != 1 ||
       digest_len != sizeof digest) {
     return "";
   }
-  EvpPkeyCtxPtr ctx;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!idle_.empty()) {
-      ctx = std::move(idle_.back());
-      idle_.pop_back();
-    }
+  Nonce* n = nullptr;
+  // A forked child signs on its own: its parent may use the same pairs.
+  if (presign_ > 0 && generation_ == fork_generation.load()) {
+    std::call_once(start_,
+                   [this] { producer_ = std::thread([this] { Produce(); }); });
+    n = slots_[next_.fetch_add(1) % presign_].exchange(nullptr);
+    if ((taken_.fetch_add(1) + 1) % refill_every_ == 0) taken_.notify_one();
   }
-  if (ctx == nullptr) {
-    ctx.reset(EVP_PKEY_CTX_new_from_pkey(nullptr, key_.get(), nullptr));
-    if (ctx == nullptr || EVP_PKEY_sign_init(ctx.get()) != 1) return "";
+  ECDSA_SIG* sig =
+      SignDigest(digest, n ? n->kinv : nullptr, n ? n->r : nullptr, ec_);
+  if (sig == nullptr && n != nullptr) {
+    // s came out 0 (probability 2^-256): a fresh nonce.
+    sig = SignDigest(digest, nullptr, nullptr, ec_);
+  } else if (sig != nullptr && n != nullptr) {
+    presigned_.fetch_add(1, std::memory_order_relaxed);
   }
-  unsigned char der[80];
-  size_t der_len = sizeof der;
+  Wipe(n);
+  if (sig == nullptr) return "";
+  const BIGNUM* r = nullptr;
+  const BIGNUM* s = nullptr;
+  ECDSA_SIG_get0(sig, &r, &s);
+  unsigned char raw[64];
   const bool ok =
-      EVP_PKEY_sign(ctx.get(), der, &der_len, digest, sizeof digest) == 1;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    idle_.push_back(std::move(ctx));
-  }
-  std::string raw;
-  if (!ok || !jose::EcdsaDerToRaw(der, der_len, &raw)) return "";
-  return raw;
+      BN_bn2binpad(r, raw, 32) == 32 && BN_bn2binpad(s, raw + 32, 32) == 32;
+  ECDSA_SIG_free(sig);
+  if (!ok) return "";
+  return std::string(reinterpret_cast<char*>(raw), sizeof raw);
 }
 
 std::string SignTokenClaims(const TokenKey& key,

@@ -14,10 +14,15 @@
 #ifndef SIMPROV_BROKER_TOKEN_KEYS_H_
 #define SIMPROV_BROKER_TOKEN_KEYS_H_
 
+#include <openssl/bn.h>
+#include <openssl/types.h>
+
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -35,23 +40,56 @@ struct TokenKeyOptions {
   std::string path;  // the key file; empty: in memory only (tests)
 };
 
-// ES256 signatures without per-token set-up: EVP_DigestSignInit fetches
-// the digest and signature methods and hands the key to the provider every
-// time (a third of a token signature in OpenSSL 3.0). Signing contexts are
-// prepared once and reused, one per concurrent signer.
+// ES256 signatures with the costly step done ahead. An ECDSA signature is
+// r = (k*G).x and s = k^-1 (H(m) + r*d) for a fresh secret nonce k; the
+// point multiplication k*G (three quarters of a signature) does not depend
+// on the message. A background thread at idle priority (SCHED_IDLE: it
+// runs only when a CPU would otherwise be idle) keeps `presign` slots of
+// (k^-1, r) pairs filled; Sign takes the pair in the next slot (an atomic
+// exchange: each pair is used once, then wiped), or with that slot empty
+// computes a whole signature itself. Signers never wait for the thread.
+// The nonces are as random as in an ordinary signature (ECDSA_sign_setup
+// draws k from OpenSSL's private DRBG). A forked child never uses the
+// parent's pairs.
 class Es256Signer {
  public:
-  explicit Es256Signer(std::shared_ptr<EVP_PKEY> key) : key_(std::move(key)) {}
+  static constexpr size_t kDefaultPresign = 256;
+
+  // `key` must be a P-256 private key. presign 0: no background thread.
+  explicit Es256Signer(std::shared_ptr<EVP_PKEY> key,
+                       size_t presign = kDefaultPresign);
+  ~Es256Signer();
   Es256Signer(const Es256Signer&) = delete;
   Es256Signer& operator=(const Es256Signer&) = delete;
 
   // The JWS signature of `input` (R || S, 64 bytes); "" on failure.
   std::string Sign(std::string_view input);
 
+  // Pairs ready now (emptied slots are refilled after every presign/4
+  // signatures), and signatures made with a prepared pair so far.
+  size_t ready() const;
+  uint64_t presigned() const { return presigned_.load(); }
+
  private:
+  struct Nonce {
+    BIGNUM* kinv = nullptr;  // secret
+    BIGNUM* r = nullptr;
+  };
+  static void Wipe(Nonce* n);
+  void Produce();
+
   const std::shared_ptr<EVP_PKEY> key_;
-  std::mutex mu_;
-  std::vector<EvpPkeyCtxPtr> idle_;  // guarded by mu_; sign_init done
+  EC_KEY* const ec_;  // key_'s EC_KEY, for the split sign set-up / sign
+  const size_t presign_;
+  const uint32_t refill_every_;  // the thread wakes after this many takes
+  const unsigned generation_;    // the fork generation at construction
+  std::unique_ptr<std::atomic<Nonce*>[]> slots_;
+  std::atomic<uint64_t> next_{0};   // the slot the next Sign takes
+  std::atomic<uint32_t> taken_{0};  // takes so far; the thread waits on it
+  std::atomic<uint64_t> presigned_{0};
+  std::atomic<bool> stop_{false};
+  std::once_flag start_;
+  std::thread producer_;
 };
 
 struct TokenKey {

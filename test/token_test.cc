@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 #include <openssl/hmac.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -98,9 +101,18 @@ TEST_F(TokenTest, ValidTokenVerifies) {
   EXPECT_EQ(r.token.expires_at, kNow + 600);
 }
 
-// The broker's signer reuses prepared signing contexts: concurrent
-// signatures all verify, and each is fresh (ECDSA's random nonce).
-TEST_F(TokenTest, PreparedEs256SignerFromManyThreads) {
+// The R half of a JWS ES256 signature: (k*G).x, one per nonce.
+std::string NonceR(const std::string& token) {
+  std::string sig;
+  if (!jose::Base64UrlDecode(token.substr(token.rfind('.') + 1), &sig)) {
+    return "";
+  }
+  return sig.substr(0, 32);
+}
+
+// The broker's signer: concurrent signatures all verify, and no two share
+// a nonce, whether it was prepared ahead or drawn at signing time.
+TEST_F(TokenTest, Es256SignerNeverReusesANonce) {
   ASSERT_NE(key_->es256, nullptr);
   const std::string claims = Claims().dump();
   std::vector<std::vector<std::string>> tokens(8);
@@ -113,16 +125,16 @@ TEST_F(TokenTest, PreparedEs256SignerFromManyThreads) {
     });
   }
   for (auto& t : threads) t.join();
-  std::set<std::string> distinct;
+  std::set<std::string> nonces;
   for (const auto& mine : tokens) {
     for (const std::string& token : mine) {
       TokenVerifyResult r = verifier_->Verify(token);
       ASSERT_TRUE(r.valid) << r.error;
       EXPECT_EQ(r.token.subject, "dev-1");
-      distinct.insert(token);
+      nonces.insert(NonceR(token));
     }
   }
-  EXPECT_EQ(distinct.size(), 800u);
+  EXPECT_EQ(nonces.size(), 800u);
   // A signature by another key does not pass for this one.
   auto other = GenerateTokenKey("ES256");
   ASSERT_TRUE(other.ok());
@@ -137,6 +149,94 @@ TEST_F(TokenTest, PreparedEs256SignerFromManyThreads) {
           ->Verify(absl::StrCat(
               input, ".", jose::Base64UrlEncode(key_->es256->Sign(input))))
           .valid);
+}
+
+// Waits until `signer` holds `n` prepared nonces (the producer starts at
+// the first signature).
+bool WaitReady(Es256Signer& signer, size_t n) {
+  for (int i = 0; i < 2000 && signer.ready() < n; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return signer.ready() == n;
+}
+
+// Prepared nonces are used, each once; a drained pool signs on its own and
+// fills again; with presign 0 there is no pool at all.
+TEST_F(TokenTest, Es256SignerPreparedNoncesEachOnce) {
+  const std::string input =
+      absl::StrCat(jose::Base64UrlEncode(Header().dump()), ".",
+                   jose::Base64UrlEncode(Claims().dump()));
+  const auto verify = [&](const std::string& sig) {
+    return verifier_
+        ->Verify(absl::StrCat(input, ".", jose::Base64UrlEncode(sig)))
+        .valid;
+  };
+  Es256Signer signer(key_->pkey, 8);
+  std::set<std::string> nonces;
+  ASSERT_TRUE(verify(signer.Sign(input)));
+  ASSERT_TRUE(WaitReady(signer, 8));
+  const uint64_t before = signer.presigned();
+  for (int i = 0; i < 3; ++i) {
+    const std::string sig = signer.Sign(input);
+    ASSERT_TRUE(verify(sig));
+    nonces.insert(sig.substr(0, 32));
+  }
+  EXPECT_EQ(signer.presigned(), before + 3);
+  ASSERT_TRUE(WaitReady(signer, 8));  // 4 takes: refilled after every 2
+  // More signatures than the pool holds, faster than it refills or not:
+  // every one verifies and has its own nonce.
+  for (int i = 0; i < 200; ++i) {
+    const std::string sig = signer.Sign(input);
+    ASSERT_TRUE(verify(sig));
+    nonces.insert(sig.substr(0, 32));
+  }
+  EXPECT_EQ(nonces.size(), 203u);
+  ASSERT_TRUE(WaitReady(signer, 8));  // 204 takes
+
+  Es256Signer plain(key_->pkey, 0);
+  ASSERT_TRUE(verify(plain.Sign(input)));
+  ASSERT_TRUE(verify(plain.Sign(input)));
+  EXPECT_EQ(plain.ready(), 0u);
+  EXPECT_EQ(plain.presigned(), 0u);
+}
+
+// A forked child must not sign with the parent's prepared nonces: the two
+// would publish signatures with the same k, which gives away the key.
+TEST_F(TokenTest, Es256SignerForkedChildDrawsItsOwnNonce) {
+  const std::string input =
+      absl::StrCat(jose::Base64UrlEncode(Header().dump()), ".",
+                   jose::Base64UrlEncode(Claims().dump()));
+  Es256Signer signer(key_->pkey, 8);
+  (void)signer.Sign(input);
+  ASSERT_TRUE(WaitReady(signer, 8));
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const std::string sig = signer.Sign(input);
+    const bool ok = sig.size() == 64 && write(fds[1], sig.data(), 64) == 64;
+    _exit(ok ? 0 : 1);
+  }
+  close(fds[1]);
+  char buf[64];
+  ASSERT_EQ(read(fds[0], buf, sizeof buf), 64);
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const std::string from_child(buf, 64);
+  const uint64_t before = signer.presigned();
+  const std::string from_parent = signer.Sign(input);
+  EXPECT_EQ(signer.presigned(), before + 1);  // the parent used its pool
+  const auto verify = [&](const std::string& sig) {
+    return verifier_
+        ->Verify(absl::StrCat(input, ".", jose::Base64UrlEncode(sig)))
+        .valid;
+  };
+  EXPECT_TRUE(verify(from_child));
+  EXPECT_TRUE(verify(from_parent));
+  EXPECT_NE(from_child.substr(0, 32), from_parent.substr(0, 32));
 }
 
 TEST_F(TokenTest, AudienceArrayMatchesExactly) {
