@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
@@ -57,10 +58,6 @@ absl::StatusOr<std::string> PrivatePem(EVP_PKEY* key) {
   long len = BIO_get_mem_data(bio.get(), &data);
   return std::string(data, static_cast<size_t>(len));
 }
-
-}  // namespace
-
-namespace {
 
 // OpenSSL 3 has no provider interface for a split ECDSA signature; the
 // EC_KEY functions that do it are deprecated but kept through 3.x.
@@ -170,8 +167,13 @@ std::string Es256Signer::Sign(std::string_view input) {
   Nonce* n = nullptr;
   // A forked child signs on its own: its parent may use the same pairs.
   if (presign_ > 0 && generation_ == fork_generation.load()) {
-    std::call_once(start_,
-                   [this] { producer_ = std::thread([this] { Produce(); }); });
+    std::call_once(start_, [this] {
+      try {
+        producer_ = std::thread([this] { Produce(); });
+      } catch (const std::system_error& e) {  // then every signature whole
+        LogWarning("token signing: no nonce thread: %s", e.what());
+      }
+    });
     n = slots_[next_.fetch_add(1) % presign_].exchange(nullptr);
     if ((taken_.fetch_add(1) + 1) % refill_every_ == 0) taken_.notify_one();
   }

@@ -29,7 +29,6 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/jose.h"
-#include "common/openssl_ptr.h"
 
 namespace simprov {
 
