@@ -593,7 +593,10 @@ struct TokenSetup {
 };
 
 void BM_TokenServiceIssue(benchmark::State& state) {
-  static TokenSetup* setup = new TokenSetup;
+  // Destroyed at exit (before OpenSSL's own clean-up, registered earlier):
+  // the signer's nonce thread must stop before OpenSSL is torn down.
+  static TokenSetup instance;
+  TokenSetup* setup = &instance;
   v1::IssueTokenRequest req;
   req.add_audience("billing");
   for (auto _ : state) {
