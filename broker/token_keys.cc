@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
@@ -75,6 +77,17 @@ ECDSA_SIG* SignDigest(const unsigned char (&digest)[32], const BIGNUM* kinv,
 }
 #pragma GCC diagnostic pop
 
+// Signers whose nonce thread runs (see Es256Signer::StopAllAtExit).
+struct LiveSigners {
+  std::mutex mu;
+  std::set<Es256Signer*> signers;  // guarded by mu
+};
+
+LiveSigners& Live() {
+  static auto* const live = new LiveSigners;  // never destroyed
+  return *live;
+}
+
 // Bumped in every forked child (pthread_atfork).
 std::atomic<unsigned> fork_generation{0};
 
@@ -99,19 +112,34 @@ Es256Signer::Es256Signer(std::shared_ptr<EVP_PKEY> key, size_t presign)
 }
 
 Es256Signer::~Es256Signer() {
-  stop_.store(true);
-  taken_.fetch_add(1);
-  taken_.notify_all();
-  if (producer_.joinable()) {
-    // In a forked child the thread does not exist.
-    if (generation_ == fork_generation.load()) {
-      producer_.join();
-    } else {
-      producer_.detach();
-    }
+  {
+    LiveSigners& live = Live();
+    std::lock_guard<std::mutex> lock(live.mu);
+    live.signers.erase(this);
+    StopProducer();
   }
   for (size_t i = 0; i < presign_; ++i) Wipe(slots_[i].exchange(nullptr));
   FreeEcKey(ec_);
+}
+
+void Es256Signer::StopProducer() {
+  stop_.store(true);
+  taken_.fetch_add(1);
+  taken_.notify_all();
+  if (!producer_.joinable()) return;
+  // In a forked child the thread does not exist.
+  if (generation_ == fork_generation.load()) {
+    producer_.join();
+  } else {
+    producer_.detach();
+  }
+}
+
+void Es256Signer::StopAllAtExit() {
+  LiveSigners& live = Live();
+  std::lock_guard<std::mutex> lock(live.mu);
+  for (Es256Signer* s : live.signers) s->StopProducer();
+  live.signers.clear();
 }
 
 void Es256Signer::Wipe(Nonce* n) {
@@ -168,8 +196,15 @@ std::string Es256Signer::Sign(std::string_view input) {
   // A forked child signs on its own: its parent may use the same pairs.
   if (presign_ > 0 && generation_ == fork_generation.load()) {
     std::call_once(start_, [this] {
+      // OpenSSL registered its exit handler at its first use, before this
+      // one, so this one runs first (exit handlers run in reverse).
+      static const bool at_exit = std::atexit(StopAllAtExit) == 0;
+      (void)at_exit;
+      LiveSigners& live = Live();
+      std::lock_guard<std::mutex> lock(live.mu);
       try {
         producer_ = std::thread([this] { Produce(); });
+        live.signers.insert(this);
       } catch (const std::system_error& e) {  // then every signature whole
         LogWarning("token signing: no nonce thread: %s", e.what());
       }

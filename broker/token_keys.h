@@ -49,7 +49,8 @@ struct TokenKeyOptions {
 // computes a whole signature itself. Signers never wait for the thread.
 // The nonces are as random as in an ordinary signature (ECDSA_sign_setup
 // draws k from OpenSSL's private DRBG). A forked child never uses the
-// parent's pairs.
+// parent's pairs. A signer still alive at exit has its thread stopped
+// before OpenSSL's own clean-up runs.
 class Es256Signer {
  public:
   static constexpr size_t kDefaultPresign = 256;
@@ -76,6 +77,9 @@ class Es256Signer {
   };
   static void Wipe(Nonce* n);
   void Produce();
+  // Stops and joins the thread; with LiveSigners' lock held.
+  void StopProducer();
+  static void StopAllAtExit();
 
   const std::shared_ptr<EVP_PKEY> key_;
   EC_KEY* const ec_;  // key_'s EC_KEY, for the split sign set-up / sign

@@ -239,6 +239,35 @@ TEST_F(TokenTest, Es256SignerForkedChildDrawsItsOwnNonce) {
   EXPECT_NE(from_child.substr(0, 32), from_parent.substr(0, 32));
 }
 
+// A signer never destroyed (its thread busy at exit) must not take the
+// process down at exit: OpenSSL's exit handler frees what the thread uses,
+// so the signer's own handler stops the thread first. The test runs itself
+// as the child; without the handler the child died by a signal 3 runs in 3.
+TEST(Es256SignerExitTest, LeakedSignerExitsCleanly) {
+  auto key = GenerateTokenKey("ES256");
+  ASSERT_TRUE(key.ok());
+  if (getenv("SIMPROV_TEST_LEAKED_SIGNER") != nullptr) {
+    auto* leaked = new Es256Signer(
+        std::shared_ptr<EVP_PKEY>(key->release(), EVP_PKEY_free), 1 << 16);
+    if (leaked->Sign("x").size() != 64) std::exit(3);
+    while (leaked->ready() < 16) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::exit(0);  // the thread is still filling 65,536 slots
+  }
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  ASSERT_GT(n, 0);
+  self[n] = '\0';
+  for (int i = 0; i < 5; ++i) {
+    testing::ProcessResult r = testing::RunProcess(
+        {"/usr/bin/env", "SIMPROV_TEST_LEAKED_SIGNER=1",
+         "ASAN_OPTIONS=detect_leaks=0", self,
+         "--gtest_filter=Es256SignerExitTest.LeakedSignerExitsCleanly"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+}
+
 TEST_F(TokenTest, AudienceArrayMatchesExactly) {
   json c = Claims();
   c["aud"] = {"maps", "billing"};
