@@ -101,9 +101,8 @@ unsigned ForkGeneration() {
 
 }  // namespace
 
-Es256Signer::Es256Signer(std::shared_ptr<EVP_PKEY> key, size_t presign)
-    : key_(std::move(key)),
-      ec_(EcKeyOf(key_.get())),
+Es256Signer::Es256Signer(const std::shared_ptr<EVP_PKEY>& key, size_t presign)
+    : ec_(EcKeyOf(key.get())),
       presign_(presign),
       refill_every_(static_cast<uint32_t>(std::max<size_t>(presign / 4, 1))),
       generation_(ForkGeneration()),
@@ -222,15 +221,10 @@ std::string Es256Signer::Sign(std::string_view input) {
   }
   Wipe(n);
   if (sig == nullptr) return "";
-  const BIGNUM* r = nullptr;
-  const BIGNUM* s = nullptr;
-  ECDSA_SIG_get0(sig, &r, &s);
-  unsigned char raw[64];
-  const bool ok =
-      BN_bn2binpad(r, raw, 32) == 32 && BN_bn2binpad(s, raw + 32, 32) == 32;
+  std::string raw;
+  const bool ok = jose::EcdsaSigToRaw(sig, &raw);
   ECDSA_SIG_free(sig);
-  if (!ok) return "";
-  return std::string(reinterpret_cast<char*>(raw), sizeof raw);
+  return ok ? raw : "";
 }
 
 std::string SignTokenClaims(const TokenKey& key,

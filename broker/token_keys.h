@@ -56,7 +56,7 @@ class Es256Signer {
   static constexpr size_t kDefaultPresign = 256;
 
   // `key` must be a P-256 private key. presign 0: no background thread.
-  explicit Es256Signer(std::shared_ptr<EVP_PKEY> key,
+  explicit Es256Signer(const std::shared_ptr<EVP_PKEY>& key,
                        size_t presign = kDefaultPresign);
   ~Es256Signer();
   Es256Signer(const Es256Signer&) = delete;
@@ -81,8 +81,8 @@ class Es256Signer {
   void StopProducer();
   static void StopAllAtExit();
 
-  const std::shared_ptr<EVP_PKEY> key_;
-  EC_KEY* const ec_;  // key_'s EC_KEY, for the split sign set-up / sign
+  EC_KEY* const ec_;  // the key's EC_KEY (own reference), for the split
+                      // sign set-up / sign
   const size_t presign_;
   const uint32_t refill_every_;  // the thread wakes after this many takes
   const unsigned generation_;    // the fork generation at construction

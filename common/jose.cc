@@ -183,9 +183,13 @@ bool EcdsaDerToRaw(const unsigned char* der, size_t len, std::string* raw) {
   std::unique_ptr<ECDSA_SIG, SigDeleter> sig(
       d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(len)));
   if (!sig || p != der + len) return false;
+  return EcdsaSigToRaw(sig.get(), raw);
+}
+
+bool EcdsaSigToRaw(const ECDSA_SIG* sig, std::string* raw) {
   const BIGNUM* r = nullptr;
   const BIGNUM* s = nullptr;
-  ECDSA_SIG_get0(sig.get(), &r, &s);
+  ECDSA_SIG_get0(sig, &r, &s);
   unsigned char buf[64];
   if (BN_bn2binpad(r, buf, 32) != 32 || BN_bn2binpad(s, buf + 32, 32) != 32) {
     return false;

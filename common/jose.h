@@ -7,6 +7,7 @@
 #ifndef SIMPROV_COMMON_JOSE_H_
 #define SIMPROV_COMMON_JOSE_H_
 
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 
 #include <cstdint>
@@ -39,6 +40,8 @@ bool ParseJsonStrict(std::string_view text, nlohmann::json* out,
 
 // ES256: DER ECDSA-Sig-Value <-> the 64-byte JWS form r||s.
 bool EcdsaDerToRaw(const unsigned char* der, size_t len, std::string* raw);
+// The same from a parsed signature.
+bool EcdsaSigToRaw(const ECDSA_SIG* sig, std::string* raw);
 // Refuses anything but exactly 64 bytes with 0 < r < n and 0 < s < n
 // (n: the order of P-256).
 bool EcdsaRawToDer(std::string_view raw, std::string* der, std::string* error);

@@ -69,6 +69,17 @@ class TokenTest : public ::testing::Test {
   json Header() {
     return {{"alg", key_->alg}, {"kid", key_->kid}, {"typ", "at+jwt"}};
   }
+  // The JWS signing input (header.payload) of a valid token.
+  std::string SigningInput() {
+    return absl::StrCat(jose::Base64UrlEncode(Header().dump()), ".",
+                        jose::Base64UrlEncode(Claims().dump()));
+  }
+  // Whether `sig` (R || S) makes `input` a valid token.
+  bool SignatureValid(const std::string& input, const std::string& sig) {
+    return verifier_
+        ->Verify(absl::StrCat(input, ".", jose::Base64UrlEncode(sig)))
+        .valid;
+  }
   // Signs header.payload (both given as JSON text) with the current key.
   std::string SignRaw(const std::string& header, const std::string& payload) {
     const std::string input = absl::StrCat(jose::Base64UrlEncode(header), ".",
@@ -163,13 +174,9 @@ bool WaitReady(Es256Signer& signer, size_t n) {
 // Prepared nonces are used, each once; a drained pool signs on its own and
 // fills again; with presign 0 there is no pool at all.
 TEST_F(TokenTest, Es256SignerPreparedNoncesEachOnce) {
-  const std::string input =
-      absl::StrCat(jose::Base64UrlEncode(Header().dump()), ".",
-                   jose::Base64UrlEncode(Claims().dump()));
+  const std::string input = SigningInput();
   const auto verify = [&](const std::string& sig) {
-    return verifier_
-        ->Verify(absl::StrCat(input, ".", jose::Base64UrlEncode(sig)))
-        .valid;
+    return SignatureValid(input, sig);
   };
   Es256Signer signer(key_->pkey, 8);
   std::set<std::string> nonces;
@@ -203,9 +210,7 @@ TEST_F(TokenTest, Es256SignerPreparedNoncesEachOnce) {
 // A forked child must not sign with the parent's prepared nonces: the two
 // would publish signatures with the same k, which gives away the key.
 TEST_F(TokenTest, Es256SignerForkedChildDrawsItsOwnNonce) {
-  const std::string input =
-      absl::StrCat(jose::Base64UrlEncode(Header().dump()), ".",
-                   jose::Base64UrlEncode(Claims().dump()));
+  const std::string input = SigningInput();
   Es256Signer signer(key_->pkey, 8);
   (void)signer.Sign(input);
   ASSERT_TRUE(WaitReady(signer, 8));
@@ -229,13 +234,8 @@ TEST_F(TokenTest, Es256SignerForkedChildDrawsItsOwnNonce) {
   const uint64_t before = signer.presigned();
   const std::string from_parent = signer.Sign(input);
   EXPECT_EQ(signer.presigned(), before + 1);  // the parent used its pool
-  const auto verify = [&](const std::string& sig) {
-    return verifier_
-        ->Verify(absl::StrCat(input, ".", jose::Base64UrlEncode(sig)))
-        .valid;
-  };
-  EXPECT_TRUE(verify(from_child));
-  EXPECT_TRUE(verify(from_parent));
+  EXPECT_TRUE(SignatureValid(input, from_child));
+  EXPECT_TRUE(SignatureValid(input, from_parent));
   EXPECT_NE(from_child.substr(0, 32), from_parent.substr(0, 32));
 }
 
