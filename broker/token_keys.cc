@@ -1,8 +1,11 @@
 #include "broker/token_keys.h"
 
+#include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/obj_mac.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/resource.h>
@@ -67,8 +70,11 @@ absl::StatusOr<std::string> PrivatePem(EVP_PKEY* key) {
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 EC_KEY* EcKeyOf(EVP_PKEY* key) { return EVP_PKEY_get1_EC_KEY(key); }
 void FreeEcKey(EC_KEY* key) { EC_KEY_free(key); }
-bool SignSetup(EC_KEY* key, BIGNUM** kinv, BIGNUM** r) {
-  return ECDSA_sign_setup(key, nullptr, kinv, r) == 1;
+// Jacobian X and Z of `point` (affine x = X / Z^2).
+bool JacobianXZ(const EC_GROUP* group, const EC_POINT* point, BIGNUM* x,
+                BIGNUM* z, BN_CTX* ctx) {
+  return EC_POINT_get_Jprojective_coordinates_GFp(group, point, x, nullptr, z,
+                                                  ctx) == 1;
 }
 // Null kinv and r: a whole signature, its nonce drawn here.
 ECDSA_SIG* SignDigest(const unsigned char (&digest)[32], const BIGNUM* kinv,
@@ -101,9 +107,182 @@ unsigned ForkGeneration() {
 
 }  // namespace
 
+// BIGNUMs freed (and wiped) together.
+class BnList {
+ public:
+  explicit BnList(size_t n) : v_(n, nullptr) {}
+  ~BnList() {
+    for (BIGNUM* b : v_) BN_clear_free(b);
+  }
+  BnList(const BnList&) = delete;
+  BnList& operator=(const BnList&) = delete;
+  // Allocates every entry; false when out of memory.
+  bool Fill() {
+    for (BIGNUM*& b : v_) {
+      if (b == nullptr && (b = BN_new()) == nullptr) return false;
+    }
+    return true;
+  }
+  BIGNUM*& operator[](size_t i) { return v_[i]; }
+  const std::vector<BIGNUM*>& all() const { return v_; }
+
+ private:
+  std::vector<BIGNUM*> v_;
+};
+
+EcdsaNonceMaker::EcdsaNonceMaker(EVP_PKEY* key) {
+  char name[64] = {};
+  size_t len = 0;
+  if (key == nullptr ||
+      EVP_PKEY_get_group_name(key, name, sizeof name, &len) != 1 ||
+      std::string_view(name, len) != SN_X9_62_prime256v1) {
+    return;
+  }
+  EC_GROUP* group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+  BN_CTX* ctx = BN_CTX_new();
+  p_ = BN_new();
+  mont_p_ = BN_MONT_CTX_new();
+  mont_n_ = BN_MONT_CTX_new();
+  if (group != nullptr && ctx != nullptr && p_ != nullptr &&
+      mont_p_ != nullptr && mont_n_ != nullptr &&
+      EC_GROUP_get_curve(group, p_, nullptr, nullptr, ctx) == 1 &&
+      BN_MONT_CTX_set(mont_p_, p_, ctx) == 1 &&
+      BN_MONT_CTX_set(mont_n_, EC_GROUP_get0_order(group), ctx) == 1) {
+    group_ = group;
+    group = nullptr;
+  }
+  EC_GROUP_free(group);
+  BN_CTX_free(ctx);
+}
+
+EcdsaNonceMaker::~EcdsaNonceMaker() {
+  EC_GROUP_free(group_);
+  BN_free(p_);
+  BN_MONT_CTX_free(mont_p_);
+  BN_MONT_CTX_free(mont_n_);
+}
+
+void EcdsaNonceMaker::Free(Pair* pair) {
+  if (pair == nullptr) return;
+  BN_clear_free(pair->kinv);
+  BN_free(pair->r);
+  delete pair;
+}
+
+bool EcdsaNonceMaker::InvertAll(const std::vector<BIGNUM*>& v, const BIGNUM* m,
+                                BN_MONT_CTX* mont, BN_CTX* ctx) const {
+  // With x' = x*R (Montgomery form) and mont(a', b') = (a*b)': prefix
+  // products c'[i] = (v[0]...v[i])'; one inversion of the blinded product;
+  // then from the back, v[i]^-1 = c[i]^-1 * c[i-1] and
+  // c[i-1]^-1 = c[i]^-1 * v[i].
+  const size_t n = v.size();
+  BnList vm(n), c(n), t(3);
+  if (!vm.Fill() || !c.Fill() || !t.Fill()) return false;
+  BIGNUM* blind = t[0];
+  BIGNUM* blind_m = t[1];
+  BIGNUM* inv = t[2];
+  for (size_t i = 0; i < n; ++i) {
+    if (BN_to_montgomery(vm[i], v[i], mont, ctx) != 1) return false;
+    if (i == 0 ? BN_copy(c[0], vm[0]) == nullptr
+               : BN_mod_mul_montgomery(c[i], c[i - 1], vm[i], mont, ctx) != 1) {
+      return false;
+    }
+  }
+  do {
+    if (BN_priv_rand_range(blind, m) != 1) return false;
+  } while (BN_is_zero(blind));
+  // (c*b)^-1, then * b: c^-1. BN_mod_inverse sees only c*b, a uniformly
+  // random number whatever the secrets are.
+  if (BN_to_montgomery(blind_m, blind, mont, ctx) != 1 ||
+      BN_mod_mul_montgomery(inv, c[n - 1], blind_m, mont, ctx) != 1 ||
+      BN_from_montgomery(inv, inv, mont, ctx) != 1 ||
+      BN_mod_inverse(inv, inv, m, ctx) == nullptr ||
+      BN_to_montgomery(inv, inv, mont, ctx) != 1 ||
+      BN_mod_mul_montgomery(inv, inv, blind_m, mont, ctx) != 1) {
+    return false;
+  }
+  for (size_t i = n - 1; i > 0; --i) {
+    if (BN_mod_mul_montgomery(v[i], inv, c[i - 1], mont, ctx) != 1 ||
+        BN_mod_mul_montgomery(inv, inv, vm[i], mont, ctx) != 1) {
+      return false;
+    }
+  }
+  return BN_copy(v[0], inv) != nullptr;
+}
+
+bool EcdsaNonceMaker::Make(size_t count, std::vector<Pair*>* out) const {
+  if (!ok()) return false;
+  if (count == 0) return true;
+  constexpr size_t kBytes = 32;
+  const BIGNUM* order = EC_GROUP_get0_order(group_);
+  std::unique_ptr<BN_CTX, decltype(&BN_CTX_free)> ctx(BN_CTX_secure_new(),
+                                                      BN_CTX_free);
+  std::unique_ptr<EC_POINT, decltype(&EC_POINT_clear_free)> point(
+      EC_POINT_new(group_), EC_POINT_clear_free);
+  BnList k(count), x(count), z(count);
+  if (ctx == nullptr || point == nullptr || !k.Fill() || !x.Fill() ||
+      !z.Fill()) {
+    return false;
+  }
+  // k: 32 random bytes, drawn again when 0 or >= n (for P-256 about once
+  // in 2^32), so uniform in [1, n).
+  std::vector<unsigned char> bytes(kBytes * count);
+  if (RAND_priv_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
+    return false;
+  }
+  bool ok = true;
+  for (size_t i = 0; ok && i < count; ++i) {
+    unsigned char* b = bytes.data() + kBytes * i;
+    while (ok && (BN_bin2bn(b, kBytes, k[i]) == nullptr || BN_is_zero(k[i]) ||
+                  BN_cmp(k[i], order) >= 0)) {
+      ok = RAND_priv_bytes(b, kBytes) == 1;
+    }
+    BN_set_flags(k[i], BN_FLG_CONSTTIME);
+    ok = ok &&
+         EC_POINT_mul(group_, point.get(), k[i], nullptr, nullptr, ctx.get()) ==
+             1 &&
+         JacobianXZ(group_, point.get(), x[i], z[i], ctx.get()) &&
+         !BN_is_zero(z[i]);  // k*G is never infinity for k in [1, n)
+  }
+  OPENSSL_cleanse(bytes.data(), bytes.size());
+  // k[i] becomes k^-1 (Montgomery form mod n), z[i] Z^-1 (mod p).
+  if (!ok || !InvertAll(k.all(), order, mont_n_, ctx.get()) ||
+      !InvertAll(z.all(), p_, mont_p_, ctx.get())) {
+    return false;
+  }
+  std::vector<Pair*> made;
+  made.reserve(count);
+  for (size_t i = 0; ok && i < count; ++i) {
+    auto* pair = new Pair;
+    pair->kinv = BN_new();
+    pair->r = BN_new();
+    // x = X * (Z^-1)^2; r = x mod n; k^-1 out of Montgomery form.
+    ok = pair->kinv != nullptr && pair->r != nullptr &&
+         BN_mod_mul_montgomery(z[i], z[i], z[i], mont_p_, ctx.get()) == 1 &&
+         BN_mod_mul_montgomery(x[i], x[i], z[i], mont_p_, ctx.get()) == 1 &&
+         BN_nnmod(pair->r, x[i], order, ctx.get()) == 1 &&
+         BN_from_montgomery(pair->kinv, k[i], mont_n_, ctx.get()) == 1;
+    // r = 0 (probability 2^-256) cannot sign: that pair is dropped.
+    if (ok && BN_is_zero(pair->r)) {
+      Free(pair);
+      continue;
+    }
+    made.push_back(pair);
+    if (!ok) break;
+  }
+  if (!ok) {
+    for (Pair* pair : made) Free(pair);
+    return false;
+  }
+  out->insert(out->end(), made.begin(), made.end());
+  return true;
+}
+
 Es256Signer::Es256Signer(const std::shared_ptr<EVP_PKEY>& key, size_t presign)
     : ec_(EcKeyOf(key.get())),
+      maker_(key.get()),
       presign_(presign),
+      batch_(std::clamp<size_t>(presign / 4, 1, 16)),
       refill_every_(static_cast<uint32_t>(std::max<size_t>(presign / 4, 1))),
       generation_(ForkGeneration()),
       slots_(new std::atomic<Nonce*>[presign]) {
@@ -117,7 +296,9 @@ Es256Signer::~Es256Signer() {
     live.signers.erase(this);
     StopProducer();
   }
-  for (size_t i = 0; i < presign_; ++i) Wipe(slots_[i].exchange(nullptr));
+  for (size_t i = 0; i < presign_; ++i) {
+    EcdsaNonceMaker::Free(slots_[i].exchange(nullptr));
+  }
   FreeEcKey(ec_);
 }
 
@@ -141,17 +322,24 @@ void Es256Signer::StopAllAtExit() {
   live.signers.clear();
 }
 
-void Es256Signer::Wipe(Nonce* n) {
-  if (n == nullptr) return;
-  BN_clear_free(n->kinv);
-  BN_free(n->r);
-  delete n;
-}
-
 size_t Es256Signer::ready() const {
   size_t n = 0;
   for (size_t i = 0; i < presign_; ++i) n += slots_[i].load() != nullptr;
   return n;
+}
+
+void Es256Signer::Offer(const std::vector<Nonce*>& pairs) {
+  size_t placed = 0;
+  const uint64_t start = next_.load();
+  for (size_t i = 0; i < presign_ && placed < pairs.size(); ++i) {
+    std::atomic<Nonce*>& slot = slots_[(start + i) % presign_];
+    Nonce* expected = nullptr;
+    if (slot.load() == nullptr &&
+        slot.compare_exchange_strong(expected, pairs[placed])) {
+      ++placed;
+    }
+  }
+  for (; placed < pairs.size(); ++placed) EcdsaNonceMaker::Free(pairs[placed]);
 }
 
 void Es256Signer::Produce() {
@@ -160,18 +348,18 @@ void Es256Signer::Produce() {
   if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) != 0) {
     (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
   }
+  constexpr size_t kBatch = 32;
+  std::vector<Nonce*> pairs;
   while (!stop_.load()) {
     const uint32_t seen = taken_.load();
-    for (size_t i = 0; i < presign_ && !stop_.load(); ++i) {
-      if (slots_[i].load() != nullptr) continue;
-      auto* n = new Nonce;
-      if (!SignSetup(ec_, &n->kinv, &n->r)) {
-        Wipe(n);
-        LogWarning("token signing: nonce set-up failed; signing without");
+    for (size_t empty = presign_ - ready(); empty > 0 && !stop_.load();
+         empty = presign_ - ready()) {
+      pairs.clear();
+      if (!maker_.Make(std::min(empty, kBatch), &pairs)) {
+        LogWarning("token signing: nonce batch failed; signing without");
         return;
       }
-      // Only this thread fills slots; Sign only empties them.
-      slots_[i].store(n);
+      Offer(pairs);
     }
     // Until Sign reports refill_every_ more takes. `seen` was read before
     // this check of stop_, so a stop after it changes taken_ from `seen`.
@@ -210,6 +398,15 @@ std::string Es256Signer::Sign(std::string_view input) {
     });
     n = slots_[next_.fetch_add(1) % presign_].exchange(nullptr);
     if ((taken_.fetch_add(1) + 1) % refill_every_ == 0) taken_.notify_one();
+    if (n == nullptr) {
+      // The thread is behind (it runs only on idle CPU): a batch here.
+      std::vector<Nonce*> pairs;
+      if (maker_.Make(batch_, &pairs) && !pairs.empty()) {
+        n = pairs.back();
+        pairs.pop_back();
+        Offer(pairs);
+      }
+    }
   }
   ECDSA_SIG* sig =
       SignDigest(digest, n ? n->kinv : nullptr, n ? n->r : nullptr, ec_);
@@ -219,7 +416,7 @@ std::string Es256Signer::Sign(std::string_view input) {
   } else if (sig != nullptr && n != nullptr) {
     presigned_.fetch_add(1, std::memory_order_relaxed);
   }
-  Wipe(n);
+  EcdsaNonceMaker::Free(n);
   if (sig == nullptr) return "";
   std::string raw;
   const bool ok = jose::EcdsaSigToRaw(sig, &raw);

@@ -39,23 +39,65 @@ struct TokenKeyOptions {
   std::string path;  // the key file; empty: in memory only (tests)
 };
 
+// ECDSA P-256 nonce pairs (k^-1 mod n, r = (k*G).x mod n), made a batch
+// at a time: k is uniform in [1, n) from OpenSSL's private DRBG (one call
+// per batch), k*G is OpenSSL's constant-time generator multiplication, and
+// the two inversions each pair needs (k*G to affine, k^-1) are shared by
+// the whole batch (Montgomery's trick: one inversion of the product, then
+// three multiplications per element). The one inversion is of the product
+// times a random blinding factor, so the variable-time BN_mod_inverse only
+// ever sees a uniformly random number. Products use Montgomery
+// multiplication, as OpenSSL's own signing does for secrets. At 16 a batch
+// a pair costs about half an ECDSA_sign_setup. Thread-safe.
+class EcdsaNonceMaker {
+ public:
+  struct Pair {
+    BIGNUM* kinv = nullptr;  // secret
+    BIGNUM* r = nullptr;
+  };
+  // `key` must be a P-256 key; ok() is false otherwise.
+  explicit EcdsaNonceMaker(EVP_PKEY* key);
+  ~EcdsaNonceMaker();
+  EcdsaNonceMaker(const EcdsaNonceMaker&) = delete;
+  EcdsaNonceMaker& operator=(const EcdsaNonceMaker&) = delete;
+
+  bool ok() const { return group_ != nullptr; }
+  // Appends `count` new pairs to `out` (the caller owns them: Free each);
+  // false, with nothing appended, on failure.
+  bool Make(size_t count, std::vector<Pair*>* out) const;
+  // Wipes the secret and frees; null is fine.
+  static void Free(Pair* pair);
+
+ private:
+  // v[i] <- v[i]^-1 * R mod m (Montgomery form), all v[i] in [1, m).
+  bool InvertAll(const std::vector<BIGNUM*>& v, const BIGNUM* m,
+                 BN_MONT_CTX* mont, BN_CTX* ctx) const;
+
+  EC_GROUP* group_ = nullptr;  // own copy
+  BIGNUM* p_ = nullptr;        // the field prime
+  BN_MONT_CTX* mont_p_ = nullptr;
+  BN_MONT_CTX* mont_n_ = nullptr;
+};
+
 // ES256 signatures with the costly step done ahead. An ECDSA signature is
 // r = (k*G).x and s = k^-1 (H(m) + r*d) for a fresh secret nonce k; the
-// point multiplication k*G (three quarters of a signature) does not depend
-// on the message. A background thread at idle priority (SCHED_IDLE: it
-// runs only when a CPU would otherwise be idle) keeps `presign` slots of
-// (k^-1, r) pairs filled; Sign takes the pair in the next slot (an atomic
-// exchange: each pair is used once, then wiped), or with that slot empty
-// computes a whole signature itself. Signers never wait for the thread.
-// The nonces are as random as in an ordinary signature (ECDSA_sign_setup
-// draws k from OpenSSL's private DRBG). A forked child never uses the
-// parent's pairs. A signer still alive at exit has its thread stopped
-// before OpenSSL's own clean-up runs.
+// pair (k^-1, r) does not depend on the message and is nearly all of the
+// work. `presign` slots hold pairs made ahead (EcdsaNonceMaker) by a
+// background thread at idle priority (SCHED_IDLE: it runs only when a CPU
+// would otherwise be idle); Sign takes the pair in the next slot (an
+// atomic exchange: each pair is used once, then wiped). Under load the
+// thread seldom runs: a Sign that finds its slot empty makes a small
+// batch itself, keeps one pair and offers the rest to the empty slots
+// ahead, so a busy signer still pays the batch price per signature.
+// Signers never wait for the thread. A forked child never uses the
+// parent's pairs (it signs whole, with OpenSSL's nonce). A signer still
+// alive at exit has its thread stopped before OpenSSL's own clean-up runs.
 class Es256Signer {
  public:
   static constexpr size_t kDefaultPresign = 256;
 
-  // `key` must be a P-256 private key. presign 0: no background thread.
+  // `key` must be a P-256 private key. presign 0: no pairs made ahead,
+  // every signature whole.
   explicit Es256Signer(const std::shared_ptr<EVP_PKEY>& key,
                        size_t presign = kDefaultPresign);
   ~Es256Signer();
@@ -65,25 +107,25 @@ class Es256Signer {
   // The JWS signature of `input` (R || S, 64 bytes); "" on failure.
   std::string Sign(std::string_view input);
 
-  // Pairs ready now (emptied slots are refilled after every presign/4
-  // signatures), and signatures made with a prepared pair so far.
+  // Pairs ready now (the thread refills after every presign/4 takes), and
+  // signatures made with a pair made ahead (by the thread or in a batch).
   size_t ready() const;
   uint64_t presigned() const { return presigned_.load(); }
 
  private:
-  struct Nonce {
-    BIGNUM* kinv = nullptr;  // secret
-    BIGNUM* r = nullptr;
-  };
-  static void Wipe(Nonce* n);
+  using Nonce = EcdsaNonceMaker::Pair;
+  // Puts `pairs` into empty slots from the next one to be taken on; wipes
+  // those that find no room.
+  void Offer(const std::vector<Nonce*>& pairs);
   void Produce();
   // Stops and joins the thread; with LiveSigners' lock held.
   void StopProducer();
   static void StopAllAtExit();
 
-  EC_KEY* const ec_;  // the key's EC_KEY (own reference), for the split
-                      // sign set-up / sign
+  EC_KEY* const ec_;  // the key's EC_KEY (own reference), for signing
+  const EcdsaNonceMaker maker_;
   const size_t presign_;
+  const size_t batch_;           // pairs a Sign makes when its slot is empty
   const uint32_t refill_every_;  // the thread wakes after this many takes
   const unsigned generation_;    // the fork generation at construction
   std::unique_ptr<std::atomic<Nonce*>[]> slots_;

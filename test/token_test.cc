@@ -1,7 +1,11 @@
 // Device tokens: the signer's keys and rotation (broker/token_keys) and the
 // application-side TokenVerifier, with one test per refusal.
 #include <gtest/gtest.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/sha.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -191,13 +195,15 @@ TEST_F(TokenTest, Es256SignerPreparedNoncesEachOnce) {
   EXPECT_EQ(signer.presigned(), before + 3);
   ASSERT_TRUE(WaitReady(signer, 8));  // 4 takes: refilled after every 2
   // More signatures than the pool holds, faster than it refills or not:
-  // every one verifies and has its own nonce.
+  // every one verifies and has its own nonce, and every one used a pair
+  // made ahead (a Sign that finds its slot empty makes a batch).
   for (int i = 0; i < 200; ++i) {
     const std::string sig = signer.Sign(input);
     ASSERT_TRUE(verify(sig));
     nonces.insert(sig.substr(0, 32));
   }
   EXPECT_EQ(nonces.size(), 203u);
+  EXPECT_EQ(signer.presigned(), before + 203);
   ASSERT_TRUE(WaitReady(signer, 8));  // 204 takes
 
   Es256Signer plain(key_->pkey, 0);
@@ -237,6 +243,141 @@ TEST_F(TokenTest, Es256SignerForkedChildDrawsItsOwnNonce) {
   EXPECT_TRUE(SignatureValid(input, from_child));
   EXPECT_TRUE(SignatureValid(input, from_parent));
   EXPECT_NE(from_child.substr(0, 32), from_parent.substr(0, 32));
+}
+
+// k^-1 and r of `pair` both in [1, n), and r = (k*G).x mod n for the k
+// that kinv inverts. Checked with OpenSSL's affine arithmetic, none of the
+// maker's own shortcuts.
+void ExpectPairConsistent(const EcdsaNonceMaker::Pair& pair) {
+  using Group = std::unique_ptr<EC_GROUP, decltype(&EC_GROUP_free)>;
+  using Point = std::unique_ptr<EC_POINT, decltype(&EC_POINT_free)>;
+  using Bn = std::unique_ptr<BIGNUM, decltype(&BN_free)>;
+  using Ctx = std::unique_ptr<BN_CTX, decltype(&BN_CTX_free)>;
+  Group group(EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1), EC_GROUP_free);
+  Ctx ctx(BN_CTX_new(), BN_CTX_free);
+  ASSERT_TRUE(group && ctx);
+  const BIGNUM* n = EC_GROUP_get0_order(group.get());
+  ASSERT_FALSE(BN_is_zero(pair.kinv));
+  ASSERT_FALSE(BN_is_zero(pair.r));
+  ASSERT_LT(BN_cmp(pair.kinv, n), 0);
+  ASSERT_LT(BN_cmp(pair.r, n), 0);
+  Bn k(BN_mod_inverse(nullptr, pair.kinv, n, ctx.get()), BN_free);
+  Bn x(BN_new(), BN_free);
+  Point point(EC_POINT_new(group.get()), EC_POINT_free);
+  ASSERT_TRUE(k && x && point);
+  ASSERT_EQ(EC_POINT_mul(group.get(), point.get(), k.get(), nullptr, nullptr,
+                         ctx.get()),
+            1);
+  ASSERT_EQ(EC_POINT_get_affine_coordinates(group.get(), point.get(), x.get(),
+                                            nullptr, ctx.get()),
+            1);
+  ASSERT_EQ(BN_nnmod(x.get(), x.get(), n, ctx.get()), 1);
+  EXPECT_EQ(BN_cmp(x.get(), pair.r), 0);
+}
+
+// The JWS signature (R || S) of `input` by `key` with a made pair, computed
+// here from the ECDSA formula s = k^-1 (H(m) + r*d) mod n.
+std::string SignWithPair(EVP_PKEY* key, const EcdsaNonceMaker::Pair& pair,
+                         const std::string& input) {
+  using Bn = std::unique_ptr<BIGNUM, decltype(&BN_clear_free)>;
+  unsigned char digest[32];
+  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(),
+         digest);
+  BIGNUM* d_raw = nullptr;
+  if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &d_raw) != 1) {
+    return "";
+  }
+  Bn d(d_raw, BN_clear_free);
+  std::unique_ptr<EC_GROUP, decltype(&EC_GROUP_free)> group(
+      EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1), EC_GROUP_free);
+  std::unique_ptr<BN_CTX, decltype(&BN_CTX_free)> ctx(BN_CTX_new(),
+                                                      BN_CTX_free);
+  Bn h(BN_bin2bn(digest, sizeof digest, nullptr), BN_clear_free);
+  Bn s(BN_new(), BN_clear_free);
+  if (!group || !ctx || !h || !s) return "";
+  const BIGNUM* n = EC_GROUP_get0_order(group.get());
+  unsigned char raw[64];
+  if (BN_mod_mul(s.get(), pair.r, d.get(), n, ctx.get()) != 1 ||
+      BN_mod_add(s.get(), s.get(), h.get(), n, ctx.get()) != 1 ||
+      BN_mod_mul(s.get(), s.get(), pair.kinv, n, ctx.get()) != 1 ||
+      BN_bn2binpad(pair.r, raw, 32) != 32 ||
+      BN_bn2binpad(s.get(), raw + 32, 32) != 32) {
+    return "";
+  }
+  return std::string(reinterpret_cast<char*>(raw), sizeof raw);
+}
+
+// Every pair of every batch size is a valid nonce pair that signs, and no
+// two pairs share a nonce.
+TEST_F(TokenTest, EcdsaNonceMakerPairsSign) {
+  const EcdsaNonceMaker maker(key_->pkey.get());
+  ASSERT_TRUE(maker.ok());
+  const std::string input = SigningInput();
+  std::set<std::string> rs;
+  size_t total = 0;
+  for (size_t count : {1, 2, 3, 16, 32}) {
+    std::vector<EcdsaNonceMaker::Pair*> pairs;
+    ASSERT_TRUE(maker.Make(count, &pairs));
+    ASSERT_EQ(pairs.size(), count);
+    total += count;
+    for (EcdsaNonceMaker::Pair* pair : pairs) {
+      ExpectPairConsistent(*pair);
+      const std::string sig = SignWithPair(key_->pkey.get(), *pair, input);
+      ASSERT_EQ(sig.size(), 64u);
+      EXPECT_TRUE(SignatureValid(input, sig));
+      rs.insert(sig.substr(0, 32));
+      EcdsaNonceMaker::Free(pair);
+    }
+  }
+  EXPECT_EQ(rs.size(), total);
+  // Appends: what `out` held stays.
+  std::vector<EcdsaNonceMaker::Pair*> out;
+  ASSERT_TRUE(maker.Make(0, &out));
+  EXPECT_TRUE(out.empty());
+  ASSERT_TRUE(maker.Make(2, &out));
+  ASSERT_TRUE(maker.Make(3, &out));
+  ASSERT_EQ(out.size(), 5u);
+  for (EcdsaNonceMaker::Pair* pair : out) {
+    ExpectPairConsistent(*pair);
+    EcdsaNonceMaker::Free(pair);
+  }
+  // Concurrent batches from one maker (the broker's threads share one).
+  std::vector<std::vector<EcdsaNonceMaker::Pair*>> per_thread(4);
+  std::vector<std::thread> threads;
+  for (auto& mine : per_thread) {
+    threads.emplace_back([&maker, &mine] {
+      for (int i = 0; i < 8; ++i) (void)maker.Make(4, &mine);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& mine : per_thread) {
+    EXPECT_EQ(mine.size(), 32u);
+    for (EcdsaNonceMaker::Pair* pair : mine) {
+      const std::string sig = SignWithPair(key_->pkey.get(), *pair, input);
+      EXPECT_TRUE(SignatureValid(input, sig));
+      rs.insert(sig.substr(0, 32));
+      EcdsaNonceMaker::Free(pair);
+    }
+  }
+  EXPECT_EQ(rs.size(), total + 128);
+}
+
+// A pair is for P-256 only: any other key makes no maker, and Make fails
+// without touching its output.
+TEST(EcdsaNonceMakerTest, OtherKeysRefused) {
+  auto ed = GenerateTokenKey("EdDSA");
+  ASSERT_TRUE(ed.ok());
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> p384(EVP_EC_gen("P-384"),
+                                                           EVP_PKEY_free);
+  ASSERT_NE(p384, nullptr);
+  for (EVP_PKEY* key :
+       {ed->get(), p384.get(), static_cast<EVP_PKEY*>(nullptr)}) {
+    const EcdsaNonceMaker maker(key);
+    EXPECT_FALSE(maker.ok());
+    std::vector<EcdsaNonceMaker::Pair*> out;
+    EXPECT_FALSE(maker.Make(4, &out));
+    EXPECT_TRUE(out.empty());
+  }
 }
 
 // A signer never destroyed (its thread busy at exit) must not take the
