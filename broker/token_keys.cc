@@ -233,9 +233,14 @@ bool EcdsaNonceMaker::Make(size_t count, std::vector<Pair*>* out) const {
   bool ok = true;
   for (size_t i = 0; ok && i < count; ++i) {
     unsigned char* b = bytes.data() + kBytes * i;
-    while (ok && (BN_bin2bn(b, kBytes, k[i]) == nullptr || BN_is_zero(k[i]) ||
-                  BN_cmp(k[i], order) >= 0)) {
-      ok = RAND_priv_bytes(b, kBytes) == 1;
+    while (ok) {
+      if (BN_bin2bn(b, kBytes, k[i]) == nullptr) {
+        ok = false;  // out of memory: not a reason to draw again
+      } else if (BN_is_zero(k[i]) || BN_cmp(k[i], order) >= 0) {
+        ok = RAND_priv_bytes(b, kBytes) == 1;
+      } else {
+        break;
+      }
     }
     BN_set_flags(k[i], BN_FLG_CONSTTIME);
     ok = ok &&

@@ -62,7 +62,8 @@ class EcdsaNonceMaker {
   EcdsaNonceMaker& operator=(const EcdsaNonceMaker&) = delete;
 
   bool ok() const { return group_ != nullptr; }
-  // Appends `count` new pairs to `out` (the caller owns them: Free each);
+  // Appends `count` new pairs to `out` (the caller owns them: Free each;
+  // a pair whose r is 0, probability 2^-256, is dropped, not replaced);
   // false, with nothing appended, on failure.
   bool Make(size_t count, std::vector<Pair*>* out) const;
   // Wipes the secret and frees; null is fine.
