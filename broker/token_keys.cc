@@ -105,8 +105,6 @@ unsigned ForkGeneration() {
   return fork_generation.load();
 }
 
-}  // namespace
-
 // BIGNUMs freed (and wiped) together.
 class BnList {
  public:
@@ -129,6 +127,50 @@ class BnList {
  private:
   std::vector<BIGNUM*> v_;
 };
+
+// v[i] <- v[i]^-1 * R mod m (Montgomery form), all v[i] in [1, m).
+bool InvertAll(const std::vector<BIGNUM*>& v, const BIGNUM* m,
+               BN_MONT_CTX* mont, BN_CTX* ctx) {
+  // With x' = x*R (Montgomery form) and mont(a', b') = (a*b)': prefix
+  // products c'[i] = (v[0]...v[i])'; one inversion of the blinded product;
+  // then from the back, v[i]^-1 = c[i]^-1 * c[i-1] and
+  // c[i-1]^-1 = c[i]^-1 * v[i].
+  const size_t n = v.size();
+  BnList vm(n), c(n), t(3);
+  if (!vm.Fill() || !c.Fill() || !t.Fill()) return false;
+  BIGNUM* blind = t[0];
+  BIGNUM* blind_m = t[1];
+  BIGNUM* inv = t[2];
+  for (size_t i = 0; i < n; ++i) {
+    if (BN_to_montgomery(vm[i], v[i], mont, ctx) != 1) return false;
+    if (i == 0 ? BN_copy(c[0], vm[0]) == nullptr
+               : BN_mod_mul_montgomery(c[i], c[i - 1], vm[i], mont, ctx) != 1) {
+      return false;
+    }
+  }
+  do {
+    if (BN_priv_rand_range(blind, m) != 1) return false;
+  } while (BN_is_zero(blind));
+  // (c*b)^-1, then * b: c^-1. BN_mod_inverse sees only c*b, a uniformly
+  // random number whatever the secrets are.
+  if (BN_to_montgomery(blind_m, blind, mont, ctx) != 1 ||
+      BN_mod_mul_montgomery(inv, c[n - 1], blind_m, mont, ctx) != 1 ||
+      BN_from_montgomery(inv, inv, mont, ctx) != 1 ||
+      BN_mod_inverse(inv, inv, m, ctx) == nullptr ||
+      BN_to_montgomery(inv, inv, mont, ctx) != 1 ||
+      BN_mod_mul_montgomery(inv, inv, blind_m, mont, ctx) != 1) {
+    return false;
+  }
+  for (size_t i = n - 1; i > 0; --i) {
+    if (BN_mod_mul_montgomery(v[i], inv, c[i - 1], mont, ctx) != 1 ||
+        BN_mod_mul_montgomery(inv, inv, vm[i], mont, ctx) != 1) {
+      return false;
+    }
+  }
+  return BN_copy(v[0], inv) != nullptr;
+}
+
+}  // namespace
 
 EcdsaNonceMaker::EcdsaNonceMaker(EVP_PKEY* key) {
   char name[64] = {};
@@ -167,47 +209,6 @@ void EcdsaNonceMaker::Free(Pair* pair) {
   BN_clear_free(pair->kinv);
   BN_free(pair->r);
   delete pair;
-}
-
-bool EcdsaNonceMaker::InvertAll(const std::vector<BIGNUM*>& v, const BIGNUM* m,
-                                BN_MONT_CTX* mont, BN_CTX* ctx) const {
-  // With x' = x*R (Montgomery form) and mont(a', b') = (a*b)': prefix
-  // products c'[i] = (v[0]...v[i])'; one inversion of the blinded product;
-  // then from the back, v[i]^-1 = c[i]^-1 * c[i-1] and
-  // c[i-1]^-1 = c[i]^-1 * v[i].
-  const size_t n = v.size();
-  BnList vm(n), c(n), t(3);
-  if (!vm.Fill() || !c.Fill() || !t.Fill()) return false;
-  BIGNUM* blind = t[0];
-  BIGNUM* blind_m = t[1];
-  BIGNUM* inv = t[2];
-  for (size_t i = 0; i < n; ++i) {
-    if (BN_to_montgomery(vm[i], v[i], mont, ctx) != 1) return false;
-    if (i == 0 ? BN_copy(c[0], vm[0]) == nullptr
-               : BN_mod_mul_montgomery(c[i], c[i - 1], vm[i], mont, ctx) != 1) {
-      return false;
-    }
-  }
-  do {
-    if (BN_priv_rand_range(blind, m) != 1) return false;
-  } while (BN_is_zero(blind));
-  // (c*b)^-1, then * b: c^-1. BN_mod_inverse sees only c*b, a uniformly
-  // random number whatever the secrets are.
-  if (BN_to_montgomery(blind_m, blind, mont, ctx) != 1 ||
-      BN_mod_mul_montgomery(inv, c[n - 1], blind_m, mont, ctx) != 1 ||
-      BN_from_montgomery(inv, inv, mont, ctx) != 1 ||
-      BN_mod_inverse(inv, inv, m, ctx) == nullptr ||
-      BN_to_montgomery(inv, inv, mont, ctx) != 1 ||
-      BN_mod_mul_montgomery(inv, inv, blind_m, mont, ctx) != 1) {
-    return false;
-  }
-  for (size_t i = n - 1; i > 0; --i) {
-    if (BN_mod_mul_montgomery(v[i], inv, c[i - 1], mont, ctx) != 1 ||
-        BN_mod_mul_montgomery(inv, inv, vm[i], mont, ctx) != 1) {
-      return false;
-    }
-  }
-  return BN_copy(v[0], inv) != nullptr;
 }
 
 bool EcdsaNonceMaker::Make(size_t count, std::vector<Pair*>* out) const {
@@ -257,7 +258,7 @@ bool EcdsaNonceMaker::Make(size_t count, std::vector<Pair*>* out) const {
   }
   std::vector<Pair*> made;
   made.reserve(count);
-  for (size_t i = 0; ok && i < count; ++i) {
+  for (size_t i = 0; i < count; ++i) {
     auto* pair = new Pair;
     pair->kinv = BN_new();
     pair->r = BN_new();
@@ -267,13 +268,16 @@ bool EcdsaNonceMaker::Make(size_t count, std::vector<Pair*>* out) const {
          BN_mod_mul_montgomery(x[i], x[i], z[i], mont_p_, ctx.get()) == 1 &&
          BN_nnmod(pair->r, x[i], order, ctx.get()) == 1 &&
          BN_from_montgomery(pair->kinv, k[i], mont_n_, ctx.get()) == 1;
+    if (!ok) {
+      Free(pair);
+      break;
+    }
     // r = 0 (probability 2^-256) cannot sign: that pair is dropped.
-    if (ok && BN_is_zero(pair->r)) {
+    if (BN_is_zero(pair->r)) {
       Free(pair);
       continue;
     }
     made.push_back(pair);
-    if (!ok) break;
   }
   if (!ok) {
     for (Pair* pair : made) Free(pair);
@@ -283,10 +287,12 @@ bool EcdsaNonceMaker::Make(size_t count, std::vector<Pair*>* out) const {
   return true;
 }
 
-Es256Signer::Es256Signer(const std::shared_ptr<EVP_PKEY>& key, size_t presign)
+Es256Signer::Es256Signer(const std::shared_ptr<EVP_PKEY>& key, size_t presign,
+                         bool background)
     : ec_(EcKeyOf(key.get())),
       maker_(key.get()),
       presign_(presign),
+      background_(background),
       batch_(std::clamp<size_t>(presign / 4, 1, 16)),
       refill_every_(static_cast<uint32_t>(std::max<size_t>(presign / 4, 1))),
       generation_(ForkGeneration()),
@@ -387,20 +393,22 @@ std::string Es256Signer::Sign(std::string_view input) {
   Nonce* n = nullptr;
   // A forked child signs on its own: its parent may use the same pairs.
   if (presign_ > 0 && generation_ == fork_generation.load()) {
-    std::call_once(start_, [this] {
-      // OpenSSL registered its exit handler at its first use, before this
-      // one, so this one runs first (exit handlers run in reverse).
-      static const bool at_exit = std::atexit(StopAllAtExit) == 0;
-      (void)at_exit;
-      LiveSigners& live = Live();
-      std::lock_guard<std::mutex> lock(live.mu);
-      try {
-        producer_ = std::thread([this] { Produce(); });
-        live.signers.insert(this);
-      } catch (const std::system_error& e) {  // then every signature whole
-        LogWarning("token signing: no nonce thread: %s", e.what());
-      }
-    });
+    if (background_) {
+      std::call_once(start_, [this] {
+        // OpenSSL registered its exit handler at its first use, before this
+        // one, so this one runs first (exit handlers run in reverse).
+        static const bool at_exit = std::atexit(StopAllAtExit) == 0;
+        (void)at_exit;
+        LiveSigners& live = Live();
+        std::lock_guard<std::mutex> lock(live.mu);
+        try {
+          producer_ = std::thread([this] { Produce(); });
+          live.signers.insert(this);
+        } catch (const std::system_error& e) {  // then Sign's batches only
+          LogWarning("token signing: no nonce thread: %s", e.what());
+        }
+      });
+    }
     n = slots_[next_.fetch_add(1) % presign_].exchange(nullptr);
     if ((taken_.fetch_add(1) + 1) % refill_every_ == 0) taken_.notify_one();
     if (n == nullptr) {

@@ -70,10 +70,6 @@ class EcdsaNonceMaker {
   static void Free(Pair* pair);
 
  private:
-  // v[i] <- v[i]^-1 * R mod m (Montgomery form), all v[i] in [1, m).
-  bool InvertAll(const std::vector<BIGNUM*>& v, const BIGNUM* m,
-                 BN_MONT_CTX* mont, BN_CTX* ctx) const;
-
   EC_GROUP* group_ = nullptr;  // own copy
   BIGNUM* p_ = nullptr;        // the field prime
   BN_MONT_CTX* mont_p_ = nullptr;
@@ -98,9 +94,11 @@ class Es256Signer {
   static constexpr size_t kDefaultPresign = 256;
 
   // `key` must be a P-256 private key. presign 0: no pairs made ahead,
-  // every signature whole.
+  // every signature whole. background false: no thread, the slots are
+  // filled only by Sign's own batches (tests).
   explicit Es256Signer(const std::shared_ptr<EVP_PKEY>& key,
-                       size_t presign = kDefaultPresign);
+                       size_t presign = kDefaultPresign,
+                       bool background = true);
   ~Es256Signer();
   Es256Signer(const Es256Signer&) = delete;
   Es256Signer& operator=(const Es256Signer&) = delete;
@@ -126,6 +124,7 @@ class Es256Signer {
   EC_KEY* const ec_;  // the key's EC_KEY (own reference), for signing
   const EcdsaNonceMaker maker_;
   const size_t presign_;
+  const bool background_;
   const size_t batch_;           // pairs a Sign makes when its slot is empty
   const uint32_t refill_every_;  // the thread wakes after this many takes
   const unsigned generation_;    // the fork generation at construction

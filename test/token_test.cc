@@ -213,6 +213,24 @@ TEST_F(TokenTest, Es256SignerPreparedNoncesEachOnce) {
   EXPECT_EQ(plain.presigned(), 0u);
 }
 
+// A Sign that finds its slot empty makes a batch of presign/4 pairs (at
+// most 16), keeps one and leaves the others in the slots ahead for the
+// signatures after it. With no thread, every pair comes from such batches.
+TEST_F(TokenTest, Es256SignerEmptySlotMakesABatch) {
+  const std::string input = SigningInput();
+  Es256Signer signer(key_->pkey, 64, /*background=*/false);
+  EXPECT_EQ(signer.ready(), 0u);
+  std::set<std::string> nonces;
+  for (size_t i = 0; i < 40; ++i) {
+    const std::string sig = signer.Sign(input);
+    ASSERT_TRUE(SignatureValid(input, sig));
+    nonces.insert(sig.substr(0, 32));
+    EXPECT_EQ(signer.ready(), 15 - i % 16) << "after signature " << i;
+  }
+  EXPECT_EQ(signer.presigned(), 40u);
+  EXPECT_EQ(nonces.size(), 40u);
+}
+
 // A forked child must not sign with the parent's prepared nonces: the two
 // would publish signatures with the same k, which gives away the key.
 TEST_F(TokenTest, Es256SignerForkedChildDrawsItsOwnNonce) {
