@@ -13,7 +13,7 @@
 #include "agent/credential_dir.h"
 #include "agent/daemon.h"
 #include "agent/registration_client.h"
-#include "agent/sim.h"
+#include "agent/sim/sim.h"
 #include "agent/token_client.h"
 #include "common/atomic_file.h"
 #include "common/duration.h"

@@ -16,7 +16,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "agent/sim.h"
+#include "agent/sim/sim.h"
 #include "common/clock.h"
 #include "common/x509.h"
 #include "simprov/v1/bootstrap.grpc.pb.h"

@@ -15,7 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "agent/credential_dir.h"
-#include "agent/sim.h"
+#include "agent/sim/sim.h"
 #include "common/atomic_file.h"
 #include "common/exit_codes.h"
 #include "common/log.h"

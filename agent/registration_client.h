@@ -1,4 +1,4 @@
-// Waiting for the IoT registries (issue 5, docs/registry.md): asks the
+// Waiting for the IoT registries (docs/registry.md): asks the
 // broker's DeviceRegistry service, over mutual TLS with the credential set
 // in DIR, whether this certificate is registered yet, and keeps the
 // "registry" part of DIR/bootstrap.json up to date with the answer.

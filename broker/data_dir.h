@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "broker/ca.h"
-#include "broker/operator_ca.h"
+#include "broker/ca/ca.h"
+#include "broker/ca/operator_ca.h"
 #include "common/bytes.h"
 #include "common/clock.h"
 

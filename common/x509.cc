@@ -195,7 +195,8 @@ absl::Status CheckCsrSignatureAlgorithm(const X509_REQ* req) {
 // ourselves, build the key from its point (checked to be on the curve) and
 // verify the signature; anything else, however slightly different, goes
 // down the general OpenSSL path. The fast path never accepts what the
-// general path refuses (test/x509_test.cc compares them on mutated input).
+// general path refuses (test/common/x509_test.cc compares them on mutated
+// input).
 
 // A strict DER reader over [p, end): definite, minimal lengths only.
 class DerReader {

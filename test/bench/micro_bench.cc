@@ -24,12 +24,12 @@
 #include <utility>
 #include <vector>
 
-#include "broker/admin_service.h"
-#include "broker/bootstrap_service.h"
-#include "broker/ca.h"
-#include "broker/sqlite_store.h"
-#include "broker/token_keys.h"
-#include "broker/token_service.h"
+#include "broker/admin/admin_service.h"
+#include "broker/ca/ca.h"
+#include "broker/enrol/bootstrap_service.h"
+#include "broker/store/sqlite/sqlite_store.h"
+#include "broker/tokens/token_keys.h"
+#include "broker/tokens/token_service.h"
 #include "common/aka.h"
 #include "common/bytes.h"
 #include "common/clock.h"
@@ -543,7 +543,7 @@ BENCHMARK(BM_BrokerBootstrapInProcess)
 
 // ---- Device tokens, in process ---------------------------------------------
 
-// TokenService::Issue as the gRPC handler calls it (issue 4): request
+// TokenService::Issue as the gRPC handler calls it: request
 // checks, the remembered client-certificate check, the store read of the
 // certificate and subscriber status (real SqliteStore), policy, claims,
 // ES256 signature, the queued audit event. Process CPU time: includes the

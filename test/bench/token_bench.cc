@@ -13,11 +13,11 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "broker/token_keys.h"
-#include "broker/token_service.h"
+#include "broker/tokens/token_keys.h"
+#include "broker/tokens/token_service.h"
 #include "common/clock.h"
-#include "common/jose.h"
-#include "common/token_verifier.h"
+#include "common/token/jose.h"
+#include "common/token/token_verifier.h"
 
 namespace simprov {
 namespace {

@@ -1,0 +1,106 @@
+// Who may call which admin RPC.
+//
+// The admin services (admin.proto, fleet.proto, TokenAdmin in token.proto,
+// access.proto) are served on the Unix socket DIR/admin.sock, where the
+// socket's file permissions are the authorization (the caller is "local",
+// with every right), and on --admin-listen over TLS, where the client must
+// present a certificate from the broker's admin CA (DIR/admin-ca/). The
+// certificate carries the admin's role and name in one URI SAN:
+//
+//   urn:simprov:admin:ROLE:NAME     ROLE = viewer | operator | admin
+//
+// Roles are ordered: viewer (read) < operator (lifecycle) < admin
+// (everything, including issuing admin certificates). Every admin RPC
+// handler starts with Authorize(ctx, "Service.Method"), which looks the
+// method up in AdminMethodRoles() — a method missing from the table is
+// refused (default deny) — and returns the actor name for the audit trail.
+#ifndef SIMPROV_BROKER_ADMIN_ADMIN_AUTH_H_
+#define SIMPROV_BROKER_ADMIN_ADMIN_AUTH_H_
+
+#include <grpcpp/grpcpp.h>
+#include <openssl/x509.h>
+
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+
+namespace simprov {
+
+enum class AdminRole { kViewer = 0, kOperator = 1, kAdmin = 2 };
+
+absl::string_view RoleName(AdminRole role);
+std::optional<AdminRole> ParseRole(absl::string_view name);
+
+inline constexpr absl::string_view kAdminUrnPrefix = "urn:simprov:admin:";
+// The actor name of the Unix socket; never a certificate's name.
+inline constexpr absl::string_view kLocalActor = "local";
+
+// An admin name: 1..64 of [A-Za-z0-9._@-], not "local".
+absl::Status CheckAdminName(absl::string_view name);
+// "urn:simprov:admin:ROLE:NAME".
+std::string AdminUrn(AdminRole role, absl::string_view name);
+
+struct AdminIdentity {
+  std::string name;
+  AdminRole role = AdminRole::kViewer;
+};
+
+// The identity in an admin certificate's URI SAN. PermissionDenied if it
+// has none (e.g. a device or server certificate) or more than one.
+absl::StatusOr<AdminIdentity> AdminIdentityFromCert(X509* cert);
+
+// Revoked admin certificates by serial, kept in a file (DIR/admin-ca/revoked:
+// one lowercase hex serial a line, rewritten atomically on each change).
+class AdminRevocations {
+ public:
+  // Reads `path` (absent: none revoked). InvalidArgument for a bad line.
+  static absl::StatusOr<std::unique_ptr<AdminRevocations>> Load(
+      std::string path);
+  bool IsRevoked(absl::string_view serial_hex) const;
+  // Adds the serial (normalized by NormalizeSerial) and saves the file;
+  // false if it was revoked already.
+  absl::StatusOr<bool> Revoke(absl::string_view serial_hex);
+
+ private:
+  explicit AdminRevocations(std::string path) : path_(std::move(path)) {}
+  const std::string path_;
+  mutable absl::Mutex mu_;
+  std::set<std::string> serials_ ABSL_GUARDED_BY(mu_);
+};
+
+// "0A:1b:..." or "0a1b..." -> "0a1b..."; InvalidArgument unless 1..40 bytes
+// of hex.
+absl::StatusOr<std::string> NormalizeSerial(absl::string_view serial);
+
+// The revocations CallerIdentity checks for callers over TLS; null (the
+// default) checks none. Not owned; set once at start.
+void SetAdminRevocations(const AdminRevocations* revocations);
+
+// The caller of an admin RPC: "local"/admin on the Unix socket, the
+// certificate's identity over TLS (PermissionDenied for a revoked admin
+// certificate). PermissionDenied otherwise.
+absl::StatusOr<AdminIdentity> CallerIdentity(const grpc::ServerContext* ctx);
+
+// Every admin RPC method ("Service.Method", e.g. "Fleet.RevokeDevice") and
+// the least role that may call it.
+struct AdminMethodRole {
+  absl::string_view method;
+  AdminRole role;
+};
+const std::vector<AdminMethodRole>& AdminMethodRoles();
+
+// Checks that the caller's role reaches the one `method` needs; returns the
+// actor name for the audit trail. PermissionDenied (naming the caller, the
+// method and the role it needs) otherwise.
+absl::StatusOr<std::string> Authorize(const grpc::ServerContext* ctx,
+                                      absl::string_view method);
+
+}  // namespace simprov
+
+#endif  // SIMPROV_BROKER_ADMIN_ADMIN_AUTH_H_

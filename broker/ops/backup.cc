@@ -1,0 +1,686 @@
+#include "broker/ops/backup.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "broker/keys/kek_rotation.h"
+#include "common/atomic_file.h"
+#include "common/bytes.h"
+#include "common/openssl_ptr.h"
+#include "common/sealed_box.h"
+
+namespace simprov {
+namespace {
+
+constexpr size_t kBlock = 512;
+constexpr char kStoreName[] = "simprov.db";
+constexpr char kKekName[] = "kek";
+constexpr size_t kMaxManifestBytes = 16 << 20;
+
+absl::Status Errno(absl::string_view what, const std::string& path) {
+  return absl::InternalError(
+      absl::StrCat(what, " ", path, ": ", strerror(errno)));
+}
+
+// Files of a data dir that a backup leaves out: the live store (copied
+// through the backup API instead), its side files, runtime files.
+bool Skipped(const std::string& rel) {
+  static const char* const kRuntime[] = {
+      "simprov.db", "simprov.db-wal", "simprov.db-shm", "simprov.db-journal",
+      "admin.sock", "listen-address", "http-address",   "admin-address",
+  };
+  for (const char* r : kRuntime) {
+    if (rel == r) return true;
+  }
+  return absl::StrContains(rel, ".tmp.");
+}
+
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) {
+    EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr);
+  }
+  void Update(const void* p, size_t n) { EVP_DigestUpdate(ctx_.get(), p, n); }
+  std::string HexFinal() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx_.get(), md, &len);
+    return HexEncode(md, len);
+  }
+
+ private:
+  EvpMdCtxPtr ctx_;
+};
+
+// ---- ustar.
+
+void Octal(char* field, size_t width, uint64_t v) {
+  // width-1 digits and a NUL.
+  std::string s(width - 1, '0');
+  for (size_t i = width - 1; i-- > 0;) {
+    s[i] = static_cast<char>('0' + (v & 7));
+    v >>= 3;
+  }
+  memcpy(field, s.data(), width - 1);
+  field[width - 1] = '\0';
+}
+
+std::string TarHeader(const std::string& name, uint64_t size, mode_t mode,
+                      int64_t mtime, char type) {
+  std::string h(kBlock, '\0');
+  memcpy(&h[0], name.data(), name.size());
+  Octal(&h[100], 8, mode & 07777);
+  Octal(&h[108], 8, 0);
+  Octal(&h[116], 8, 0);
+  Octal(&h[124], 12, size);
+  Octal(&h[136], 12, static_cast<uint64_t>(std::max<int64_t>(mtime, 0)));
+  memset(&h[148], ' ', 8);
+  h[156] = type;
+  memcpy(&h[257], "ustar", 6);
+  memcpy(&h[263], "00", 2);
+  unsigned sum = 0;
+  for (unsigned char c : h) sum += c;
+  Octal(&h[148], 7, sum);
+  h[155] = ' ';
+  return h;
+}
+
+absl::StatusOr<uint64_t> ParseOctal(const char* p, size_t n) {
+  uint64_t v = 0;
+  size_t i = 0;
+  while (i < n && p[i] == ' ') ++i;
+  bool any = false;
+  for (; i < n && p[i] != '\0' && p[i] != ' '; ++i) {
+    if (p[i] < '0' || p[i] > '7') {
+      return absl::InvalidArgumentError("corrupt tar header");
+    }
+    v = (v << 3) | static_cast<uint64_t>(p[i] - '0');
+    any = true;
+  }
+  if (!any) return absl::InvalidArgumentError("corrupt tar header");
+  return v;
+}
+
+class ArchiveWriter {
+ public:
+  explicit ArchiveWriter(int fd) : fd_(fd) {}
+  absl::Status Write(const void* p, size_t n) {
+    const char* c = static_cast<const char*>(p);
+    while (n > 0) {
+      ssize_t w = write(fd_, c, n);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return absl::InternalError(
+            absl::StrCat("cannot write the backup: ", strerror(errno)));
+      }
+      c += w;
+      n -= static_cast<size_t>(w);
+    }
+    return absl::OkStatus();
+  }
+  absl::Status Pad(uint64_t size) {
+    static const char zeros[kBlock] = {};
+    size_t rem = size % kBlock;
+    return rem == 0 ? absl::OkStatus() : Write(zeros, kBlock - rem);
+  }
+
+ private:
+  int fd_;
+};
+
+struct EntryInfo {
+  std::string path;
+  uint64_t size = 0;
+  mode_t mode = 0600;
+  std::string sha256;
+};
+
+// Streams the file at `src` as entry `rel`.
+absl::StatusOr<EntryInfo> AddFile(ArchiveWriter& w, const std::string& src,
+                                  const std::string& rel, int64_t mtime) {
+  if (rel.size() >= 100) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("path too long for the backup: ", rel));
+  }
+  int fd = open(src.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Errno("cannot open", src);
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    return Errno("cannot stat", src);
+  }
+  EntryInfo e;
+  e.path = rel;
+  e.size = static_cast<uint64_t>(st.st_size);
+  e.mode = st.st_mode & 0777;
+  absl::Status s =
+      w.Write(TarHeader(rel, e.size, e.mode, mtime, '0').data(), kBlock);
+  Sha256 sha;
+  std::vector<char> buf(1 << 20);
+  uint64_t left = e.size;
+  while (s.ok() && left > 0) {
+    ssize_t n = read(fd, buf.data(), std::min<uint64_t>(buf.size(), left));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      // The file shrank under us: the archive would be inconsistent.
+      s = absl::UnavailableError(
+          absl::StrCat(src, " changed during the backup; retry"));
+      break;
+    }
+    sha.Update(buf.data(), static_cast<size_t>(n));
+    s = w.Write(buf.data(), static_cast<size_t>(n));
+    left -= static_cast<uint64_t>(n);
+  }
+  close(fd);
+  if (!s.ok()) return s;
+  if (absl::Status p = w.Pad(e.size); !p.ok()) return p;
+  e.sha256 = sha.HexFinal();
+  return e;
+}
+
+// Regular files under `root` (relative paths, sorted), skipping Skipped().
+absl::Status Walk(const std::string& root, const std::string& rel,
+                  std::vector<std::string>* files) {
+  const std::string dir = rel.empty() ? root : root + "/" + rel;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return Errno("cannot read directory", dir);
+  std::vector<std::string> names;
+  while (struct dirent* ent = readdir(d)) {
+    std::string n = ent->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  closedir(d);
+  std::sort(names.begin(), names.end());
+  for (const std::string& n : names) {
+    const std::string r = rel.empty() ? n : rel + "/" + n;
+    struct stat st;
+    if (lstat((root + "/" + r).c_str(), &st) != 0) continue;  // vanished
+    if (S_ISDIR(st.st_mode)) {
+      if (absl::Status s = Walk(root, r, files); !s.ok()) return s;
+    } else if (S_ISREG(st.st_mode) && !Skipped(r)) {
+      files->push_back(r);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The KEK files of a data dir as they are now ("" when absent).
+std::string KekState(const std::string& data_dir) {
+  std::string out;
+  for (const std::string& p :
+       {data_dir + "/" + kKekName, NextKekPath(data_dir + "/" + kKekName)}) {
+    auto t = ReadFileToString(p, 1024);
+    out += t.ok() ? *t : std::string();
+    out += '\n';
+  }
+  return out;
+}
+
+absl::Status SnapshotStore(const std::string& src, const std::string& dst) {
+  sqlite3* from = nullptr;
+  sqlite3* to = nullptr;
+  absl::Status s;
+  int rc = sqlite3_open_v2(src.c_str(), &from, SQLITE_OPEN_READONLY, nullptr);
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(from, 60000);
+    rc = sqlite3_open_v2(dst.c_str(), &to,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  }
+  if (rc == SQLITE_OK) {
+    // One step over every page: a single read transaction, so the copy is
+    // one consistent snapshot; WAL lets the broker keep writing.
+    sqlite3_backup* b = sqlite3_backup_init(to, "main", from, "main");
+    if (!b) {
+      rc = sqlite3_errcode(to);
+    } else {
+      do {
+        rc = sqlite3_backup_step(b, -1);
+        if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) sqlite3_sleep(50);
+      } while (rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+      int frc = sqlite3_backup_finish(b);
+      if (rc == SQLITE_DONE) rc = frc;
+    }
+  }
+  if (rc == SQLITE_OK) {
+    // A self-contained file: no WAL next to it.
+    rc = sqlite3_exec(to, "PRAGMA journal_mode=DELETE", nullptr, nullptr,
+                      nullptr);
+  }
+  if (rc != SQLITE_OK) {
+    s = absl::UnavailableError(absl::StrCat("cannot back up the store ", src,
+                                            ": ",
+                                            to     ? sqlite3_errmsg(to)
+                                            : from ? sqlite3_errmsg(from)
+                                                   : "open failed"));
+  }
+  sqlite3_close(to);
+  sqlite3_close(from);
+  return s;
+}
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+absl::Status RemoveTree(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+  return ec ? absl::InternalError(
+                  absl::StrCat("cannot remove ", path, ": ", ec.message()))
+            : absl::OkStatus();
+}
+
+absl::StatusOr<BackupSummary> WriteArchive(const std::string& data_dir,
+                                           const std::string& tmp,
+                                           const std::string& db_copy,
+                                           Clock& clock) {
+  const absl::Time now = clock.Now();
+  const int64_t mtime = absl::ToUnixSeconds(now);
+  // The KEK files before and after the snapshot: a rotation that moved in
+  // between would make the pair inconsistent, so the caller retries.
+  const std::string kek_before = KekState(data_dir);
+  if (absl::Status s = SnapshotStore(data_dir + "/" + kStoreName, db_copy);
+      !s.ok()) {
+    return s;
+  }
+  std::vector<std::string> files;
+  if (absl::Status s = Walk(data_dir, "", &files); !s.ok()) return s;
+  int fd = open(tmp.c_str(),
+                O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return Errno("cannot create", tmp);
+  fchmod(fd, 0600);
+  ArchiveWriter w(fd);
+  std::vector<EntryInfo> entries;
+  absl::Status s;
+  auto add = [&](const std::string& src, const std::string& rel) {
+    if (!s.ok()) return;
+    auto e = AddFile(w, src, rel, mtime);
+    if (!e.ok()) {
+      s = e.status();
+      return;
+    }
+    entries.push_back(*e);
+  };
+  add(db_copy, kStoreName);
+  for (const std::string& f : files) {
+    add(data_dir + "/" + f, f);
+  }
+  if (s.ok() && KekState(data_dir) != kek_before) {
+    s = absl::AbortedError("the KEK changed during the backup");
+  }
+  BackupSummary summary;
+  for (const EntryInfo& e : entries) {
+    if (e.path == kKekName) summary.kek_included = true;
+  }
+  if (s.ok()) {
+    nlohmann::json m;
+    m["format"] = "simprov-backup";
+    m["version"] = kBackupFormatVersion;
+    m["created_at"] = Rfc3339(now);
+    m["kek"] = summary.kek_included ? "included" : "external";
+    nlohmann::json list = nlohmann::json::array();
+    for (const EntryInfo& e : entries) {
+      char mode[8];
+      snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(e.mode));
+      list.push_back({{"path", e.path},
+                      {"size", e.size},
+                      {"mode", mode},
+                      {"sha256", e.sha256}});
+      summary.bytes += e.size;
+    }
+    m["entries"] = list;
+    summary.entries = entries.size();
+    const std::string text = m.dump(2) + "\n";
+    s = w.Write(
+        TarHeader(kBackupManifest, text.size(), 0600, mtime, '0').data(),
+        kBlock);
+    if (s.ok()) s = w.Write(text.data(), text.size());
+    if (s.ok()) s = w.Pad(text.size());
+    static const char zeros[2 * kBlock] = {};
+    if (s.ok()) s = w.Write(zeros, sizeof(zeros));
+  }
+  if (s.ok() && fsync(fd) != 0) s = Errno("cannot fsync", tmp);
+  if (close(fd) != 0 && s.ok()) s = Errno("cannot close", tmp);
+  if (!s.ok()) return s;
+  return summary;
+}
+
+// ---- restore.
+
+class ArchiveReader {
+ public:
+  explicit ArchiveReader(int fd) : fd_(fd) {}
+  // Reads exactly n bytes; false at end of file or on error.
+  absl::Status ReadExactly(void* p, size_t n) {
+    char* c = static_cast<char*>(p);
+    while (n > 0) {
+      ssize_t r = read(fd_, c, n);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) {
+        return absl::InternalError(
+            absl::StrCat("cannot read the backup: ", strerror(errno)));
+      }
+      if (r == 0) {
+        return absl::InvalidArgumentError("the backup is truncated");
+      }
+      c += r;
+      n -= static_cast<size_t>(r);
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  int fd_;
+};
+
+bool SafeRelativePath(const std::string& p) {
+  if (p.empty() || p[0] == '/' || p.size() >= 100) return false;
+  size_t start = 0;
+  while (start <= p.size()) {
+    size_t end = p.find('/', start);
+    if (end == std::string::npos) end = p.size();
+    std::string part = p.substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+absl::Status CheckKekOpens(const std::string& db_path,
+                           const std::vector<Bytes>& keks,
+                           const std::string& kek_source) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  absl::Status s;
+  sqlite3_stmt* st = nullptr;
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_prepare_v2(
+        db, "SELECT imsi, sealed_keys FROM subscribers ORDER BY imsi LIMIT 1",
+        -1, &st, nullptr);
+  }
+  if (rc != SQLITE_OK) {
+    s = absl::InvalidArgumentError(
+        absl::StrCat("the backup's store does not open: ",
+                     db ? sqlite3_errmsg(db) : "open failed"));
+  } else if (sqlite3_step(st) == SQLITE_ROW) {
+    const std::string imsi(
+        reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),
+        static_cast<size_t>(sqlite3_column_bytes(st, 0)));
+    const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(st, 1));
+    const Bytes box(p, p + sqlite3_column_bytes(st, 1));
+    bool opened = false;
+    for (const Bytes& k : keks) {
+      auto plain = OpenBox(k, box, ToBytes(imsi));
+      if (plain.ok()) {
+        SecureWipe(*plain);
+        opened = true;
+        break;
+      }
+    }
+    if (!opened) {
+      s = absl::FailedPreconditionError(
+          absl::StrCat("the KEK in ", kek_source,
+                       " does not open the backup's sealed keys (wrong KEK?)"));
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return s;
+}
+
+absl::StatusOr<RestoreSummary> ExtractAndVerify(const std::string& archive,
+                                                const std::string& staging,
+                                                const std::string& kek_file) {
+  int fd = open(archive.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot open ", archive, ": ", strerror(errno)));
+  }
+  ArchiveReader r(fd);
+  std::map<std::string, EntryInfo> seen;
+  std::string manifest_text;
+  bool have_manifest = false;
+  absl::Status s;
+  std::vector<char> buf(1 << 20);
+  while (s.ok()) {
+    char h[kBlock];
+    s = r.ReadExactly(h, kBlock);
+    if (!s.ok()) break;
+    if (std::all_of(h, h + kBlock, [](char c) { return c == 0; })) break;
+    unsigned sum = 0;
+    for (size_t i = 0; i < kBlock; ++i) {
+      sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(h[i]);
+    }
+    auto want = ParseOctal(h + 148, 8);
+    auto size = ParseOctal(h + 124, 12);
+    auto mode = ParseOctal(h + 100, 8);
+    if (!want.ok() || *want != sum || !size.ok() || !mode.ok() ||
+        memcmp(h + 257, "ustar", 5) != 0) {
+      s = absl::InvalidArgumentError(
+          absl::StrCat(archive, " is not a simprov backup (bad tar header)"));
+      break;
+    }
+    const std::string name(h, strnlen(h, 100));
+    const char type = h[156];
+    if (!SafeRelativePath(name) || (type != '0' && type != '\0') ||
+        seen.contains(name)) {
+      s = absl::InvalidArgumentError(
+          absl::StrCat("the backup holds an unexpected entry: ", name));
+      break;
+    }
+    if (name == kBackupManifest) {
+      if (*size > kMaxManifestBytes) {
+        s = absl::InvalidArgumentError("the backup's manifest is too large");
+        break;
+      }
+      manifest_text.resize(*size);
+      s = r.ReadExactly(manifest_text.data(), *size);
+      have_manifest = true;
+    } else {
+      const std::string dst = staging + "/" + name;
+      s = MakeDirectories(DirName(dst), 0700);
+      if (!s.ok()) break;
+      int out = open(dst.c_str(),
+                     O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                     static_cast<mode_t>(*mode & 0755));
+      if (out < 0) {
+        s = Errno("cannot create", dst);
+        break;
+      }
+      // The original mode (the umask narrowed it); never group/other write.
+      fchmod(out, static_cast<mode_t>(*mode & 0755));
+      ArchiveWriter w(out);
+      Sha256 sha;
+      uint64_t left = *size;
+      while (s.ok() && left > 0) {
+        size_t n = std::min<uint64_t>(buf.size(), left);
+        s = r.ReadExactly(buf.data(), n);
+        if (!s.ok()) break;
+        sha.Update(buf.data(), n);
+        s = w.Write(buf.data(), n);
+        left -= n;
+      }
+      if (s.ok() && fsync(out) != 0) s = Errno("cannot fsync", dst);
+      close(out);
+      EntryInfo e;
+      e.path = name;
+      e.size = *size;
+      e.mode = static_cast<mode_t>(*mode & 0777);
+      e.sha256 = sha.HexFinal();
+      seen[name] = e;
+    }
+    if (!s.ok()) break;
+    size_t pad = (kBlock - *size % kBlock) % kBlock;
+    if (pad > 0) s = r.ReadExactly(buf.data(), pad);
+  }
+  close(fd);
+  if (!s.ok()) return s;
+  if (!have_manifest) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(archive, " has no manifest: not a simprov backup"));
+  }
+  nlohmann::json m = nlohmann::json::parse(manifest_text, nullptr, false);
+  if (m.is_discarded() || !m.is_object() ||
+      m.value("format", "") != "simprov-backup" || !m.contains("entries") ||
+      !m["entries"].is_array()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(archive, " has a corrupt manifest"));
+  }
+  if (m.value("version", 0) != kBackupFormatVersion) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        archive, " is backup format version ", m.value("version", 0),
+        "; this simprov reads version ", kBackupFormatVersion));
+  }
+  RestoreSummary summary;
+  summary.created_at = m.value("created_at", "");
+  summary.kek_included = m.value("kek", "") == "included";
+  size_t listed = 0;
+  for (const auto& e : m["entries"]) {
+    if (!e.is_object()) {
+      return absl::InvalidArgumentError("corrupt manifest entry");
+    }
+    const std::string path = e.value("path", "");
+    auto it = seen.find(path);
+    if (it == seen.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the backup lacks ", path, " listed in its manifest"));
+    }
+    if (it->second.size != e.value("size", uint64_t{0}) ||
+        it->second.sha256 != e.value("sha256", "")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checksum mismatch for ", path, ": the backup is corrupt"));
+    }
+    ++listed;
+    summary.bytes += it->second.size;
+  }
+  if (listed != seen.size()) {
+    return absl::InvalidArgumentError(
+        "the backup holds files its manifest does not list");
+  }
+  summary.entries = listed;
+  if (!seen.contains(kStoreName)) {
+    return absl::InvalidArgumentError("the backup holds no store");
+  }
+  // The KEK: from the archive, or the operator's --kek-file.
+  std::vector<Bytes> keks;
+  std::string source;
+  if (summary.kek_included) {
+    if (!kek_file.empty()) {
+      return absl::InvalidArgumentError(
+          "this backup includes its KEK; drop --kek-file");
+    }
+    for (const std::string& p :
+         {staging + "/" + kKekName, NextKekPath(staging + "/" + kKekName)}) {
+      if (!PathExists(p)) continue;
+      auto k = ReadKekFile(p);
+      if (!k.ok()) return k.status();
+      keks.push_back(*k);
+    }
+    source = "the backup";
+  } else {
+    if (kek_file.empty()) {
+      return absl::InvalidArgumentError(
+          "this backup does not include the KEK (the broker ran with "
+          "--kek-file); give it with --kek-file FILE");
+    }
+    auto k = ReadKekFile(kek_file);
+    if (!k.ok()) return k.status();
+    keks.push_back(*k);
+    source = kek_file;
+  }
+  s = CheckKekOpens(staging + "/" + kStoreName, keks, source);
+  for (Bytes& k : keks) SecureWipe(k);
+  if (!s.ok()) return s;
+  return summary;
+}
+
+}  // namespace
+
+absl::StatusOr<BackupSummary> CreateBackup(const std::string& data_dir,
+                                           const std::string& out,
+                                           Clock& clock) {
+  if (!PathExists(data_dir + "/" + kStoreName)) {
+    return absl::NotFoundError(absl::StrCat(
+        data_dir, " is not a broker data dir (no ", kStoreName, ")"));
+  }
+  const std::string tmp = absl::StrCat(out, ".tmp.", getpid());
+  const std::string db_copy = absl::StrCat(out, ".db.tmp.", getpid());
+  absl::StatusOr<BackupSummary> r;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    unlink(tmp.c_str());
+    unlink(db_copy.c_str());
+    r = WriteArchive(data_dir, tmp, db_copy, clock);
+    if (r.ok() || r.status().code() != absl::StatusCode::kAborted) break;
+  }
+  unlink(db_copy.c_str());
+  unlink((db_copy + "-journal").c_str());
+  if (!r.ok()) {
+    unlink(tmp.c_str());
+    return r.status();
+  }
+  if (rename(tmp.c_str(), out.c_str()) != 0) {
+    absl::Status s = Errno("cannot rename to", out);
+    unlink(tmp.c_str());
+    return s;
+  }
+  if (absl::Status s = FsyncDirectory(DirName(out)); !s.ok()) return s;
+  return r;
+}
+
+absl::StatusOr<RestoreSummary> RestoreBackup(const std::string& archive,
+                                             const std::string& new_dir,
+                                             const std::string& kek_file) {
+  std::string target = new_dir;
+  while (target.size() > 1 && target.back() == '/') target.pop_back();
+  struct stat st;
+  bool exists = false;
+  if (stat(target.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(target, " exists and is not a directory"));
+    }
+    std::error_code ec;
+    if (!std::filesystem::is_empty(target, ec) || ec) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          target, " is not empty; restore needs a new or empty directory"));
+    }
+    exists = true;
+  }
+  const std::string staging = absl::StrCat(target, ".restore.tmp.", getpid());
+  (void)RemoveTree(staging);
+  if (absl::Status s = MakeDirectories(staging, 0700); !s.ok()) return s;
+  auto r = ExtractAndVerify(archive, staging, kek_file);
+  if (!r.ok()) {
+    (void)RemoveTree(staging);
+    return r.status();
+  }
+  if (exists && rmdir(target.c_str()) != 0) {
+    absl::Status s = Errno("cannot replace", target);
+    (void)RemoveTree(staging);
+    return s;
+  }
+  if (rename(staging.c_str(), target.c_str()) != 0) {
+    absl::Status s = Errno("cannot rename into", target);
+    (void)RemoveTree(staging);
+    return s;
+  }
+  if (absl::Status s = FsyncDirectory(DirName(target)); !s.ok()) return s;
+  return r;
+}
+
+}  // namespace simprov

@@ -1,0 +1,116 @@
+#include "broker/ops/broker_metrics.h"
+
+#include "absl/strings/match.h"
+
+namespace simprov {
+
+BrokerMetrics::BrokerMetrics(MetricsRegistry& registry)
+    : registry_(registry),
+      bootstraps_(registry.AddCounterFamily(
+          "simprov_bootstraps_total",
+          "Bootstrap (enrol) attempts after a challenge, by result",
+          {"result"})),
+      renewals_(registry.AddCounterFamily("simprov_renewals_total",
+                                          "Certificate renewals, by result",
+                                          {"result"})),
+      time_(registry.AddCounterFamily("simprov_time_requests_total",
+                                      "Authenticated time requests, by result",
+                                      {"result"})),
+      tokens_(registry.AddCounterFamily("simprov_tokens_total",
+                                        "Device token requests, by result",
+                                        {"result"})),
+      challenge_failures_(registry.AddCounterFamily(
+          "simprov_challenge_failures_total",
+          "AKA challenges that failed or were decoys, by reason", {"reason"})),
+      store_write_(registry.AddHistogram(
+          "simprov_store_write_seconds",
+          "Store write latency (queue wait and group commit), seconds")) {
+  // Zero-valued children so dashboards see the series before the first
+  // event.
+  for (CounterFamily* f : {&bootstraps_, &renewals_, &tokens_}) {
+    f->WithLabels({"ok"});
+  }
+}
+
+std::string BrokerMetrics::RefusalLabel(absl::string_view reason) {
+  if (reason == "RES does not match" ||
+      reason == "request MAC does not verify") {
+    return "auth_failed";
+  }
+  if (reason == "unknown IMSI") return "unknown_imsi";
+  if (absl::StrContains(reason, "subscriber is")) return "inactive";
+  if (absl::StrContains(reason, "session")) return "session";
+  if (absl::StrContains(reason, "revoked")) return "revoked";
+  if (absl::StrContains(reason, "IMEI")) return "imei";
+  if (absl::StrContains(reason, "broker identity")) return "broker_identity";
+  if (absl::StrContains(reason, "CSR") || absl::StrContains(reason, "key")) {
+    return "csr";
+  }
+  return "policy";
+}
+
+std::string BrokerMetrics::StatusLabel(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return "ok";
+    case absl::StatusCode::kUnauthenticated:
+      return "unauthenticated";
+    case absl::StatusCode::kPermissionDenied:
+      return "denied";
+    case absl::StatusCode::kInvalidArgument:
+      return "invalid";
+    case absl::StatusCode::kFailedPrecondition:
+      return "refused";
+    case absl::StatusCode::kUnavailable:
+      return "unavailable";
+    default:
+      return "error";
+  }
+}
+
+void BrokerMetrics::Succeeded(absl::string_view action) {
+  if (action == "bootstrap") {
+    bootstraps_.WithLabels({"ok"}).Inc();
+  } else if (action == "renew") {
+    renewals_.WithLabels({"ok"}).Inc();
+  } else if (action == "time") {
+    time_.WithLabels({"ok"}).Inc();
+  }
+}
+
+void BrokerMetrics::Refused(absl::string_view action,
+                            absl::string_view reason) {
+  const std::string label = RefusalLabel(reason);
+  if (label == "auth_failed") ChallengeFailure("mac");
+  if (action == "bootstrap") {
+    bootstraps_.WithLabels({label}).Inc();
+  } else if (action == "renew") {
+    renewals_.WithLabels({label}).Inc();
+  } else if (action == "time") {
+    time_.WithLabels({label}).Inc();
+  }
+}
+
+void BrokerMetrics::ChallengeFailure(absl::string_view reason) {
+  challenge_failures_.WithLabels({std::string(reason)}).Inc();
+}
+
+void BrokerMetrics::TokenRequest(const absl::Status& status) {
+  tokens_.WithLabels({StatusLabel(status)}).Inc();
+}
+
+void BrokerMetrics::ObserveStoreWrite(absl::Duration d) {
+  store_write_.Observe(absl::ToDoubleSeconds(d));
+}
+
+void BrokerMetrics::RegisterOutbox(std::function<double()> depth,
+                                   std::function<double()> oldest_age_seconds) {
+  registry_.AddGauge("simprov_outbox_depth",
+                     "Registry outbox entries waiting for delivery",
+                     std::move(depth));
+  registry_.AddGauge("simprov_outbox_oldest_age_seconds",
+                     "Age of the oldest outbox entry, seconds (0 when empty)",
+                     std::move(oldest_age_seconds));
+}
+
+}  // namespace simprov

@@ -1,0 +1,55 @@
+// The broker's metrics (names in docs/operations.md), registered once in a
+// MetricsRegistry and handed to the services that count them. Free-form
+// refusal reasons are folded into a few low-cardinality label values.
+#ifndef SIMPROV_BROKER_OPS_BROKER_METRICS_H_
+#define SIMPROV_BROKER_OPS_BROKER_METRICS_H_
+
+#include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "broker/ops/metrics.h"
+
+namespace simprov {
+
+class BrokerMetrics {
+ public:
+  explicit BrokerMetrics(MetricsRegistry& registry);
+
+  // A device action ("bootstrap", "renew", "time") that succeeded.
+  void Succeeded(absl::string_view action);
+  // A device action refused with a reason as audited.
+  void Refused(absl::string_view action, absl::string_view reason);
+  // A challenge that cannot lead anywhere or was rejected: "mac" (RES or
+  // request MAC wrong), "sync" (the SIM asked for resynchronisation),
+  // "sync_refused" (AUTS did not verify), "unknown_imsi", "inactive".
+  void ChallengeFailure(absl::string_view reason);
+  // The outcome of a device token request.
+  void TokenRequest(const absl::Status& status);
+  // One store write (queue wait + group commit), wall time.
+  void ObserveStoreWrite(absl::Duration d);
+
+  // The outbox registers its gauges here: depth in entries and
+  // the age of its oldest entry in seconds (0 when empty).
+  void RegisterOutbox(std::function<double()> depth,
+                      std::function<double()> oldest_age_seconds);
+
+  // The label value a refusal reason maps to.
+  static std::string RefusalLabel(absl::string_view reason);
+  static std::string StatusLabel(const absl::Status& status);
+
+ private:
+  MetricsRegistry& registry_;
+  CounterFamily& bootstraps_;
+  CounterFamily& renewals_;
+  CounterFamily& time_;
+  CounterFamily& tokens_;
+  CounterFamily& challenge_failures_;
+  Histogram& store_write_;
+};
+
+}  // namespace simprov
+
+#endif  // SIMPROV_BROKER_OPS_BROKER_METRICS_H_

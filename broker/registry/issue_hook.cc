@@ -1,0 +1,154 @@
+#include "broker/registry/issue_hook.h"
+
+#include <httplib.h>
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/transcript.h"
+#include "nlohmann/json.hpp"
+
+namespace simprov {
+
+namespace {
+constexpr size_t kMaxAnswerSize = 64 * 1024;
+
+bool IsLoopbackHost(absl::string_view host) {
+  return host == "127.0.0.1" || host == "localhost" || host == "[::1]" ||
+         absl::StartsWith(host, "127.");
+}
+}  // namespace
+
+std::string PublicKeyPem(EVP_PKEY* key) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()),
+                                                &BIO_free);
+  if (!bio || PEM_write_bio_PUBKEY(bio.get(), key) != 1) return "";
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(len));
+}
+
+std::string IssueHookSignature(const Bytes& secret,
+                               const std::string& timestamp,
+                               const std::string& body) {
+  return "v1=" + HexEncode(HmacSha256(
+                     secret, ToBytes(absl::StrCat(timestamp, ".", body))));
+}
+
+absl::StatusOr<std::unique_ptr<IssueHook>> IssueHook::Create(
+    IssueHookOptions options, Clock& clock) {
+  const std::string& url = options.url;
+  size_t sep = url.find("://");
+  if (sep == std::string::npos) {
+    return absl::InvalidArgumentError("--issue-hook must be an http(s) URL");
+  }
+  std::string scheme = url.substr(0, sep);
+  size_t path_at = url.find('/', sep + 3);
+  std::string authority =
+      url.substr(sep + 3, path_at == std::string::npos ? std::string::npos
+                                                       : path_at - sep - 3);
+  std::string path = path_at == std::string::npos ? "/" : url.substr(path_at);
+  std::string host = authority;
+  if (size_t colon = authority.rfind(':');
+      colon != std::string::npos && authority.back() != ']') {
+    host = authority.substr(0, colon);
+  }
+  if (scheme == "http") {
+    if (!IsLoopbackHost(host)) {
+      return absl::InvalidArgumentError(
+          "--issue-hook: plain http is allowed on loopback only; use https");
+    }
+  } else if (scheme != "https") {
+    return absl::InvalidArgumentError("--issue-hook must be an http(s) URL");
+  }
+  if (options.secret.empty()) {
+    return absl::InvalidArgumentError(
+        "--issue-hook needs a secret (--issue-hook-secret-file or "
+        "SIMPROV_ISSUE_HOOK_SECRET)");
+  }
+  return std::unique_ptr<IssueHook>(new IssueHook(
+      std::move(options), clock, absl::StrCat(scheme, "://", authority), path));
+}
+
+absl::StatusOr<std::string> IssueHook::Call(const IssuanceContext& c) {
+  nlohmann::json event;
+  event["event"] = "certificate.pre-issue";
+  event["action"] = c.action;
+  event["device_id"] = c.values.device_id;
+  event["imsi"] = c.values.imsi;
+  event["imei"] = c.values.imei;
+  event["iccid"] = c.values.iccid;
+  event["group"] = c.values.group;
+  event["public_key_pem"] =
+      c.public_key != nullptr ? PublicKeyPem(c.public_key) : "";
+  const std::string body = event.dump();
+  const std::string timestamp = absl::StrCat(absl::ToUnixSeconds(clock_.Now()));
+
+  httplib::Client client(scheme_host_);
+  const double secs = absl::ToDoubleSeconds(options_.timeout);
+  const time_t whole = static_cast<time_t>(secs);
+  const time_t usec = static_cast<time_t>((secs - whole) * 1e6);
+  client.set_connection_timeout(whole, usec);
+  client.set_read_timeout(whole, usec);
+  client.set_write_timeout(whole, usec);
+  httplib::Headers headers = {
+      {"X-Simprov-Timestamp", timestamp},
+      {"X-Simprov-Signature",
+       IssueHookSignature(options_.secret, timestamp, body)}};
+  auto res = client.Post(path_, headers, body, "application/json");
+  const std::string who = absl::StrCat("IMSI ", c.values.imsi);
+  if (!res) {
+    const bool timeout = res.error() == httplib::Error::Read ||
+                         res.error() == httplib::Error::ConnectionTimeout ||
+                         res.error() == httplib::Error::Connection;
+    LogWarning("issue hook: %s: no answer (%s)", who,
+               httplib::to_string(res.error()));
+    if (timeout && options_.allow_on_timeout) return std::string();
+    return absl::PermissionDeniedError(
+        "refused: the issue hook did not answer in time");
+  }
+  if (res->status < 200 || res->status > 299) {
+    LogInfo("issue hook: %s refused with HTTP %d", who, res->status);
+    return absl::PermissionDeniedError(
+        absl::StrCat("refused by the issue hook (HTTP ", res->status, ")"));
+  }
+  if (res->body.size() > kMaxAnswerSize) {
+    return absl::PermissionDeniedError(
+        "refused: the issue hook's answer is larger than 64 KiB");
+  }
+  if (res->body.empty()) return std::string();
+  nlohmann::json answer = nlohmann::json::parse(res->body, nullptr, false);
+  if (!answer.is_object()) {
+    return absl::PermissionDeniedError(
+        "refused: the issue hook's answer is not a JSON object");
+  }
+  if (answer.contains("allow") &&
+      !(answer["allow"].is_boolean() && answer["allow"].get<bool>())) {
+    std::string reason =
+        answer.contains("reason") && answer["reason"].is_string()
+            ? answer["reason"].get<std::string>()
+            : "no reason given";
+    if (reason.size() > 200) reason.resize(200);
+    LogInfo("issue hook: %s refused: %s", who, reason);
+    return absl::PermissionDeniedError(
+        absl::StrCat("refused by the issue hook: ", reason));
+  }
+  nlohmann::json details = nlohmann::json::object();
+  if (answer.contains("thing") && answer["thing"].is_string()) {
+    details["thing"] = answer["thing"];
+  }
+  if (answer.contains("topics") && answer["topics"].is_array()) {
+    for (const auto& t : answer["topics"]) {
+      if (!t.is_string()) {
+        return absl::PermissionDeniedError(
+            "refused: the issue hook's topics must be strings");
+      }
+    }
+    details["topics"] = answer["topics"];
+  }
+  return details.empty() ? std::string() : details.dump();
+}
+
+}  // namespace simprov

@@ -1,0 +1,129 @@
+// The registry outbox: registration intents recorded with the
+// certificate, delivered by a worker thread until each registry has
+// acknowledged them.
+//
+// Guarantees: an issued certificate has its intents in the store (same
+// transaction). The worker makes the first attempt as soon as it is woken
+// (within about a second of issuance), then retries with exponential
+// backoff (1 s, 2 s, 4 s ...) and jitter, capped at 30 s. Adapters are
+// idempotent, so a delivery repeated after a crash (between the registry's
+// answer and the store's "done") does no harm; after a SIGKILL and restart
+// every certificate ends up registered exactly once. Revoked certificates
+// (and terminated subscribers) get "remove" entries.
+#ifndef SIMPROV_BROKER_REGISTRY_REGISTRY_OUTBOX_H_
+#define SIMPROV_BROKER_REGISTRY_REGISTRY_OUTBOX_H_
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "broker/enrol/issuance_hooks.h"
+#include "broker/registry/issue_hook.h"
+#include "broker/registry/registry.h"
+#include "broker/store/store.h"
+#include "common/clock.h"
+
+namespace simprov {
+
+struct OutboxOptions {
+  absl::Duration base_delay = absl::Seconds(1);
+  absl::Duration max_delay = absl::Seconds(30);
+  // How often the worker looks for due entries and new removals when
+  // nobody wakes it.
+  absl::Duration poll_interval = absl::Seconds(1);
+  size_t batch = 64;
+};
+
+class RegistryOutbox : public IssuanceHooks {
+ public:
+  // `hook` may be null (no --issue-hook).
+  RegistryOutbox(Store& store,
+                 std::vector<std::unique_ptr<Registry>> registries,
+                 std::unique_ptr<IssueHook> hook, Clock& clock, Random& random,
+                 OutboxOptions options = {});
+  ~RegistryOutbox() override;
+
+  // The worker thread.
+  void Start();
+  void Stop();
+  // Something to deliver: look now.
+  void Wake();
+
+  // One pass (what the worker does each round): queues removals, delivers
+  // every due entry. Returns how many were delivered.
+  absl::StatusOr<int> RunOnce();
+
+  // The delay before attempt `attempts` + 1, jittered into [d/2, d] where
+  // d = base * 2^attempts, capped at max_delay.
+  absl::Duration Backoff(int64_t attempts);
+
+  bool HasRegistries() const { return !registries_.empty(); }
+  Registry* Find(const std::string& name) const;
+
+  // The registration state of a certificate: {"status": "registered" |
+  // "pending" | "none", "registries": [...connection details, state,
+  // last_error]}.
+  absl::StatusOr<nlohmann::json> StatusOf(const std::string& serial);
+
+  // IssuanceHooks.
+  absl::StatusOr<std::string> BeforeSigning(const IssuanceContext& c) override;
+  absl::StatusOr<std::vector<RegistrationIntent>> Intents(
+      const IssuanceContext& c, const CertificateRecord& cert,
+      const std::string& hook_details) override;
+  absl::Status AfterRecorded(const IssuanceContext& c,
+                             const CertificateRecord& cert) override;
+  std::string RegistryInfo(const CertificateRecord& cert) override;
+
+ private:
+  // Attempts one entry and records the outcome.
+  absl::Status Deliver(const RegistrationIntent& intent);
+  void WorkerLoop();
+
+  // Constant after construction.
+  Store& store_;
+  std::vector<std::unique_ptr<Registry>> registries_;
+  std::unique_ptr<IssueHook> hook_;
+  Clock& clock_;
+  const OutboxOptions options_;
+
+  std::mutex random_mu_;
+  Random& random_;  // guarded by random_mu_
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;        // guarded by mu_
+  bool woken_ = false;           // guarded by mu_
+  std::set<int64_t> in_flight_;  // guarded by mu_: ids being delivered
+  std::thread worker_;
+};
+
+// The broker's registry flags (docs/registry.md).
+struct RegistryFlags {
+  std::vector<std::string> registries;  // --registry URL (repeatable)
+  std::string registry_file;            // --registry-file FILE
+  std::string issue_hook;               // --issue-hook URL
+  std::string issue_hook_secret_file;   // else $SIMPROV_ISSUE_HOOK_SECRET
+  std::string issue_hook_timeout = "5s";
+  bool issue_hook_allow_on_timeout = false;
+};
+
+// Builds the outbox from the flags. Registries are not contacted here: the
+// broker starts even when they are down. InvalidArgument for a bad URL or
+// two registries of the same name.
+absl::StatusOr<std::unique_ptr<RegistryOutbox>> ConfigureRegistries(
+    const RegistryFlags& flags, Store& store, Clock& clock, Random& random);
+
+// One line for `simprov devices list|show`: the state of a certificate's
+// registrations, one `NAME:STATE` per registry in name order, where STATE is
+// `registered`, `pending(N)` (N failed attempts), `removing`, `removed`,
+// `cancelled` or `skipped`; "-" when there are none.
+std::string RegistryStatusLine(const std::vector<RegistrationIntent>& intents);
+
+}  // namespace simprov
+
+#endif  // SIMPROV_BROKER_REGISTRY_REGISTRY_OUTBOX_H_

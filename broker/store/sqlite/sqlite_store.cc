@@ -1,0 +1,753 @@
+#include "broker/store/sqlite/sqlite_store.h"
+
+#include <chrono>
+#include <future>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "broker/store/sqlite/sqlite_store_internal.h"
+#include "common/log.h"
+
+namespace simprov {
+
+namespace {
+
+// Audit events queued by AppendAudit are written at least this often.
+constexpr absl::Duration kAuditFlushInterval = absl::Milliseconds(250);
+constexpr size_t kAuditBatchMax = 4096;
+
+}  // namespace
+
+namespace sqlite_internal {
+namespace {
+
+// Schema migrations, applied in order, each in its own transaction. Never
+// edit a released step: add a new one. DML elsewhere stays portable SQL.
+const char* const kMigrations[] = {
+    // 1: subscribers, certificates, audit.
+    R"sql(
+CREATE TABLE subscribers (
+  imsi         TEXT PRIMARY KEY,
+  sealed_keys  BLOB NOT NULL,
+  amf          BLOB NOT NULL,
+  sqn_seq      INTEGER NOT NULL,
+  sqn_ind      INTEGER NOT NULL,
+  last_sqn     INTEGER NOT NULL DEFAULT 0,
+  group_name   TEXT NOT NULL,
+  iccid        TEXT NOT NULL DEFAULT '',
+  msisdn       TEXT NOT NULL DEFAULT '',
+  status       TEXT NOT NULL DEFAULT 'active',
+  device_id    TEXT NOT NULL DEFAULT '',
+  created_at   INTEGER NOT NULL,
+  updated_at   INTEGER NOT NULL
+);
+CREATE INDEX subscribers_group ON subscribers (group_name, imsi);
+CREATE TABLE certificates (
+  serial      TEXT PRIMARY KEY,
+  imsi        TEXT NOT NULL REFERENCES subscribers (imsi),
+  device_id   TEXT NOT NULL,
+  not_before  INTEGER NOT NULL,
+  not_after   INTEGER NOT NULL,
+  der         BLOB NOT NULL,
+  status      TEXT NOT NULL DEFAULT 'valid',
+  issued_at   INTEGER NOT NULL
+);
+CREATE INDEX certificates_imsi ON certificates (imsi, issued_at);
+CREATE TABLE audit (
+  id      INTEGER PRIMARY KEY,
+  at      INTEGER NOT NULL,
+  event   TEXT NOT NULL,
+  imsi    TEXT NOT NULL DEFAULT '',
+  detail  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_imsi ON audit (imsi, id);
+)sql",
+    // 2 (fleet lifecycle): groups; IMEI, last seen and replacement
+    // on subscribers; revocation on certificates; the audit trail becomes
+    // (time, actor, action, target, result, reason), old rows migrated,
+    // append-only (triggers refuse UPDATE and DELETE).
+    R"sql(
+CREATE TABLE groups (
+  name        TEXT PRIMARY KEY,
+  policy      TEXT NOT NULL,
+  updated_at  INTEGER NOT NULL
+);
+ALTER TABLE subscribers ADD COLUMN imei TEXT NOT NULL DEFAULT '';
+ALTER TABLE subscribers ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE subscribers ADD COLUMN replaced_by TEXT NOT NULL DEFAULT '';
+CREATE INDEX subscribers_device ON subscribers (device_id);
+ALTER TABLE certificates ADD COLUMN revocation_reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE certificates ADD COLUMN revoked_at INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX certificates_status ON certificates (status, not_after);
+CREATE TABLE crl_state (
+  id          INTEGER PRIMARY KEY,
+  crl_number  INTEGER NOT NULL
+);
+INSERT INTO crl_state (id, crl_number) VALUES (1, 0);
+CREATE TABLE audit_v2 (
+  id      INTEGER PRIMARY KEY,
+  at      INTEGER NOT NULL,
+  actor   TEXT NOT NULL,
+  action  TEXT NOT NULL,
+  target  TEXT NOT NULL DEFAULT '',
+  result  TEXT NOT NULL DEFAULT '',
+  reason  TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO audit_v2 (id, at, actor, action, target, result, reason)
+  SELECT id, at,
+    CASE WHEN imsi = '' THEN 'local' ELSE imsi END,
+    CASE event
+      WHEN 'bootstrap.issued' THEN 'bootstrap'
+      WHEN 'bootstrap.refused' THEN 'bootstrap'
+      WHEN 'renewal.issued' THEN 'renew'
+      WHEN 'resync.refused' THEN 'resync'
+      WHEN 'subscribers.imported' THEN 'import'
+      ELSE event END,
+    imsi,
+    CASE WHEN event LIKE '%.refused' THEN 'refused' ELSE 'ok' END,
+    detail
+  FROM audit;
+DROP TABLE audit;
+ALTER TABLE audit_v2 RENAME TO audit;
+CREATE INDEX audit_actor ON audit (actor, id);
+CREATE INDEX audit_target ON audit (target, id);
+CREATE INDEX audit_at ON audit (at, id);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+)sql",
+    // Tokens: applications allowed to introspect, and revoked
+    // tokens (by jti, and every token of a device issued up to a time).
+    R"sql(
+CREATE TABLE token_apps (
+  name        TEXT PRIMARY KEY,
+  key_hash    BLOB NOT NULL,
+  created_at  INTEGER NOT NULL
+);
+CREATE TABLE token_revocations (
+  jti         TEXT PRIMARY KEY,
+  revoked_at  INTEGER NOT NULL
+);
+CREATE INDEX token_revocations_at ON token_revocations (revoked_at);
+CREATE TABLE token_device_revocations (
+  imsi        TEXT PRIMARY KEY,
+  revoked_at  INTEGER NOT NULL
+);
+)sql",
+    // 4 (registries): the registry outbox. One row per delivery
+    // (register or remove) of one certificate to one registry; rows stay
+    // after delivery (the registration status, and what removal needs).
+    R"sql(
+CREATE TABLE registry_outbox (
+  id               INTEGER PRIMARY KEY,
+  registry         TEXT NOT NULL,
+  kind             TEXT NOT NULL,
+  serial           TEXT NOT NULL,
+  imsi             TEXT NOT NULL,
+  device_id        TEXT NOT NULL,
+  payload          TEXT NOT NULL,
+  created_at       INTEGER NOT NULL,
+  state            TEXT NOT NULL DEFAULT 'pending',
+  attempts         INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms  INTEGER NOT NULL,
+  last_error       TEXT NOT NULL DEFAULT '',
+  result           TEXT NOT NULL DEFAULT '',
+  done_at          INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (registry, kind, serial)
+);
+CREATE INDEX registry_outbox_due ON registry_outbox (state, next_attempt_ms);
+CREATE INDEX registry_outbox_serial ON registry_outbox (serial);
+)sql",
+};
+
+constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
+
+}  // namespace
+
+int64_t Unix(absl::Time t) { return absl::ToUnixSeconds(t); }
+
+const char kSubscriberColumns[] =
+    "imsi, sealed_keys, amf, sqn_seq, sqn_ind, last_sqn, group_name, iccid, "
+    "msisdn, status, device_id, created_at, imei, last_seen, replaced_by";
+
+SubscriberRecord ReadSubscriber(StatementLease& st) {
+  SubscriberRecord r;
+  r.imsi = st->Text(0);
+  r.sealed_keys = st->Blob(1);
+  r.amf = st->Blob(2);
+  r.sqn.seq_he = static_cast<uint64_t>(st->Int(3));
+  r.sqn.next_ind = static_cast<uint32_t>(st->Int(4));
+  r.last_sqn = static_cast<uint64_t>(st->Int(5));
+  r.group = st->Text(6);
+  r.iccid = st->Text(7);
+  r.msisdn = st->Text(8);
+  r.status = st->Text(9);
+  r.device_id = st->Text(10);
+  r.created_at = absl::FromUnixSeconds(st->Int(11));
+  r.imei = st->Text(12);
+  r.last_seen = absl::FromUnixSeconds(st->Int(13));
+  r.replaced_by = st->Text(14);
+  return r;
+}
+
+const char kCertificateColumns[] =
+    "serial, imsi, device_id, not_before, not_after, der, status, issued_at, "
+    "revocation_reason, revoked_at";
+
+CertificateRecord ReadCertificate(StatementLease& st) {
+  CertificateRecord c;
+  c.serial = st->Text(0);
+  c.imsi = st->Text(1);
+  c.device_id = st->Text(2);
+  c.not_before = absl::FromUnixSeconds(st->Int(3));
+  c.not_after = absl::FromUnixSeconds(st->Int(4));
+  c.der = st->Blob(5);
+  c.status = st->Text(6);
+  c.issued_at = absl::FromUnixSeconds(st->Int(7));
+  c.revocation_reason = st->Text(8);
+  c.revoked_at = absl::FromUnixSeconds(st->Int(9));
+  return c;
+}
+
+absl::Status InsertAudit(SqliteConnection& db, const AuditEvent& e) {
+  auto st = db.Prepare(
+      "INSERT INTO audit (at, actor, action, target, result, reason) "
+      "VALUES (?, ?, ?, ?, ?, ?)");
+  if (!st.ok()) return st.status();
+  (*st)->Bind(1, Unix(e.at));
+  (*st)->Bind(2, e.actor);
+  (*st)->Bind(3, e.action);
+  (*st)->Bind(4, e.target);
+  (*st)->Bind(5, e.result);
+  (*st)->Bind(6, e.reason);
+  int rc = (*st)->Step();
+  if (rc != SQLITE_DONE) return db.Error(rc, "audit");
+  return absl::OkStatus();
+}
+
+const char kAuditColumns[] = "id, at, actor, action, target, result, reason";
+
+AuditEvent ReadAudit(StatementLease& st) {
+  AuditEvent e;
+  e.id = st->Int(0);
+  e.at = absl::FromUnixSeconds(st->Int(1));
+  e.actor = st->Text(2);
+  e.action = st->Text(3);
+  e.target = st->Text(4);
+  e.result = st->Text(5);
+  e.reason = st->Text(6);
+  return e;
+}
+
+namespace {
+
+absl::Status Migrate(SqliteConnection& db, Clock& clock) {
+  if (absl::Status s =
+          db.Exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                  "version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+      !s.ok()) {
+    return s;
+  }
+  int current = 0;
+  {
+    auto st =
+        db.Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+    if (!st.ok()) return st.status();
+    if ((*st)->Step() == SQLITE_ROW) current = static_cast<int>((*st)->Int(0));
+  }
+  if (current > kMigrationCount) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store schema version ", current, " is newer than this broker (",
+        kMigrationCount, "); upgrade the broker"));
+  }
+  for (int v = current + 1; v <= kMigrationCount; ++v) {
+    if (absl::Status s = db.Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+    absl::Status s = db.Exec(kMigrations[v - 1]);
+    if (s.ok()) {
+      s = db.Exec(absl::StrCat(
+          "INSERT INTO schema_migrations (version, applied_at) VALUES (", v,
+          ", ", absl::ToUnixSeconds(clock.Now()), ")"));
+    }
+    if (!s.ok()) {
+      (void)db.Exec("ROLLBACK");
+      return absl::Status(s.code(), absl::StrCat("schema migration ", v,
+                                                 " failed: ", s.message()));
+    }
+    if (absl::Status c = db.Exec("COMMIT"); !c.ok()) return c;
+    LogInfo("store: applied schema migration %d", v);
+  }
+  return absl::OkStatus();
+}
+
+class SqliteImport : public SubscriberImport {
+ public:
+  SqliteImport(std::unique_ptr<SqliteConnection> db, Clock& clock)
+      : db_(std::move(db)), clock_(clock) {}
+  ~SqliteImport() override {
+    if (!done_) (void)db_->Exec("ROLLBACK");
+  }
+
+  absl::Status Add(const NewSubscriber& s) override {
+    auto st = db_->Prepare(
+        "INSERT INTO subscribers (imsi, sealed_keys, amf, sqn_seq, sqn_ind, "
+        "last_sqn, group_name, iccid, msisdn, status, device_id, created_at, "
+        "updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, 'active', '', ?, ?)");
+    if (!st.ok()) return st.status();
+    int64_t now = Unix(clock_.Now());
+    (*st)->Bind(1, s.imsi);
+    (*st)->Bind(2, s.sealed_keys);
+    (*st)->Bind(3, s.amf);
+    (*st)->Bind(4, static_cast<int64_t>(s.sqn.seq_he));
+    (*st)->Bind(5, static_cast<int64_t>(s.sqn.next_ind));
+    (*st)->Bind(6, s.group);
+    (*st)->Bind(7, s.iccid);
+    (*st)->Bind(8, s.msisdn);
+    (*st)->Bind(9, now);
+    (*st)->Bind(10, now);
+    int rc = (*st)->Step();
+    if (rc != SQLITE_DONE) {
+      if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("IMSI ", s.imsi, " already exists"));
+      }
+      return db_->Error(rc, "import");
+    }
+    ++count_;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<uint64_t> Commit() override {
+    done_ = true;
+    if (absl::Status s = db_->Exec("COMMIT"); !s.ok()) {
+      (void)db_->Exec("ROLLBACK");
+      return s;
+    }
+    return count_;
+  }
+
+ private:
+  std::unique_ptr<SqliteConnection> db_;
+  Clock& clock_;
+  uint64_t count_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace
+}  // namespace sqlite_internal
+
+using namespace sqlite_internal;  // NOLINT: this file's own helpers
+
+struct SqliteStore::PendingWrite {
+  WriteFn fn;
+  std::promise<absl::Status> done;
+};
+
+int SqliteStore::LatestSchemaVersion() { return kMigrationCount; }
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
+    const std::string& path, Clock& clock) {
+  auto writer = SqliteConnection::Open(path);
+  if (!writer.ok()) return writer.status();
+  if (absl::Status s = Migrate(**writer, clock); !s.ok()) return s;
+  auto reader = SqliteConnection::Open(path);
+  if (!reader.ok()) return reader.status();
+  return std::unique_ptr<SqliteStore>(
+      new SqliteStore(path, clock, std::move(*writer), std::move(*reader)));
+}
+
+SqliteStore::SqliteStore(std::string path, Clock& clock,
+                         std::unique_ptr<SqliteConnection> writer,
+                         std::unique_ptr<SqliteConnection> reader)
+    : path_(std::move(path)),
+      clock_(clock),
+      writer_(std::move(writer)),
+      reader_(std::move(reader)) {
+  // The WAL-index region SQLite mapped for the writer (the migrations ran
+  // on it); it stays mapped while the writer is open.
+  sqlite3_file* file = nullptr;
+  if (sqlite3_file_control(writer_->raw(), "main", SQLITE_FCNTL_FILE_POINTER,
+                           &file) == SQLITE_OK &&
+      file != nullptr && file->pMethods != nullptr &&
+      file->pMethods->iVersion >= 2 && file->pMethods->xShmMap != nullptr) {
+    void volatile* region = nullptr;
+    if (file->pMethods->xShmMap(file, 0, 32768, 0, &region) == SQLITE_OK &&
+        region != nullptr) {
+      wal_index_ = static_cast<const volatile uint32_t*>(region);
+    }
+  }
+  if (wal_index_ == nullptr) {
+    LogWarning("store: WAL-index not mapped; token subjects are not cached");
+  }
+  writer_thread_ = std::thread([this] { WriterLoop(); });
+  audit_thread_ = std::thread([this] { AuditLoop(); });
+}
+
+SqliteStore::~SqliteStore() {
+  {
+    std::lock_guard<std::mutex> lock(audit_mu_);
+    audit_stopping_ = true;
+  }
+  audit_cv_.notify_all();
+  audit_thread_.join();
+  (void)FlushAudit();  // the writer still runs
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  writer_thread_.join();
+}
+
+uint64_t SqliteStore::WalChange() const {
+  // The published header copy: iChange (word 2) and mxFrame (word 4).
+  const uint32_t change = __atomic_load_n(&wal_index_[2], __ATOMIC_ACQUIRE);
+  const uint32_t frames = __atomic_load_n(&wal_index_[4], __ATOMIC_ACQUIRE);
+  return (static_cast<uint64_t>(change) << 32) | frames;
+}
+
+absl::StatusOr<int> SqliteStore::SchemaVersion() {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  auto st = reader_->Prepare("SELECT MAX(version) FROM schema_migrations");
+  if (!st.ok()) return st.status();
+  if ((*st)->Step() != SQLITE_ROW) return absl::InternalError("no schema");
+  return static_cast<int>((*st)->Int(0));
+}
+
+absl::Status SqliteStore::Write(WriteFn fn) {
+  PendingWrite op{std::move(fn), {}};
+  std::future<absl::Status> result = op.done.get_future();
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    if (stopping_) return absl::UnavailableError("store is shutting down");
+    queue_.push_back(&op);
+  }
+  queue_cv_.notify_one();
+  if (!write_observer_) return result.get();
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status s = result.get();
+  write_observer_(absl::FromChrono(std::chrono::steady_clock::now() - start));
+  return s;
+}
+
+void SqliteStore::WriterLoop() {
+  while (true) {
+    std::deque<PendingWrite*> batch;
+    {
+      std::unique_lock<std::mutex> lock(queue_mu_);
+      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, nothing left
+      batch.swap(queue_);
+    }
+    std::vector<absl::Status> results(batch.size());
+    absl::Status begin = writer_->Exec("BEGIN IMMEDIATE");
+    if (!begin.ok()) {
+      for (PendingWrite* op : batch) op->done.set_value(begin);
+      continue;
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      absl::Status s = writer_->Exec("SAVEPOINT w");
+      if (s.ok()) {
+        s = batch[i]->fn(*writer_);
+        if (s.ok()) {
+          s = writer_->Exec("RELEASE w");
+        } else {
+          (void)writer_->Exec("ROLLBACK TO w");
+          (void)writer_->Exec("RELEASE w");
+        }
+      }
+      results[i] = s;
+    }
+    absl::Status commit = writer_->Exec("COMMIT");
+    if (!commit.ok()) {
+      (void)writer_->Exec("ROLLBACK");
+      LogError("store: commit failed: %s", commit.message());
+      for (auto& r : results) {
+        if (r.ok()) {
+          r = absl::UnavailableError(
+              absl::StrCat("store commit failed: ", commit.message()));
+        }
+      }
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      batch[i]->done.set_value(results[i]);
+    }
+  }
+}
+
+absl::StatusOr<std::unique_ptr<SubscriberImport>> SqliteStore::BeginImport() {
+  auto db = SqliteConnection::Open(path_);
+  if (!db.ok()) return db.status();
+  if (absl::Status s = (*db)->Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  return std::unique_ptr<SubscriberImport>(
+      new SqliteImport(std::move(*db), clock_));
+}
+
+SqliteStore::ReaderLease::~ReaderLease() {
+  if (conn_ == nullptr) return;
+  std::lock_guard<std::mutex> lock(store_->pool_mu_);
+  if (store_->idle_readers_.size() < kMaxIdleReaders) {
+    store_->idle_readers_.push_back(std::move(conn_));
+  }
+}
+
+absl::StatusOr<SqliteStore::ReaderLease> SqliteStore::LeaseReader() {
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    if (!idle_readers_.empty()) {
+      ReaderLease lease(this, std::move(idle_readers_.back()));
+      idle_readers_.pop_back();
+      return lease;
+    }
+  }
+  auto conn = SqliteConnection::Open(path_);
+  if (!conn.ok()) return conn.status();
+  // Point look-ups: a small page cache each (the OS caches the file too),
+  // so a full pool stays within ~32 MB.
+  if (absl::Status s = (*conn)->Exec("PRAGMA cache_size=-256"); !s.ok()) {
+    return s;
+  }
+  return ReaderLease(this, std::move(*conn));
+}
+
+absl::StatusOr<SubscriberRecord> SqliteStore::GetSubscriber(
+    const std::string& imsi) {
+  auto reader = LeaseReader();
+  if (!reader.ok()) return reader.status();
+  auto st = (*reader)->Prepare(absl::StrCat(
+      "SELECT ", kSubscriberColumns, " FROM subscribers WHERE imsi = ?"));
+  if (!st.ok()) return st.status();
+  (*st)->Bind(1, imsi);
+  int rc = (*st)->Step();
+  if (rc == SQLITE_DONE) {
+    return absl::NotFoundError(absl::StrCat("no subscriber with IMSI ", imsi));
+  }
+  if (rc != SQLITE_ROW) return (*reader)->Error(rc, "get subscriber");
+  return ReadSubscriber(*st);
+}
+
+absl::Status SqliteStore::ListSubscribers(
+    const std::string& group,
+    const std::function<bool(const SubscriberRecord&)>& fn) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  std::string sql =
+      absl::StrCat("SELECT ", kSubscriberColumns, " FROM subscribers");
+  if (!group.empty()) sql += " WHERE group_name = ?";
+  sql += " ORDER BY imsi";
+  auto st = reader_->Prepare(sql);
+  if (!st.ok()) return st.status();
+  if (!group.empty()) (*st)->Bind(1, group);
+  while (true) {
+    int rc = (*st)->Step();
+    if (rc == SQLITE_DONE) return absl::OkStatus();
+    if (rc != SQLITE_ROW) return reader_->Error(rc, "list subscribers");
+    if (!fn(ReadSubscriber(*st))) return absl::OkStatus();
+  }
+}
+
+absl::StatusOr<ChallengeMaterial> SqliteStore::AdvanceSqn(
+    const std::string& imsi) {
+  ChallengeMaterial m;
+  absl::Status s = Write([&](SqliteConnection& db) -> absl::Status {
+    HeSqnState sqn;
+    {
+      auto st = db.Prepare(
+          "SELECT sealed_keys, amf, sqn_seq, sqn_ind, status, device_id, "
+          "group_name FROM subscribers WHERE imsi = ?");
+      if (!st.ok()) return st.status();
+      (*st)->Bind(1, imsi);
+      int rc = (*st)->Step();
+      if (rc == SQLITE_DONE) return absl::NotFoundError("unknown IMSI");
+      if (rc != SQLITE_ROW) return db.Error(rc, "advance SQN");
+      m.sealed_keys = (*st)->Blob(0);
+      m.amf = (*st)->Blob(1);
+      sqn.seq_he = static_cast<uint64_t>((*st)->Int(2));
+      sqn.next_ind = static_cast<uint32_t>((*st)->Int(3));
+      m.status = (*st)->Text(4);
+      m.device_id = (*st)->Text(5);
+      m.group = (*st)->Text(6);
+    }
+    if (m.status != kStatusActive) return absl::OkStatus();
+    m.sqn = NextSqn(sqn);
+    auto st = db.Prepare(
+        "UPDATE subscribers SET sqn_seq = ?, sqn_ind = ?, last_sqn = ? "
+        "WHERE imsi = ?");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, static_cast<int64_t>(sqn.seq_he));
+    (*st)->Bind(2, static_cast<int64_t>(sqn.next_ind));
+    (*st)->Bind(3, static_cast<int64_t>(m.sqn));
+    (*st)->Bind(4, imsi);
+    int rc = (*st)->Step();
+    if (rc != SQLITE_DONE) return db.Error(rc, "advance SQN");
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return m;
+}
+
+absl::Status SqliteStore::ResyncSqn(const std::string& imsi, uint64_t sqn_ms) {
+  return Write([&](SqliteConnection& db) -> absl::Status {
+    auto st =
+        db.Prepare("SELECT sqn_seq, sqn_ind FROM subscribers WHERE imsi = ?");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, imsi);
+    int rc = (*st)->Step();
+    if (rc == SQLITE_DONE) return absl::NotFoundError("unknown IMSI");
+    if (rc != SQLITE_ROW) return db.Error(rc, "resync SQN");
+    HeSqnState sqn;
+    sqn.seq_he = static_cast<uint64_t>((*st)->Int(0));
+    sqn.next_ind = static_cast<uint32_t>((*st)->Int(1));
+    ResyncHe(sqn, sqn_ms);
+    auto up = db.Prepare(
+        "UPDATE subscribers SET sqn_seq = ?, sqn_ind = ?, updated_at = ? "
+        "WHERE imsi = ?");
+    if (!up.ok()) return up.status();
+    (*up)->Bind(1, static_cast<int64_t>(sqn.seq_he));
+    (*up)->Bind(2, static_cast<int64_t>(sqn.next_ind));
+    (*up)->Bind(3, Unix(clock_.Now()));
+    (*up)->Bind(4, imsi);
+    rc = (*up)->Step();
+    if (rc != SQLITE_DONE) return db.Error(rc, "resync SQN");
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SqliteStore::RecordIssuance(const CertificateRecord& cert,
+                                         const AuditEvent& event) {
+  (void)FlushAudit();  // events queued earlier come first (cheap when none)
+  return Write([&](SqliteConnection& db) -> absl::Status {
+    return RecordIssuanceIn(db, cert, event);
+  });
+}
+
+absl::Status SqliteStore::RecordIssuanceIn(SqliteConnection& db,
+                                           const CertificateRecord& cert,
+                                           const AuditEvent& event) {
+  {
+    auto st = db.Prepare(
+        "UPDATE subscribers SET device_id = ?, updated_at = ?, "
+        "last_seen = ? WHERE imsi = ? AND status = 'active' AND "
+        "(device_id = '' OR device_id = ?)");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, cert.device_id);
+    (*st)->Bind(2, Unix(cert.issued_at));
+    (*st)->Bind(3, Unix(cert.issued_at));
+    (*st)->Bind(4, cert.imsi);
+    (*st)->Bind(5, cert.device_id);
+    int rc = (*st)->Step();
+    if (rc != SQLITE_DONE) return db.Error(rc, "record issuance");
+    if (sqlite3_changes(db.raw()) != 1) {
+      return absl::FailedPreconditionError(
+          "subscriber is no longer active or its device id changed");
+    }
+  }
+  auto st = db.Prepare(
+      "INSERT INTO certificates (serial, imsi, device_id, not_before, "
+      "not_after, der, status, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  if (!st.ok()) return st.status();
+  (*st)->Bind(1, cert.serial);
+  (*st)->Bind(2, cert.imsi);
+  (*st)->Bind(3, cert.device_id);
+  (*st)->Bind(4, Unix(cert.not_before));
+  (*st)->Bind(5, Unix(cert.not_after));
+  (*st)->Bind(6, cert.der);
+  (*st)->Bind(7, cert.status);
+  (*st)->Bind(8, Unix(cert.issued_at));
+  int rc = (*st)->Step();
+  if (rc != SQLITE_DONE) return db.Error(rc, "record certificate");
+  return InsertAudit(db, event);
+}
+
+absl::Status SqliteStore::AppendAudit(const AuditEvent& event) {
+  {
+    std::lock_guard<std::mutex> lock(audit_mu_);
+    if (audit_stopping_) {
+      return absl::UnavailableError("store is shutting down");
+    }
+    audit_queue_.push_back(event);
+    if (audit_queue_.size() < kAuditBatchMax) return absl::OkStatus();
+  }
+  audit_cv_.notify_one();
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::FlushAudit() {
+  // One flush at a time, so batches reach the table in queue order.
+  std::lock_guard<std::mutex> flushing(audit_flush_mu_);
+  std::vector<AuditEvent> batch;
+  {
+    std::lock_guard<std::mutex> lock(audit_mu_);
+    batch.swap(audit_queue_);
+  }
+  if (batch.empty()) return absl::OkStatus();
+  absl::Status s = Write([&](SqliteConnection& db) -> absl::Status {
+    for (const AuditEvent& e : batch) {
+      if (absl::Status st = InsertAudit(db, e); !st.ok()) return st;
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) LogError("audit: %d events lost: %s", batch.size(), s.message());
+  return s;
+}
+
+void SqliteStore::AuditLoop() {
+  std::unique_lock<std::mutex> lock(audit_mu_);
+  while (!audit_stopping_) {
+    audit_cv_.wait_for(
+        lock, absl::ToChronoMilliseconds(kAuditFlushInterval), [this] {
+          return audit_stopping_ || audit_queue_.size() >= kAuditBatchMax;
+        });
+    if (audit_queue_.empty()) continue;
+    lock.unlock();
+    (void)FlushAudit();
+    lock.lock();
+  }
+}
+
+absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::CertificatesOf(
+    const std::string& imsi) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  auto st = reader_->Prepare(absl::StrCat(
+      "SELECT ", kCertificateColumns,
+      " FROM certificates WHERE imsi = ? ORDER BY issued_at DESC, serial"));
+  if (!st.ok()) return st.status();
+  (*st)->Bind(1, imsi);
+  std::vector<CertificateRecord> out;
+  while (true) {
+    int rc = (*st)->Step();
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return reader_->Error(rc, "certificates");
+    out.push_back(ReadCertificate(*st));
+  }
+  return out;
+}
+
+absl::StatusOr<CertificateRecord> SqliteStore::GetCertificate(
+    const std::string& serial) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  auto st = reader_->Prepare(absl::StrCat(
+      "SELECT ", kCertificateColumns, " FROM certificates WHERE serial = ?"));
+  if (!st.ok()) return st.status();
+  (*st)->Bind(1, serial);
+  int rc = (*st)->Step();
+  if (rc == SQLITE_DONE) {
+    return absl::NotFoundError(absl::StrCat("no certificate ", serial));
+  }
+  if (rc != SQLITE_ROW) return reader_->Error(rc, "certificate");
+  return ReadCertificate(*st);
+}
+
+absl::StatusOr<std::vector<AuditEvent>> SqliteStore::AuditOf(
+    const std::string& imsi) {
+  std::vector<AuditEvent> out;
+  AuditQuery q;
+  q.imsi = imsi;
+  absl::Status s = QueryAudit(q, [&](const AuditEvent& e) {
+    out.push_back(e);
+    return true;
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+}  // namespace simprov

@@ -1,0 +1,346 @@
+// The broker's persistent state behind one interface: subscribers (with
+// sealed K/OPc and the home-environment SQN), issued certificates and the
+// audit trail.
+//
+// The embedded implementation is SQLite (sqlite_store.h); the SQL is kept
+// portable so that a PostgreSQL implementation can serve several brokers on
+// one database. Every write that a caller has seen succeed is durable.
+// Errors: NotFound (no such subscriber), AlreadyExists, FailedPrecondition
+// (state forbids it), Unavailable (retryable store trouble).
+#ifndef SIMPROV_BROKER_STORE_STORE_H_
+#define SIMPROV_BROKER_STORE_STORE_H_
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "broker/store/store_types.h"
+#include "common/bytes.h"
+#include "common/sqn.h"
+
+namespace simprov {
+
+inline constexpr char kDefaultGroup[] = "default";
+inline constexpr char kStatusActive[] = "active";
+
+struct NewSubscriber {
+  std::string imsi;
+  Bytes sealed_keys;  // SealBox(K || OPc, aad = IMSI)
+  Bytes amf;          // 2 bytes
+  HeSqnState sqn;
+  std::string group = kDefaultGroup;
+  std::string iccid;
+  std::string msisdn;
+};
+
+struct SubscriberRecord {
+  std::string imsi;
+  Bytes sealed_keys;
+  Bytes amf;
+  HeSqnState sqn;
+  uint64_t last_sqn = 0;
+  std::string group;
+  std::string iccid;
+  std::string msisdn;
+  std::string status;
+  std::string device_id;  // empty until first provisioning
+  absl::Time created_at;
+  // Fleet: the IMEI seen last (bound under an imei_lock policy),
+  // the last successful bootstrap/renewal, and the SIM that replaced this
+  // one (status "replaced").
+  std::string imei;
+  absl::Time last_seen = absl::UnixEpoch();
+  std::string replaced_by;
+};
+
+struct CertificateRecord {
+  std::string serial;  // lower-case hex
+  std::string imsi;
+  std::string device_id;
+  absl::Time not_before;
+  absl::Time not_after;
+  Bytes der;
+  std::string status = "valid";  // "valid" or "revoked"
+  absl::Time issued_at;
+  // Set when revoked: the RFC 5280 reason name and the time.
+  std::string revocation_reason;
+  absl::Time revoked_at = absl::UnixEpoch();
+};
+
+// One append-only audit record (see docs/fleet.md). Never secrets.
+struct AuditEvent {
+  absl::Time at;
+  // Who acted: an admin identity ("local" for the Unix socket, see
+  // broker/admin/admin_auth.h) or the IMSI for device events.
+  std::string actor;
+  // Plain words: bootstrap, renew, token, revoke, suspend, resume,
+  // terminate, replace, import, group-apply, ...
+  std::string action;
+  std::string target;  // the IMSI, device id, group or serial acted on
+  std::string result;  // "ok", "refused" or "failed"
+  std::string reason;  // why (refusals), or details (serials)
+  int64_t id = 0;      // assigned by the store; the paging cursor
+};
+
+// A vector's worth of subscriber data, read and SQN-advanced atomically.
+struct ChallengeMaterial {
+  Bytes sealed_keys;
+  Bytes amf;
+  uint64_t sqn = 0;
+  std::string status;
+  std::string device_id;
+  std::string group;
+};
+
+// Streams a large import into one transaction; nothing is visible until
+// Commit, and destroying it uncommitted rolls everything back.
+class SubscriberImport {
+ public:
+  virtual ~SubscriberImport() = default;
+  // AlreadyExists when the IMSI is in the store or earlier in this import.
+  virtual absl::Status Add(const NewSubscriber& s) = 0;
+  virtual absl::StatusOr<uint64_t> Commit() = 0;
+};
+
+// A registry outbox entry (broker/registry/registry_outbox.h): one
+// delivery to one registry, written with the certificate (register) or
+// after a revocation (remove), retried until delivered.
+struct RegistrationIntent {
+  int64_t id = 0;        // assigned by the store
+  std::string registry;  // the configured registry's name
+  std::string kind;      // "register" or "remove"
+  std::string serial;    // the certificate it is about
+  std::string imsi;
+  std::string device_id;
+  std::string payload;  // JSON (broker/registry/registry.h DeviceRegistration)
+  absl::Time created_at = absl::UnixEpoch();
+  // "pending", "done", "cancelled" (sync enrolment refused) or "skipped"
+  // (the certificate was revoked before it was registered).
+  std::string state = "pending";
+  int64_t attempts = 0;
+  absl::Time next_attempt_at = absl::UnixEpoch();  // millisecond precision
+  std::string last_error;                          // one line, no secrets
+  std::string result;  // the adapter's JSON answer (e.g. AWS certificateId)
+  absl::Time done_at = absl::UnixEpoch();
+};
+
+// For metrics: pending outbox entries and how long the oldest has waited.
+struct OutboxStats {
+  int64_t depth = 0;
+  absl::Duration oldest_age = absl::ZeroDuration();
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual absl::StatusOr<std::unique_ptr<SubscriberImport>> BeginImport() = 0;
+  virtual absl::StatusOr<SubscriberRecord> GetSubscriber(
+      const std::string& imsi) = 0;
+  // Calls `fn` for each subscriber in IMSI order (optionally of one group);
+  // stops early when fn returns false.
+  virtual absl::Status ListSubscribers(
+      const std::string& group,
+      const std::function<bool(const SubscriberRecord&)>& fn) = 0;
+
+  // Advances the SQN (TS 33.102 Annex C) and returns what a vector needs.
+  // NotFound for an unknown IMSI; takes as long as a real one (it goes
+  // through the same commit), so timing does not tell them apart.
+  virtual absl::StatusOr<ChallengeMaterial> AdvanceSqn(
+      const std::string& imsi) = 0;
+  // Resynchronises the SQN from the SIM's SQN_MS.
+  virtual absl::Status ResyncSqn(const std::string& imsi, uint64_t sqn_ms) = 0;
+
+  // Records an issued certificate, binds the device id on first issuance
+  // and appends the audit event, in one transaction. FailedPrecondition
+  // when the subscriber is no longer active.
+  virtual absl::Status RecordIssuance(const CertificateRecord& cert,
+                                      const AuditEvent& event) = 0;
+  virtual absl::Status AppendAudit(const AuditEvent& event) = 0;
+  virtual absl::StatusOr<std::vector<CertificateRecord>> CertificatesOf(
+      const std::string& imsi) = 0;
+  // NotFound for a serial this broker never issued.
+  virtual absl::StatusOr<CertificateRecord> GetCertificate(
+      const std::string& serial) = 0;
+  virtual absl::StatusOr<std::vector<AuditEvent>> AuditOf(
+      const std::string& imsi) = 0;
+
+  // ---- Fleet lifecycle: groups, lifecycle, revocation, audit.
+  // AppendAudit above queues device events: they are written in batches
+  // (within a second); every audit read flushes the queue first. Admin
+  // actions pass their event to the mutation, which writes it in the same
+  // transaction.
+
+  // Creates or replaces every group in one transaction (all or nothing).
+  virtual absl::Status PutGroups(const std::vector<GroupRow>& groups,
+                                 const AuditEvent& event) = 0;
+  // NotFound if there is no stored group of that name.
+  virtual absl::StatusOr<GroupRow> GetGroup(const std::string& name) = 0;
+  // Groups in name order after `after` (exclusive); at most `limit` (0: all).
+  virtual absl::Status ListGroups(
+      const std::string& after, size_t limit,
+      const std::function<bool(const GroupRow&)>& fn) = 0;
+  // FailedPrecondition while subscribers belong to it (the message says
+  // how many); NotFound if there is no such group.
+  virtual absl::Status DeleteGroup(const std::string& name,
+                                   const AuditEvent& event) = 0;
+  // Number of subscribers in `group`.
+  virtual absl::StatusOr<uint64_t> CountSubscribersInGroup(
+      const std::string& group) = 0;
+  // Subscribers in IMSI order after `after` (exclusive), optionally of one
+  // group and only those with a device id; at most `limit` (0: all).
+  virtual absl::Status ListSubscribersPage(
+      const SubscriberFilter& filter,
+      const std::function<bool(const SubscriberRecord&)>& fn) = 0;
+  // NotFound if no subscriber carries that device id.
+  virtual absl::StatusOr<SubscriberRecord> GetSubscriberByDeviceId(
+      const std::string& device_id) = 0;
+  // NotFound for an unknown IMSI or group (the default group always
+  // exists).
+  virtual absl::Status SetSubscriberGroup(const std::string& imsi,
+                                          const std::string& group,
+                                          const AuditEvent& event) = 0;
+  // Moves the subscriber to `to` if its status is one of `from`;
+  // FailedPrecondition naming the current status otherwise. Reactivating a
+  // replaced SIM (to "active") clears replaced_by and gives it the device id
+  // `reactivated_device_id` (its old one moved to the new SIM).
+  virtual absl::Status SetSubscriberStatus(
+      const std::string& imsi, const std::vector<std::string>& from,
+      const std::string& to, const std::string& reactivated_device_id,
+      const AuditEvent& event) = 0;
+  // Marks the named certificates revoked (those of `imsi`, or the one
+  // `serial`); returns the ones newly revoked (already revoked ones are
+  // left as they are). NotFound for an unknown IMSI or serial.
+  virtual absl::StatusOr<std::vector<CertificateRecord>> RevokeCertificates(
+      const RevocationRequest& request, const AuditEvent& event) = 0;
+  // Every revoked certificate that has not yet expired at `now` (serial,
+  // reason, time), for the CRL.
+  virtual absl::StatusOr<std::vector<CertificateRecord>> RevokedCertificates(
+      absl::Time now) = 0;
+  // The next CRL number (1, 2, ...), durably consumed.
+  virtual absl::StatusOr<uint64_t> NextCrlNumber() = 0;
+  // The new SIM inherits the old one's device id and group; the old one's
+  // valid certificates are revoked (superseded) and it becomes "replaced"
+  // with an empty device id. FailedPrecondition when old is not active or
+  // suspended, or new is not active or already provisioned. Returns the
+  // revoked certificates.
+  virtual absl::StatusOr<std::vector<CertificateRecord>> ReplaceDevice(
+      const std::string& old_imsi, const std::string& new_imsi, absl::Time at,
+      const AuditEvent& event) = 0;
+  // Records the IMEI seen with a bootstrap (binding it under imei_lock).
+  // With `only_if_unbound`, FailedPrecondition if another IMEI is bound.
+  virtual absl::Status SetImei(const std::string& imsi, const std::string& imei,
+                               bool only_if_unbound) = 0;
+  // Clears the bound IMEI (the next one seen binds).
+  virtual absl::Status ClearImei(const std::string& imsi,
+                                 const AuditEvent& event) = 0;
+  // Audit records matching `query`, in id order.
+  virtual absl::Status QueryAudit(
+      const AuditQuery& query,
+      const std::function<bool(const AuditEvent&)>& fn) = 0;
+  // Writes queued audit events now.
+  virtual absl::Status FlushAudit() = 0;
+  // --- Tokens (broker/store/sqlite/sqlite_store_tokens.cc) ---
+  // Applications that may introspect. AlreadyExists when the name is taken.
+  virtual absl::Status CreateTokenApp(const std::string& name,
+                                      const Bytes& key_hash, absl::Time at) = 0;
+  // NotFound for an unknown application.
+  virtual absl::StatusOr<Bytes> TokenAppKeyHash(const std::string& name) = 0;
+  virtual absl::Status RevokeTokenId(const std::string& jti, absl::Time at) = 0;
+  // Revokes every token of the device issued at or before `at`. NotFound
+  // for an unknown IMSI.
+  virtual absl::Status RevokeDeviceTokens(const std::string& imsi,
+                                          absl::Time at) = 0;
+  // Whether token `jti` of `imsi`, issued at `iat`, was revoked.
+  virtual absl::StatusOr<bool> TokenRevoked(const std::string& jti,
+                                            const std::string& imsi,
+                                            absl::Time iat) = 0;
+  // Forgets jti revocations made before `before` (their tokens expired).
+  virtual absl::Status PruneTokenRevocations(absl::Time before) = 0;
+  // What token issuance re-checks, in one read: the certificate's status
+  // and its subscriber. NotFound for an unknown serial.
+  struct TokenSubject {
+    std::string cert_status;
+    std::string imsi, device_id, group, iccid, imei;
+    std::string status;  // the subscriber's
+  };
+  virtual absl::StatusOr<TokenSubject> GetTokenSubject(
+      const std::string& serial) = 0;
+
+  // --- Registry outbox (broker/store/sqlite/sqlite_store_registry.cc) ---
+  // RecordIssuance plus `intents`, all in the one transaction.
+  virtual absl::Status RecordIssuanceWithIntents(
+      const CertificateRecord& cert, const AuditEvent& event,
+      const std::vector<RegistrationIntent>& intents) {
+    if (intents.empty()) return RecordIssuance(cert, event);
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
+  // Pending entries due at `now` (next_attempt_at <= now), oldest first, at
+  // most `limit`. A register entry whose certificate was revoked meanwhile
+  // is marked "skipped" instead of returned.
+  virtual absl::StatusOr<std::vector<RegistrationIntent>> DueIntents(
+      absl::Time now, size_t limit) {
+    (void)now, (void)limit;
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
+  // Marks a pending entry done (or "cancelled"/"skipped") with `result`.
+  virtual absl::Status FinishIntent(int64_t id, const std::string& state,
+                                    const std::string& result, absl::Time at) {
+    (void)id, (void)state, (void)result, (void)at;
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
+  // Records a failed attempt and when to try again.
+  virtual absl::Status DeferIntent(int64_t id, const std::string& error,
+                                   absl::Time next_attempt_at) {
+    (void)id, (void)error, (void)next_attempt_at;
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
+  // Every entry of a certificate, any state, in id order.
+  virtual absl::StatusOr<std::vector<RegistrationIntent>> IntentsOf(
+      const std::string& serial) {
+    (void)serial;
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
+  // Pending entries in id order after `after_id`; at most `limit` (0: all).
+  virtual absl::Status ListPendingIntents(
+      int64_t after_id, size_t limit,
+      const std::function<bool(const RegistrationIntent&)>& fn) {
+    (void)after_id, (void)limit, (void)fn;
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
+  // Adds a "remove" entry for every delivered registration whose
+  // certificate is revoked or whose subscriber is terminated and that has
+  // none yet (idempotent). Returns how many were added.
+  virtual absl::StatusOr<int64_t> EnqueueRemovals(absl::Time now) {
+    (void)now;
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
+  virtual absl::StatusOr<OutboxStats> GetOutboxStats(absl::Time now) {
+    (void)now;
+    return absl::UnimplementedError("this store has no registry outbox");
+  }
+
+  // ---- Operations: KEK rotation (broker/keys/kek_rotation.h).
+  // Visits every subscriber's sealed keys in IMSI order, `batch_size` rows
+  // per transaction; `rewrap` returns the new box or nullopt to keep the
+  // row. Stops at the first error (earlier batches stay committed).
+  using RewrapFn = std::function<absl::StatusOr<std::optional<Bytes>>(
+      const std::string& imsi, const Bytes& sealed)>;
+  struct RewrapCounts {
+    uint64_t rows = 0;
+    uint64_t rewrapped = 0;
+  };
+  virtual absl::StatusOr<RewrapCounts> RewrapSealedKeys(
+      const RewrapFn& /*rewrap*/, size_t /*batch_size*/) {
+    return absl::UnimplementedError("this store cannot re-wrap keys");
+  }
+};
+
+}  // namespace simprov
+
+#endif  // SIMPROV_BROKER_STORE_STORE_H_
