@@ -325,6 +325,14 @@ class Store {
     return absl::UnimplementedError("this store has no registry outbox");
   }
 
+  // ---- Operations: health and backup.
+  // OK when the store answers a read now (the broker's /readyz).
+  virtual absl::Status Ping() = 0;
+  // Writes a consistent copy of the whole store to `path` (which must not
+  // exist) while the store keeps serving: a self-contained store of this
+  // backend's kind (for SQLite, a database file without a WAL).
+  virtual absl::Status Snapshot(const std::string& path) = 0;
+
   // ---- Operations: KEK rotation (broker/keys/kek_rotation.h).
   // Visits every subscriber's sealed keys in IMSI order, `batch_size` rows
   // per transaction; `rewrap` returns the new box or nullopt to keep the

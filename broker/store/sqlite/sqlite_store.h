@@ -36,6 +36,10 @@ class SqliteStore : public Store {
   static int LatestSchemaVersion();
   absl::StatusOr<int> SchemaVersion();
 
+  // Operations, in sqlite_store_ops.cc.
+  absl::Status Ping() override;
+  absl::Status Snapshot(const std::string& path) override;
+
   absl::StatusOr<std::unique_ptr<SubscriberImport>> BeginImport() override;
   absl::StatusOr<SubscriberRecord> GetSubscriber(
       const std::string& imsi) override;

@@ -1,11 +1,68 @@
-// SqliteStore: operations: re-wrapping sealed keys for a KEK
-// rotation.
+// SqliteStore: operations: health, snapshots for backups, and re-wrapping
+// sealed keys for a KEK rotation.
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include "absl/strings/str_cat.h"
 #include "broker/store/sqlite/sqlite_store.h"
 
 namespace simprov {
+
+absl::Status SqliteStore::Ping() {
+  // An open connection keeps reading a deleted file: check the path too.
+  struct stat st;
+  if (stat(path_.c_str(), &st) != 0) {
+    return absl::UnavailableError(absl::StrCat(path_, " is missing"));
+  }
+  if (auto v = SchemaVersion(); !v.ok()) return v.status();
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::Snapshot(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0) {
+    return absl::AlreadyExistsError(absl::StrCat(path, " already exists"));
+  }
+  sqlite3* from = nullptr;
+  sqlite3* to = nullptr;
+  int rc = sqlite3_open_v2(path_.c_str(), &from, SQLITE_OPEN_READONLY, nullptr);
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(from, 60000);
+    rc = sqlite3_open_v2(path.c_str(), &to,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  }
+  if (rc == SQLITE_OK) {
+    // One step over every page: a single read transaction, so the copy is
+    // one consistent snapshot; WAL lets the writer keep committing.
+    sqlite3_backup* b = sqlite3_backup_init(to, "main", from, "main");
+    if (!b) {
+      rc = sqlite3_errcode(to);
+    } else {
+      do {
+        rc = sqlite3_backup_step(b, -1);
+        if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) sqlite3_sleep(50);
+      } while (rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+      int frc = sqlite3_backup_finish(b);
+      if (rc == SQLITE_DONE) rc = frc;
+    }
+  }
+  if (rc == SQLITE_OK) {
+    // A self-contained file: no WAL next to it.
+    rc = sqlite3_exec(to, "PRAGMA journal_mode=DELETE", nullptr, nullptr,
+                      nullptr);
+  }
+  absl::Status s;
+  if (rc != SQLITE_OK) {
+    s = absl::UnavailableError(absl::StrCat("cannot snapshot the store ", path_,
+                                            ": ",
+                                            to     ? sqlite3_errmsg(to)
+                                            : from ? sqlite3_errmsg(from)
+                                                   : "open failed"));
+  }
+  sqlite3_close(to);
+  sqlite3_close(from);
+  return s;
+}
 
 absl::StatusOr<Store::RewrapCounts> SqliteStore::RewrapSealedKeys(
     const RewrapFn& rewrap, size_t batch_size) {
