@@ -76,15 +76,6 @@ bool LastErrorIsPemEof() {
          ERR_GET_REASON(err) == PEM_R_NO_START_LINE;
 }
 
-// The digest to sign with `key`: SHA-256, or none for the EdDSA keys, which
-// hash internally.
-const EVP_MD* SigningDigestFor(EVP_PKEY* key) {
-  if (EVP_PKEY_is_a(key, "ED25519") || EVP_PKEY_is_a(key, "ED448")) {
-    return nullptr;
-  }
-  return EVP_sha256();
-}
-
 absl::Time Asn1TimeToAbsl(const ASN1_TIME* t) {
   struct tm tm;
   std::memset(&tm, 0, sizeof tm);
@@ -1107,6 +1098,13 @@ std::string CertDerToPem(const Bytes& der) {
 }
 
 // ---- Digests -------------------------------------------------------------
+
+const EVP_MD* SigningDigestFor(EVP_PKEY* key) {
+  if (EVP_PKEY_is_a(key, "ED25519") || EVP_PKEY_is_a(key, "ED448")) {
+    return nullptr;
+  }
+  return EVP_sha256();
+}
 
 Bytes Sha256(const Bytes& data) {
   Bytes out(32);

@@ -161,6 +161,9 @@ std::string CertDerToPem(const Bytes& der);
 
 // SHA-256 of `data` (32 bytes).
 Bytes Sha256(const Bytes& data);
+// The digest to sign with `key`: SHA-256, or none for the EdDSA keys, which
+// hash internally (EVP_DigestSignInit's md argument).
+const EVP_MD* SigningDigestFor(EVP_PKEY* key);
 // SHA-256 of the certificate's DER encoding (32 bytes): its fingerprint.
 Bytes CertSha256(X509* cert);
 

@@ -105,14 +105,6 @@ absl::Status MakeDir(const std::string& path, mode_t mode, bool force_mode) {
 
 // ---- Certificate construction --------------------------------------------
 
-// The digest to sign with `key`: SHA-256, or none for EdDSA keys.
-const EVP_MD* SigningDigestFor(EVP_PKEY* key) {
-  if (EVP_PKEY_is_a(key, "ED25519") || EVP_PKEY_is_a(key, "ED448")) {
-    return nullptr;
-  }
-  return EVP_sha256();
-}
-
 // A serial number: kSerialBytes from `random`, top bit cleared (positive)
 // and the next bit set (fixed DER length, never zero).
 Bytes MakeSerial(Random& random) {
