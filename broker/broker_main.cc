@@ -286,7 +286,7 @@ int Run(const Flags& f) {
   AdminGrpcService admin_service(**store, **kek, clock, random);
   AccessGrpcService access_service(**ca, **admin_ca, **admin_revocations,
                                    **store, clock);
-  OpsGrpcService ops_service(rotator, kek_path);
+  OpsGrpcService ops_service(rotator, kek_path, **store, paths.root, clock);
   std::vector<grpc::Service*> admin_services = {
       &admin_service,  &fleet_service,          &token_admin_service,
       &access_service, &registry_admin_service, &ops_service};
@@ -499,7 +499,11 @@ struct RestoreFlags {
 
 int Restore(const RestoreFlags& r) {
   umask(077);
-  auto s = RestoreBackup(r.archive, r.data_dir, r.kek_file);
+  auto s = RestoreBackup(
+      r.archive, r.data_dir, r.kek_file,
+      [](const std::string& path) -> absl::StatusOr<std::unique_ptr<Store>> {
+        return SqliteStore::Open(path);
+      });
   if (!s.ok()) return Fail(s.status());
   std::cout << "restored " << s->entries << " files (" << s->bytes
             << " bytes, backup of " << s->created_at << ") into " << r.data_dir

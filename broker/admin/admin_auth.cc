@@ -222,6 +222,7 @@ const std::vector<AdminMethodRole>& AdminMethodRoles() {
       {"Access.ActivateCa", R::kAdmin},
       {"RegistryAdmin.ListPending", R::kViewer},
       {"Ops.RotateKek", R::kAdmin},
+      {"Ops.Backup", R::kAdmin},  // the archive holds the CA keys and KEK
   };
   return *table;
 }

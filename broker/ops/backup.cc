@@ -3,16 +3,17 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -38,7 +39,7 @@ absl::Status Errno(absl::string_view what, const std::string& path) {
 }
 
 // Files of a data dir that a backup leaves out: the live store (copied
-// through the backup API instead), its side files, runtime files.
+// through Store::Snapshot instead), its side files, runtime files.
 bool Skipped(const std::string& rel) {
   static const char* const kRuntime[] = {
       "simprov.db", "simprov.db-wal", "simprov.db-shm", "simprov.db-journal",
@@ -231,48 +232,6 @@ std::string KekState(const std::string& data_dir) {
   return out;
 }
 
-absl::Status SnapshotStore(const std::string& src, const std::string& dst) {
-  sqlite3* from = nullptr;
-  sqlite3* to = nullptr;
-  absl::Status s;
-  int rc = sqlite3_open_v2(src.c_str(), &from, SQLITE_OPEN_READONLY, nullptr);
-  if (rc == SQLITE_OK) {
-    sqlite3_busy_timeout(from, 60000);
-    rc = sqlite3_open_v2(dst.c_str(), &to,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
-  }
-  if (rc == SQLITE_OK) {
-    // One step over every page: a single read transaction, so the copy is
-    // one consistent snapshot; WAL lets the broker keep writing.
-    sqlite3_backup* b = sqlite3_backup_init(to, "main", from, "main");
-    if (!b) {
-      rc = sqlite3_errcode(to);
-    } else {
-      do {
-        rc = sqlite3_backup_step(b, -1);
-        if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) sqlite3_sleep(50);
-      } while (rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
-      int frc = sqlite3_backup_finish(b);
-      if (rc == SQLITE_DONE) rc = frc;
-    }
-  }
-  if (rc == SQLITE_OK) {
-    // A self-contained file: no WAL next to it.
-    rc = sqlite3_exec(to, "PRAGMA journal_mode=DELETE", nullptr, nullptr,
-                      nullptr);
-  }
-  if (rc != SQLITE_OK) {
-    s = absl::UnavailableError(absl::StrCat("cannot back up the store ", src,
-                                            ": ",
-                                            to     ? sqlite3_errmsg(to)
-                                            : from ? sqlite3_errmsg(from)
-                                                   : "open failed"));
-  }
-  sqlite3_close(to);
-  sqlite3_close(from);
-  return s;
-}
-
 std::string Rfc3339(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
 }
@@ -285,7 +244,8 @@ absl::Status RemoveTree(const std::string& path) {
             : absl::OkStatus();
 }
 
-absl::StatusOr<BackupSummary> WriteArchive(const std::string& data_dir,
+absl::StatusOr<BackupSummary> WriteArchive(Store& store,
+                                           const std::string& data_dir,
                                            const std::string& tmp,
                                            const std::string& db_copy,
                                            Clock& clock) {
@@ -294,10 +254,7 @@ absl::StatusOr<BackupSummary> WriteArchive(const std::string& data_dir,
   // The KEK files before and after the snapshot: a rotation that moved in
   // between would make the pair inconsistent, so the caller retries.
   const std::string kek_before = KekState(data_dir);
-  if (absl::Status s = SnapshotStore(data_dir + "/" + kStoreName, db_copy);
-      !s.ok()) {
-    return s;
-  }
+  if (absl::Status s = store.Snapshot(db_copy); !s.ok()) return s;
   std::vector<std::string> files;
   if (absl::Status s = Walk(data_dir, "", &files); !s.ok()) return s;
   int fd = open(tmp.c_str(),
@@ -402,50 +359,42 @@ bool SafeRelativePath(const std::string& p) {
 }
 
 absl::Status CheckKekOpens(const std::string& db_path,
+                           const StoreOpener& open_store,
                            const std::vector<Bytes>& keks,
                            const std::string& kek_source) {
-  sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
-  absl::Status s;
-  sqlite3_stmt* st = nullptr;
-  if (rc == SQLITE_OK) {
-    rc = sqlite3_prepare_v2(
-        db, "SELECT imsi, sealed_keys FROM subscribers ORDER BY imsi LIMIT 1",
-        -1, &st, nullptr);
+  auto store = open_store(db_path);
+  if (!store.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the backup's store does not open: ", store.status().message()));
   }
-  if (rc != SQLITE_OK) {
-    s = absl::InvalidArgumentError(
-        absl::StrCat("the backup's store does not open: ",
-                     db ? sqlite3_errmsg(db) : "open failed"));
-  } else if (sqlite3_step(st) == SQLITE_ROW) {
-    const std::string imsi(
-        reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),
-        static_cast<size_t>(sqlite3_column_bytes(st, 0)));
-    const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(st, 1));
-    const Bytes box(p, p + sqlite3_column_bytes(st, 1));
-    bool opened = false;
-    for (const Bytes& k : keks) {
-      auto plain = OpenBox(k, box, ToBytes(imsi));
-      if (plain.ok()) {
-        SecureWipe(*plain);
-        opened = true;
-        break;
-      }
-    }
-    if (!opened) {
-      s = absl::FailedPreconditionError(
-          absl::StrCat("the KEK in ", kek_source,
-                       " does not open the backup's sealed keys (wrong KEK?)"));
+  // The first subscriber in IMSI order, if any.
+  std::optional<SubscriberRecord> first;
+  absl::Status s =
+      (*store)->ListSubscribers("", [&first](const SubscriberRecord& r) {
+        first = r;
+        return false;
+      });
+  if (!s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the backup's store does not open: ", s.message()));
+  }
+  if (!first) return absl::OkStatus();
+  for (const Bytes& k : keks) {
+    auto plain = OpenBox(k, first->sealed_keys, ToBytes(first->imsi));
+    if (plain.ok()) {
+      SecureWipe(*plain);
+      return absl::OkStatus();
     }
   }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return s;
+  return absl::FailedPreconditionError(
+      absl::StrCat("the KEK in ", kek_source,
+                   " does not open the backup's sealed keys (wrong KEK?)"));
 }
 
 absl::StatusOr<RestoreSummary> ExtractAndVerify(const std::string& archive,
                                                 const std::string& staging,
-                                                const std::string& kek_file) {
+                                                const std::string& kek_file,
+                                                const StoreOpener& open_store) {
   int fd = open(archive.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     return absl::NotFoundError(
@@ -603,7 +552,7 @@ absl::StatusOr<RestoreSummary> ExtractAndVerify(const std::string& archive,
     keks.push_back(*k);
     source = kek_file;
   }
-  s = CheckKekOpens(staging + "/" + kStoreName, keks, source);
+  s = CheckKekOpens(staging + "/" + kStoreName, open_store, keks, source);
   for (Bytes& k : keks) SecureWipe(k);
   if (!s.ok()) return s;
   return summary;
@@ -611,20 +560,17 @@ absl::StatusOr<RestoreSummary> ExtractAndVerify(const std::string& archive,
 
 }  // namespace
 
-absl::StatusOr<BackupSummary> CreateBackup(const std::string& data_dir,
+absl::StatusOr<BackupSummary> CreateBackup(Store& store,
+                                           const std::string& data_dir,
                                            const std::string& out,
                                            Clock& clock) {
-  if (!PathExists(data_dir + "/" + kStoreName)) {
-    return absl::NotFoundError(absl::StrCat(
-        data_dir, " is not a broker data dir (no ", kStoreName, ")"));
-  }
   const std::string tmp = absl::StrCat(out, ".tmp.", getpid());
   const std::string db_copy = absl::StrCat(out, ".db.tmp.", getpid());
   absl::StatusOr<BackupSummary> r;
   for (int attempt = 0; attempt < 3; ++attempt) {
     unlink(tmp.c_str());
     unlink(db_copy.c_str());
-    r = WriteArchive(data_dir, tmp, db_copy, clock);
+    r = WriteArchive(store, data_dir, tmp, db_copy, clock);
     if (r.ok() || r.status().code() != absl::StatusCode::kAborted) break;
   }
   unlink(db_copy.c_str());
@@ -642,9 +588,66 @@ absl::StatusOr<BackupSummary> CreateBackup(const std::string& data_dir,
   return r;
 }
 
+absl::StatusOr<StreamedBackup> StreamBackup(
+    Store& store, const std::string& data_dir, Clock& clock, size_t chunk_size,
+    const std::function<bool(absl::string_view)>& sink) {
+  if (chunk_size == 0) chunk_size = 1;
+  const char* env = getenv("TMPDIR");
+  std::string scratch =
+      absl::StrCat(env != nullptr && env[0] != '\0' ? env : "/tmp",
+                   "/simprov-backup.XXXXXX");
+  // mkdtemp: a new directory only we can enter (0700).
+  if (mkdtemp(scratch.data()) == nullptr) {
+    return Errno("cannot create a temporary directory like", scratch);
+  }
+  const std::string archive = scratch + "/backup.tar";
+  absl::StatusOr<StreamedBackup> result;
+  auto built = CreateBackup(store, data_dir, archive, clock);
+  int fd = -1;
+  if (!built.ok()) {
+    result = built.status();
+  } else if ((fd = open(archive.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) <
+             0) {
+    result = Errno("cannot open", archive);
+  } else {
+    StreamedBackup out;
+    out.summary = *built;
+    Sha256 sha;
+    std::string buf(chunk_size, '\0');
+    absl::Status s;
+    while (s.ok()) {
+      ssize_t n = read(fd, buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        s = Errno("cannot read", archive);
+        break;
+      }
+      if (n == 0) break;
+      const absl::string_view piece(buf.data(), static_cast<size_t>(n));
+      sha.Update(piece.data(), piece.size());
+      out.archive_size += piece.size();
+      if (!sink(piece)) {
+        s = absl::CancelledError("the receiver of the backup went away");
+      }
+    }
+    close(fd);
+    out.sha256 = sha.HexFinal();
+    if (s.ok()) {
+      result = std::move(out);
+    } else {
+      result = s;
+    }
+  }
+  if (absl::Status s = RemoveTree(scratch); !s.ok() && result.ok()) {
+    result = s;
+  }
+  return result;
+}
+
 absl::StatusOr<RestoreSummary> RestoreBackup(const std::string& archive,
                                              const std::string& new_dir,
-                                             const std::string& kek_file) {
+                                             const std::string& kek_file,
+                                             const StoreOpener& open_store) {
   std::string target = new_dir;
   while (target.size() > 1 && target.back() == '/') target.pop_back();
   struct stat st;
@@ -664,7 +667,7 @@ absl::StatusOr<RestoreSummary> RestoreBackup(const std::string& archive,
   const std::string staging = absl::StrCat(target, ".restore.tmp.", getpid());
   (void)RemoveTree(staging);
   if (absl::Status s = MakeDirectories(staging, 0700); !s.ok()) return s;
-  auto r = ExtractAndVerify(archive, staging, kek_file);
+  auto r = ExtractAndVerify(archive, staging, kek_file, open_store);
   if (!r.ok()) {
     (void)RemoveTree(staging);
     return r.status();

@@ -1,9 +1,8 @@
 // Online backup and restore of a broker's data directory.
 //
 // The archive is a POSIX ustar file (`tar tvf` lists it) holding:
-//   simprov.db     a consistent snapshot of the store, taken with SQLite's
-//                  online backup API from a read connection while the
-//                  broker serves (WAL readers never block the writer);
+//   simprov.db     a consistent snapshot of the store (Store::Snapshot),
+//                  taken while the broker serves;
 //   every other regular file of the data dir (CA certificates and keys,
 //                  token keys, the KEK when it lives there, files other
 //                  components add), except the store's WAL/SHM/journal, the
@@ -11,7 +10,8 @@
 //                  temporary files of atomic writes;
 //   MANIFEST.json  last: format, version, creation time, whether the KEK is
 //                  included, and the size, mode and SHA-256 of every entry.
-// The archive is written atomically (temporary file, fsync, rename), 0600.
+// The broker builds it (CreateBackup) and streams it to `simprov backup`
+// over the admin API (StreamBackup, Ops.Backup).
 //
 // Restore rebuilds a data dir all-or-nothing: it refuses a non-empty
 // target, extracts into a sibling staging directory, verifies every
@@ -21,10 +21,15 @@
 #ifndef SIMPROV_BROKER_OPS_BACKUP_H_
 #define SIMPROV_BROKER_OPS_BACKUP_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "broker/store/store.h"
 #include "common/clock.h"
 
 namespace simprov {
@@ -38,10 +43,27 @@ struct BackupSummary {
   bool kek_included = false;
 };
 
-// Backs up the data dir `data_dir` (the broker may be running) to `out`.
-absl::StatusOr<BackupSummary> CreateBackup(const std::string& data_dir,
+// Backs up the data dir `data_dir`, whose store is `store` (the broker may
+// be serving from both), to `out`: written to a temporary file next to it,
+// fsynced and renamed, 0600.
+absl::StatusOr<BackupSummary> CreateBackup(Store& store,
+                                           const std::string& data_dir,
                                            const std::string& out,
                                            Clock& clock);
+
+struct StreamedBackup {
+  BackupSummary summary;
+  uint64_t archive_size = 0;  // bytes handed to the sink
+  std::string sha256;         // of the whole archive, lower-case hex
+};
+
+// CreateBackup into a private temporary directory (0700, under $TMPDIR or
+// /tmp), then hands the archive to `sink` in order, in pieces of at most
+// `chunk_size` bytes, and removes the directory, whatever happened.
+// Cancelled when `sink` returns false (the receiver went away).
+absl::StatusOr<StreamedBackup> StreamBackup(
+    Store& store, const std::string& data_dir, Clock& clock, size_t chunk_size,
+    const std::function<bool(absl::string_view)>& sink);
 
 struct RestoreSummary {
   uint64_t entries = 0;
@@ -50,12 +72,18 @@ struct RestoreSummary {
   std::string created_at;  // from the manifest
 };
 
+// Opens the store file a backup holds (SqliteStore::Open in the broker).
+using StoreOpener = std::function<absl::StatusOr<std::unique_ptr<Store>>(
+    const std::string& path)>;
+
 // Restores `archive` into `new_dir` (absent or empty). `kek_file`: the KEK
 // for a backup taken with --kek-file (it must open the sealed keys);
-// must be empty when the archive includes its KEK.
+// must be empty when the archive includes its KEK. `open_store` opens the
+// extracted store to read a sealed row.
 absl::StatusOr<RestoreSummary> RestoreBackup(const std::string& archive,
                                              const std::string& new_dir,
-                                             const std::string& kek_file);
+                                             const std::string& kek_file,
+                                             const StoreOpener& open_store);
 
 }  // namespace simprov
 

@@ -1,28 +1,47 @@
 // The admin API's operations service (proto/simprov/v1/ops.proto): KEK
-// rotation. Backups need no RPC: `simprov backup` reads the data dir with
-// SQLite's online backup API (broker/ops/backup.h).
+// rotation, and backups streamed to `simprov backup` (broker/ops/backup.h).
 #ifndef SIMPROV_BROKER_OPS_OPS_SERVICE_H_
 #define SIMPROV_BROKER_OPS_OPS_SERVICE_H_
 
+#include <cstddef>
 #include <string>
 
 #include "broker/keys/kek_rotation.h"
+#include "broker/store/store.h"
+#include "common/clock.h"
 #include "simprov/v1/ops.grpc.pb.h"
 
 namespace simprov {
 
+// The archive travels in messages of this many bytes (the last may be
+// shorter).
+inline constexpr size_t kBackupChunkBytes = 64 << 10;
+// Initial metadata Ops.Backup sends once authorized (ops.proto).
+inline constexpr char kBackupStartedMetadata[] = "simprov-backup-started";
+
 class OpsGrpcService final : public v1::Ops::Service {
  public:
-  OpsGrpcService(KekRotator& rotator, std::string kek_path)
-      : rotator_(rotator), kek_path_(std::move(kek_path)) {}
+  // `store` and `data_dir`: what a backup copies.
+  OpsGrpcService(KekRotator& rotator, std::string kek_path, Store& store,
+                 std::string data_dir, Clock& clock)
+      : rotator_(rotator),
+        kek_path_(std::move(kek_path)),
+        store_(store),
+        data_dir_(std::move(data_dir)),
+        clock_(clock) {}
 
   grpc::Status RotateKek(grpc::ServerContext* ctx,
                          const v1::RotateKekRequest* req,
                          v1::RotateKekResponse* resp) override;
+  grpc::Status Backup(grpc::ServerContext* ctx, const v1::BackupRequest* req,
+                      grpc::ServerWriter<v1::BackupChunk>* writer) override;
 
  private:
   KekRotator& rotator_;
   const std::string kek_path_;
+  Store& store_;
+  const std::string data_dir_;
+  Clock& clock_;
 };
 
 }  // namespace simprov

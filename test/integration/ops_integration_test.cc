@@ -1,13 +1,16 @@
 // Operating the broker, end to end with the real binaries: health and
-// metrics on --http-listen, online backup and restore (with the KEK in the
-// data dir or in --kek-file), and KEK rotation under load.
+// metrics on --http-listen, online backup (local and over remote admin)
+// and restore (with the KEK in the data dir or in --kek-file), and KEK
+// rotation under load.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -379,6 +382,211 @@ TEST_F(OpsIntegrationTest, KekFileOutsideTheDataDirBackupSaysSoRestoreAsks) {
       << r.err;
 }
 
+// The files in `dir` whose name starts with `prefix`.
+std::vector<std::string> FilesLike(const std::string& dir,
+                                   const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (absl::StartsWith(name, prefix)) out.push_back(name);
+  }
+  return out;
+}
+
+// One integer from `sql` on the SQLite file `db` (-1 on error).
+int64_t QueryInt(const std::string& db, const std::string& sql) {
+  sqlite3* h = nullptr;
+  int64_t v = -1;
+  if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) ==
+      SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      v = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(h);
+  return v;
+}
+
+std::string QueryText(const std::string& db, const std::string& sql) {
+  sqlite3* h = nullptr;
+  std::string v;
+  if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) ==
+      SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      v = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(h);
+  return v;
+}
+
+// `simprov --admin HOST:PORT --admin-cert DIR backup FILE`: the broker
+// takes the backup and streams it; only the admin role may.
+class RemoteBackupTest : public OpsIntegrationTest {
+ protected:
+  void SetUp() override {
+    OpsIntegrationTest::SetUp();
+    // The broker's temporary directory, to see that it cleans up.
+    const char* old = std::getenv("TMPDIR");
+    if (old != nullptr) old_tmpdir_ = old;
+    broker_tmp_ = dir_ + "/broker-tmp";
+    std::filesystem::create_directories(broker_tmp_);
+    setenv("TMPDIR", broker_tmp_.c_str(), 1);
+    broker_ = BrokerProcess::Start(dir_ + "/broker",
+                                   {"--admin-listen", "127.0.0.1:0"});
+    ASSERT_NE(broker_, nullptr);
+    admin_ = std::string(absl::StripAsciiWhitespace(
+        ReadFileOrEmpty(broker_->data_dir() + "/admin-address")));
+    ASSERT_FALSE(admin_.empty());
+    for (const char* role : {"viewer", "operator", "admin"}) {
+      ProcessResult r =
+          broker_->Cli({"admin", "issue-cert", "--role", role, "--out",
+                        Certs(role), "--name", std::string(role) + "-bob"});
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+    }
+    std::filesystem::create_directories(dir_ + "/out");
+  }
+  void TearDown() override {
+    if (old_tmpdir_) {
+      setenv("TMPDIR", old_tmpdir_->c_str(), 1);
+    } else {
+      unsetenv("TMPDIR");
+    }
+    OpsIntegrationTest::TearDown();
+  }
+  std::string Certs(const std::string& role) { return dir_ + "/certs-" + role; }
+  ProcessResult RemoteBackup(const std::string& role, const std::string& file) {
+    return RunProcess({testing::kCliBin, "--admin", admin_, "--admin-cert",
+                       Certs(role), "backup", file});
+  }
+  std::unique_ptr<BrokerProcess> broker_;
+  std::string admin_;
+  std::string broker_tmp_;
+  std::optional<std::string> old_tmpdir_;
+};
+
+TEST_F(RemoteBackupTest, AdminBacksUpUnderLoadAndTheArchiveRestores) {
+  std::vector<std::string> sims = ImportSims(*broker_, 30);
+  const std::string device = dir_ + "/device";
+  ASSERT_EQ(broker_->Bootstrap(sims[0], device).exit_code, 0);
+
+  const std::string backup = dir_ + "/out/remote.tar";
+  int ok_before = 0, started_after = 0;
+  {
+    BootstrapLoad load(*broker_,
+                       std::vector<std::string>(sims.begin() + 1, sims.end()),
+                       dir_ + "/load");
+    load.WaitFor(3);
+    ok_before = load.ok();
+    ProcessResult r = RemoteBackup("admin", backup);
+    // Every bootstrap that can be in the archive has started by now.
+    started_after = load.ok() + load.failed() + 1;
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(absl::StartsWith(
+        r.out, "backed up " + broker_->data_dir() + " to " + backup + ": "))
+        << r.out;
+    EXPECT_TRUE(absl::EndsWith(r.out, " bytes, KEK included\n")) << r.out;
+    EXPECT_EQ(r.err, "");
+    load.WaitFor(load.ok() + 2);
+    load.Stop();
+    EXPECT_EQ(load.failed(), 0) << load.last_error_;
+  }
+  struct stat st;
+  ASSERT_EQ(stat(backup.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(FilesLike(dir_ + "/out", ""),
+            std::vector<std::string>{"remote.tar"});
+  ProcessResult tar = RunProcess({"/usr/bin/tar", "tf", backup});
+  ASSERT_EQ(tar.exit_code, 0) << tar.err;
+  EXPECT_TRUE(absl::StartsWith(tar.out, "simprov.db\n")) << tar.out;
+  EXPECT_TRUE(absl::StrContains(tar.out, "\nkek\n")) << tar.out;
+  EXPECT_TRUE(absl::EndsWith(tar.out, "\nMANIFEST.json\n")) << tar.out;
+  EXPECT_FALSE(absl::StrContains(tar.out, "admin-address")) << tar.out;
+  EXPECT_FALSE(absl::StrContains(tar.out, "-wal")) << tar.out;
+  // The broker built the archive in a temporary directory and removed it.
+  EXPECT_TRUE(FilesLike(broker_tmp_, "").empty());
+  ASSERT_EQ(broker_->Stop(), 0);
+
+  const std::string restored = dir_ + "/restored";
+  ProcessResult r = RunProcess(
+      {testing::kBrokerBin, "restore", "--data-dir", restored, backup});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // One consistent snapshot taken while bootstraps committed: an intact
+  // database; every certificate's subscriber bound to its device in the
+  // same transaction; every bootstrap finished before the backup is in it,
+  // none that started after it.
+  const std::string db = restored + "/simprov.db";
+  EXPECT_EQ(QueryText(db, "PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(QueryInt(db, "SELECT COUNT(*) FROM subscribers"), 30);
+  EXPECT_EQ(QueryInt(db,
+                     "SELECT COUNT(*) FROM certificates c JOIN subscribers s "
+                     "ON c.imsi = s.imsi WHERE s.device_id != c.device_id"),
+            0);
+  const int64_t certs = QueryInt(db, "SELECT COUNT(*) FROM certificates");
+  EXPECT_GE(certs, 1 + ok_before);
+  EXPECT_LE(certs, 1 + started_after);
+
+  auto again = BrokerProcess::Start(restored);
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(SubscriberCount(*again), 30);
+  r = RunProcess({testing::kAgentBin, "renew", "--broker", again->address(),
+                  "--out", device});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST_F(RemoteBackupTest, ViewerAndOperatorAreRefusedAndNothingIsWritten) {
+  ImportSims(*broker_, 2);
+  const std::string backup = dir_ + "/out/refused.tar";
+  for (const char* role : {"viewer", "operator"}) {
+    ProcessResult r = RemoteBackup(role, backup);
+    EXPECT_EQ(r.exit_code, kExitRefused) << role << ": " << r.err;
+    EXPECT_TRUE(absl::StartsWith(
+        r.err, absl::StrCat("simprov: permission denied: ", role, "-bob")))
+        << r.err;
+    EXPECT_TRUE(absl::StrContains(r.err, "Ops.Backup")) << r.err;
+    EXPECT_EQ(r.out, "");
+    EXPECT_TRUE(FilesLike(dir_ + "/out", "").empty()) << role;
+    EXPECT_TRUE(FilesLike(broker_tmp_, "").empty()) << role;
+  }
+  // A file already there stays as it was.
+  WriteFileOrDie(backup, "older backup");
+  EXPECT_EQ(RemoteBackup("viewer", backup).exit_code, kExitRefused);
+  EXPECT_EQ(ReadFileOrEmpty(backup), "older backup");
+  EXPECT_EQ(FilesLike(dir_ + "/out", ""),
+            std::vector<std::string>{"refused.tar"});
+  // The admin may, and replaces it.
+  ProcessResult r = RemoteBackup("admin", backup);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(ReadFileOrEmpty(backup), "older backup");
+  EXPECT_EQ(FilesLike(dir_ + "/out", ""),
+            std::vector<std::string>{"refused.tar"});
+  EXPECT_TRUE(FilesLike(broker_tmp_, "").empty());
+}
+
+TEST_F(RemoteBackupTest, AnUnreachableBrokerLeavesNoFile) {
+  const std::string backup = dir_ + "/out/none.tar";
+  ASSERT_EQ(broker_->Stop(), 0);
+  ProcessResult r = RemoteBackup("admin", backup);
+  EXPECT_EQ(r.exit_code, kExitUnreachable) << r.err;
+  EXPECT_EQ(r.err, "simprov: cannot reach the broker's remote admin API at " +
+                       admin_ +
+                       " (is --admin-listen set there, and does --admin-cert "
+                       "hold a certificate from its admin CA?)\n");
+  EXPECT_TRUE(FilesLike(dir_ + "/out", "").empty());
+  // Locally too: the backup goes through the admin socket.
+  r = broker_->Cli({"backup", backup});
+  EXPECT_EQ(r.exit_code, kExitUnreachable) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "cannot reach the broker's admin API"))
+      << r.err;
+  EXPECT_TRUE(FilesLike(dir_ + "/out", "").empty());
+}
+
 // Opens the first subscriber row of `db` with `kek`.
 bool RowOpensUnder(const std::string& db, const Bytes& kek) {
   sqlite3* h = nullptr;
@@ -517,9 +725,13 @@ TEST_F(OpsIntegrationTest, HelpListsTheOperationsCommands) {
   r = RunProcess({testing::kBrokerBin});
   EXPECT_EQ(r.exit_code, kExitUsage);
   EXPECT_TRUE(absl::StrContains(r.err, "--data-dir")) << r.err;
+  // backup asks the broker: it needs to know where that is.
   r = RunProcess({testing::kCliBin, "backup", dir_ + "/x.tar"});
   EXPECT_EQ(r.exit_code, kExitUsage);
-  EXPECT_EQ(r.err, "simprov: backup reads the data dir: give --data-dir DIR\n");
+  EXPECT_EQ(r.err,
+            "simprov: say where the broker is: --data-dir DIR or "
+            "--admin-socket PATH\n");
+  EXPECT_FALSE(PathExists(dir_ + "/x.tar"));
 }
 
 }  // namespace
