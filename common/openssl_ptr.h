@@ -41,6 +41,15 @@ using BignumPtr = std::unique_ptr<BIGNUM, OpenSslDeleter<BN_free>>;
 using Asn1IntegerPtr =
     std::unique_ptr<ASN1_INTEGER, OpenSslDeleter<ASN1_INTEGER_free>>;
 using Asn1TimePtr = std::unique_ptr<ASN1_TIME, OpenSslDeleter<ASN1_TIME_free>>;
+using Asn1StringPtr =
+    std::unique_ptr<ASN1_STRING, OpenSslDeleter<ASN1_STRING_free>>;
+using GeneralNamePtr =
+    std::unique_ptr<GENERAL_NAME, OpenSslDeleter<GENERAL_NAME_free>>;
+using GeneralNamesPtr =
+    std::unique_ptr<GENERAL_NAMES, OpenSslDeleter<GENERAL_NAMES_free>>;
+using AuthorityKeyIdPtr =
+    std::unique_ptr<AUTHORITY_KEYID, OpenSslDeleter<AUTHORITY_KEYID_free>>;
+using X509CrlPtr = std::unique_ptr<X509_CRL, OpenSslDeleter<X509_CRL_free>>;
 
 // The text of OpenSSL's most recent error on this thread (and clears the
 // queue), for error messages.

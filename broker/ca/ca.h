@@ -3,8 +3,11 @@
 // A two-level hierarchy: an offline-style root CA (trust anchor, shipped to
 // agents as DIR/ca.pem) signs one issuing CA (pathlen:0), and the issuing CA
 // signs short-lived device (clientAuth) and server (serverAuth) leaf
-// certificates. Signing goes through the CaSigner interface so the issuing
-// key can later live in an HSM (PKCS#11) instead of process memory.
+// certificates. Signing goes through the CaSigner interface, and the
+// signers of a data dir's generations come from a CaSignerFactory
+// (ca_signer.h; the software one by default), so the issuing key can live
+// in an HSM (PKCS#11) instead of process memory. The certificate profile
+// is built by leaf_builder.h, CRLs by crl.h.
 //
 // Guarantees for every leaf certificate issued:
 //  - X.509 v3; serial is 16 bytes from the injected Random: top bit clear
@@ -26,23 +29,7 @@
 //    and signed from one generation. Access to the injected Random is
 //    serialized.
 //
-// On-disk layout (DIR is the broker's data directory):
-//   DIR/ca.pem          root CA certificate (the trust anchor), mode 0644
-//   DIR/ca/             mode 0700
-//   DIR/ca/root.key     root private key, PKCS#8 PEM, mode 0600 (the
-//                       development CA only: an operator's root key
-//                       never comes here)
-//   DIR/ca/issuing.key  issuing private key, PKCS#8 PEM, mode 0600
-//   DIR/ca/issuing.pem  issuing CA certificate, mode 0644
-//   DIR/ca/chain.pem    the certificates a leaf needs up to the root:
-//                       issuing.pem, then an operator's intermediates
-//   DIR/ca/next/        a staged CA (rollover): issuing.{key,pem},
-//                       chain.pem, root.pem, activate-at
-//   DIR/ca/retired.pem  certificates of earlier generations (renewals of
-//                       their devices still verify)
-// Every file is written to a fresh temporary name (O_CREAT|O_EXCL with its
-// final mode), fsync'ed and renamed into place. Load() never reads
-// root.key: a running broker does not need the root private key.
+// The CA's files in the data dir and their rollover: ca_files.h.
 #ifndef SIMPROV_BROKER_CA_CA_H_
 #define SIMPROV_BROKER_CA_CA_H_
 
@@ -55,39 +42,15 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "broker/ca/ca_signer.h"
+#include "broker/ca/crl.h"
+#include "broker/ca/software_signer.h"
 #include "common/bytes.h"
 #include "common/clock.h"
 #include "common/openssl_ptr.h"
 #include "common/x509.h"
 
 namespace simprov {
-
-// Holds (or fronts) a CA private key and signs to-be-signed certificates.
-// Implementations must be thread-safe.
-class CaSigner {
- public:
-  virtual ~CaSigner() = default;
-  // The public half of the signing key (owned by the signer).
-  virtual EVP_PKEY* public_key() const = 0;
-  // Signs `cert` in place (sets signatureAlgorithm and signature). All other
-  // fields must already be final. ECDSA/RSA keys sign with SHA-256.
-  virtual absl::Status SignCertificate(X509* cert) const = 0;
-  // Signs a to-be-signed CRL in place, like SignCertificate.
-  virtual absl::Status SignCrl(X509_CRL* crl) const = 0;
-};
-
-// A CaSigner over a private key held in process memory.
-class SoftwareCaSigner final : public CaSigner {
- public:
-  explicit SoftwareCaSigner(EvpPkeyPtr private_key)
-      : key_(std::move(private_key)) {}
-  EVP_PKEY* public_key() const override { return key_.get(); }
-  absl::Status SignCertificate(X509* cert) const override;
-  absl::Status SignCrl(X509_CRL* crl) const override;
-
- private:
-  const EvpPkeyPtr key_;  // Never mutated after construction.
-};
 
 struct DeviceCertRequest {
   // The device's public key (e.g. from ParseAndVerifyCsr); not owned.
@@ -109,13 +72,6 @@ struct DeviceCertRequest {
   std::vector<std::string> uris;
   // If non-empty, the only URI of a CRL Distribution Points extension.
   std::string crl_url;
-};
-
-// One entry of a CRL.
-struct RevokedEntry {
-  std::string serial_hex;  // lower-case hex, as CertInfo::serial_hex
-  absl::Time revoked_at;
-  int reason_code = 0;  // RFC 5280 CRLReason; 0 (unspecified) is omitted
 };
 
 struct IssuedCertificate {
@@ -154,14 +110,17 @@ class CertificateAuthority {
   // Generates a development root CA and issuing CA (ECDSA P-256) and writes
   // them under `dir` (created with mode 0700 if missing). AlreadyExists if
   // DIR/ca.pem or a key file is already present: an existing CA is never
-  // overwritten. `name` prefixes the CAs' common names.
+  // overwritten. `name` prefixes the CAs' common names. Both keys come from
+  // `signers` (Generate: the root's, then the issuing CA's), which also
+  // says what their key files hold.
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>>
   CreateDevelopment(const std::string& dir, Clock& clock, Random& random,
-                    const std::string& name = "simprov development");
+                    const std::string& name = "simprov development",
+                    const CaSignerFactory& signers = SoftwareCaSigners());
 
-  // Writes an operator's CA into an empty data dir `dir` (the layout
-  // above; chain.pem = issuing + intermediates). AlreadyExists if DIR/ca.pem
-  // is present. Nothing is written unless the material is complete.
+  // Writes an operator's CA into an empty data dir `dir` (the layout of
+  // ca_files.h; chain.pem = issuing + intermediates). AlreadyExists if
+  // DIR/ca.pem is present. Nothing is written unless the material is complete.
   static absl::Status InstallOperatorCa(const std::string& dir,
                                         CaMaterial material);
   // Stages `material` as the next CA in DIR/ca/next/ (same files plus
@@ -175,9 +134,13 @@ class CertificateAuthority {
   // DIR/ca/issuing.key, and when present the staged CA (DIR/ca/next/) and
   // the retired generations (DIR/ca/retired.pem). Fails if the key does not
   // match the issuing certificate, the issuing certificate is not a CA, or
-  // it does not chain to the root at the clock's now.
+  // it does not chain to the root at the clock's now. The active and the
+  // staged generation's signers come from `signers` (Load of their
+  // issuing.key): the staged one is made and checked here and signs once
+  // MaybeActivateStaged activates it.
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>> Load(
-      const std::string& dir, Clock& clock, Random& random);
+      const std::string& dir, Clock& clock, Random& random,
+      const CaSignerFactory& signers = SoftwareCaSigners());
 
   // A CA over an arbitrary signer (e.g. an HSM). `issuing` must be the
   // certificate for signer->public_key() and chain to `root` through
@@ -244,7 +207,19 @@ class CertificateAuthority {
 
  private:
   struct LeafProfile;
-  struct Generation;
+  // One CA generation: a root, an issuing CA with its intermediates and,
+  // unless retired, the issuing CA's signer.
+  struct Generation {
+    X509Ptr root;
+    X509Ptr issuing;
+    std::vector<X509Ptr> intermediates;  // nearest first, root excluded
+    std::unique_ptr<CaSigner> signer;    // null for retired generations
+    absl::Time not_before;
+    absl::Time not_after;
+    Bytes ski;
+    std::vector<Bytes> chain_der;
+    std::string chain_pem;
+  };
   using GenerationPtr = std::shared_ptr<const Generation>;
 
   CertificateAuthority(GenerationPtr active, Clock& clock, Random& random);
