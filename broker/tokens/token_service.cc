@@ -48,12 +48,7 @@ bool IsAppName(absl::string_view s) {
   return true;
 }
 
-Bytes KeyHash(absl::string_view key) {
-  Bytes out(32);
-  unsigned int len = 0;
-  EVP_Digest(key.data(), key.size(), out.data(), &len, EVP_sha256(), nullptr);
-  return out;
-}
+Bytes KeyHash(std::string_view key) { return Sha256(ToBytes(key)); }
 
 // Standard base64 (HTTP Basic), strict; empty on error.
 std::string DecodeBase64(absl::string_view in) {
@@ -351,14 +346,19 @@ absl::StatusOr<v1::IssueTokenResponse> TokenService::Issue(
   if (wants("iccid")) claims.iccid = subject->iccid;
   if (wants("imei")) claims.imei = subject->imei;
 
-  std::string token = SignTokenClaims(**key, TokenClaimsJson(claims));
-  if (token.empty()) return absl::InternalError("token signing failed");
+  absl::StatusOr<std::string> token =
+      SignTokenClaims(**key, TokenClaimsJson(claims));
+  if (!token.ok()) {
+    LogError("token signing with %s: %s", (*key)->kid,
+             token.status().message());
+    return absl::InternalError("token signing failed");
+  }
   Audit(
       subject->imsi, "token", subject->imsi,
       absl::StrCat("jti=", claims.jti, " aud=", absl::StrJoin(claims.aud, ","),
                    " exp=", exp, " kid=", (*key)->kid));
   v1::IssueTokenResponse resp;
-  resp.set_token(std::move(token));
+  resp.set_token(std::move(*token));
   resp.set_expires_at_unix(exp);
   resp.set_issued_at_unix(iat);
   resp.set_jti(claims.jti);

@@ -56,8 +56,8 @@ struct TokenClaims {
 };
 
 // The claims as compact JSON, members in name order (what nlohmann::json
-// writes for the same object; token_test compares the two). Strings are
-// escaped as JSON requires; they are expected to be UTF-8.
+// writes for the same object; token_service_test compares the two).
+// Strings are escaped as JSON requires; they are expected to be UTF-8.
 std::string TokenClaimsJson(const TokenClaims& c);
 
 class TokenService {
