@@ -273,64 +273,45 @@ class Store {
       const std::string& serial) = 0;
 
   // --- Registry outbox (broker/store/sqlite/sqlite_store_registry.cc) ---
-  // RecordIssuance plus `intents`, all in the one transaction.
+  // RecordIssuance plus `intents`, all in the one transaction. An intent
+  // whose (registry, kind, serial) is already queued is left out.
   virtual absl::Status RecordIssuanceWithIntents(
       const CertificateRecord& cert, const AuditEvent& event,
-      const std::vector<RegistrationIntent>& intents) {
-    if (intents.empty()) return RecordIssuance(cert, event);
-    return absl::UnimplementedError("this store has no registry outbox");
-  }
+      const std::vector<RegistrationIntent>& intents) = 0;
   // Pending entries due at `now` (next_attempt_at <= now), oldest first, at
   // most `limit`. A register entry whose certificate was revoked meanwhile
   // is marked "skipped" instead of returned.
   virtual absl::StatusOr<std::vector<RegistrationIntent>> DueIntents(
-      absl::Time now, size_t limit) {
-    (void)now, (void)limit;
-    return absl::UnimplementedError("this store has no registry outbox");
-  }
-  // Marks a pending entry done (or "cancelled"/"skipped") with `result`.
+      absl::Time now, size_t limit) = 0;
+  // Marks a pending entry done (or "cancelled"/"skipped") with `result`,
+  // counting the attempt. An entry no longer pending is left as it is.
   virtual absl::Status FinishIntent(int64_t id, const std::string& state,
-                                    const std::string& result, absl::Time at) {
-    (void)id, (void)state, (void)result, (void)at;
-    return absl::UnimplementedError("this store has no registry outbox");
-  }
-  // Records a failed attempt and when to try again.
+                                    const std::string& result,
+                                    absl::Time at) = 0;
+  // Records a failed attempt (the error's first 512 bytes) and when to try
+  // again. An entry no longer pending is left as it is.
   virtual absl::Status DeferIntent(int64_t id, const std::string& error,
-                                   absl::Time next_attempt_at) {
-    (void)id, (void)error, (void)next_attempt_at;
-    return absl::UnimplementedError("this store has no registry outbox");
-  }
+                                   absl::Time next_attempt_at) = 0;
   // Every entry of a certificate, any state, in id order.
   virtual absl::StatusOr<std::vector<RegistrationIntent>> IntentsOf(
-      const std::string& serial) {
-    (void)serial;
-    return absl::UnimplementedError("this store has no registry outbox");
-  }
+      const std::string& serial) = 0;
   // Pending entries in id order after `after_id`; at most `limit` (0: all).
   virtual absl::Status ListPendingIntents(
       int64_t after_id, size_t limit,
-      const std::function<bool(const RegistrationIntent&)>& fn) {
-    (void)after_id, (void)limit, (void)fn;
-    return absl::UnimplementedError("this store has no registry outbox");
-  }
+      const std::function<bool(const RegistrationIntent&)>& fn) = 0;
   // Adds a "remove" entry for every delivered registration whose
   // certificate is revoked or whose subscriber is terminated and that has
   // none yet (idempotent). Returns how many were added.
-  virtual absl::StatusOr<int64_t> EnqueueRemovals(absl::Time now) {
-    (void)now;
-    return absl::UnimplementedError("this store has no registry outbox");
-  }
-  virtual absl::StatusOr<OutboxStats> GetOutboxStats(absl::Time now) {
-    (void)now;
-    return absl::UnimplementedError("this store has no registry outbox");
-  }
+  virtual absl::StatusOr<int64_t> EnqueueRemovals(absl::Time now) = 0;
+  virtual absl::StatusOr<OutboxStats> GetOutboxStats(absl::Time now) = 0;
 
   // ---- Operations: health and backup.
   // OK when the store answers a read now (the broker's /readyz).
   virtual absl::Status Ping() = 0;
-  // Writes a consistent copy of the whole store to `path` (which must not
-  // exist) while the store keeps serving: a self-contained store of this
-  // backend's kind (for SQLite, a database file without a WAL).
+  // Writes a consistent copy of the whole store to `path` while the store
+  // keeps serving: a self-contained store of this backend's kind (for
+  // SQLite, a database file without a WAL). AlreadyExists, touching
+  // nothing, when `path` exists.
   virtual absl::Status Snapshot(const std::string& path) = 0;
 
   // ---- Operations: KEK rotation (broker/keys/kek_rotation.h).
@@ -343,10 +324,8 @@ class Store {
     uint64_t rows = 0;
     uint64_t rewrapped = 0;
   };
-  virtual absl::StatusOr<RewrapCounts> RewrapSealedKeys(
-      const RewrapFn& /*rewrap*/, size_t /*batch_size*/) {
-    return absl::UnimplementedError("this store cannot re-wrap keys");
-  }
+  virtual absl::StatusOr<RewrapCounts> RewrapSealedKeys(const RewrapFn& rewrap,
+                                                        size_t batch_size) = 0;
 };
 
 }  // namespace simprov

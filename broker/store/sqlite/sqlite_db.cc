@@ -17,6 +17,26 @@ Bytes SqliteStatement::Blob(int col) {
   return p ? Bytes(p, p + n) : Bytes();
 }
 
+void SqliteStatement::BindAll(absl::Span<const SqlArg> args) {
+  int i = 0;
+  for (const SqlArg& a : args) {
+    ++i;
+    switch (a.kind_) {
+      case SqlArg::kInt:
+        sqlite3_bind_int64(stmt_, i, a.int_);
+        break;
+      case SqlArg::kText:
+        sqlite3_bind_text(stmt_, i, static_cast<const char*>(a.data_),
+                          static_cast<int>(a.size_), SQLITE_TRANSIENT);
+        break;
+      case SqlArg::kBlob:
+        sqlite3_bind_blob(stmt_, i, a.data_, static_cast<int>(a.size_),
+                          SQLITE_TRANSIENT);
+        break;
+    }
+  }
+}
+
 absl::StatusOr<std::unique_ptr<SqliteConnection>> SqliteConnection::Open(
     const std::string& path) {
   sqlite3* db = nullptr;
@@ -32,14 +52,14 @@ absl::StatusOr<std::unique_ptr<SqliteConnection>> SqliteConnection::Open(
   }
   auto conn = std::unique_ptr<SqliteConnection>(new SqliteConnection(db));
   sqlite3_busy_timeout(db, 60000);
-  {
-    // journal_mode answers with the mode in force: insist on WAL.
-    auto st = conn->Prepare("PRAGMA journal_mode=WAL");
-    if (!st.ok()) return st.status();
-    if ((*st)->Step() != SQLITE_ROW || (*st)->Text(0) != "wal") {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "store ", path, ": the file system does not support WAL mode"));
-    }
+  // journal_mode answers with the mode in force: insist on WAL.
+  std::string mode;
+  auto row = conn->QueryRow("PRAGMA journal_mode=WAL", "journal mode", {},
+                            [&](SqliteStatement& r) { mode = r.Text(0); });
+  if (!row.ok()) return row.status();
+  if (mode != "wal") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store ", path, ": the file system does not support WAL mode"));
   }
   for (const char* pragma :
        {"PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
@@ -93,6 +113,45 @@ absl::StatusOr<StatementLease> SqliteConnection::Prepare(
     it = cache_.emplace(sql, std::make_unique<SqliteStatement>(stmt)).first;
   }
   return StatementLease(it->second.get());
+}
+
+absl::Status SqliteConnection::ExecBound(const std::string& sql,
+                                         absl::string_view what,
+                                         absl::Span<const SqlArg> args) {
+  auto st = Prepare(sql);
+  if (!st.ok()) return st.status();
+  (*st)->BindAll(args);
+  int rc = (*st)->Step();
+  if (rc != SQLITE_DONE) return Error(rc, what);
+  return absl::OkStatus();
+}
+
+absl::Status SqliteConnection::Query(const std::string& sql,
+                                     absl::string_view what,
+                                     absl::Span<const SqlArg> args, RowFn row) {
+  auto st = Prepare(sql);
+  if (!st.ok()) return st.status();
+  (*st)->BindAll(args);
+  while (true) {
+    int rc = (*st)->Step();
+    if (rc == SQLITE_DONE) return absl::OkStatus();
+    if (rc != SQLITE_ROW) return Error(rc, what);
+    if (!row(**st)) return absl::OkStatus();
+  }
+}
+
+absl::StatusOr<bool> SqliteConnection::QueryRow(const std::string& sql,
+                                                absl::string_view what,
+                                                absl::Span<const SqlArg> args,
+                                                OneRowFn row) {
+  auto st = Prepare(sql);
+  if (!st.ok()) return st.status();
+  (*st)->BindAll(args);
+  int rc = (*st)->Step();
+  if (rc == SQLITE_DONE) return false;
+  if (rc != SQLITE_ROW) return Error(rc, what);
+  row(**st);
+  return true;
 }
 
 }  // namespace simprov

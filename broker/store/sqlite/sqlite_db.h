@@ -1,5 +1,7 @@
 // A thin RAII layer over the SQLite C API: a connection that caches its
-// prepared statements, and statements with typed bind/column helpers.
+// prepared statements, statements with typed bind/column helpers, and the
+// one definition of the prepare -> bind -> step loop (ExecBound, Query,
+// QueryRow), so that the store's files hold only SQL and row mapping.
 // Not thread-safe: each connection belongs to one thread at a time.
 #ifndef SIMPROV_BROKER_STORE_SQLITE_SQLITE_DB_H_
 #define SIMPROV_BROKER_STORE_SQLITE_SQLITE_DB_H_
@@ -9,14 +11,41 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/bytes.h"
 
 namespace simprov {
+
+// One value for a `?` of a statement: an integer, text or a blob. Holds a
+// view of text and blobs (bound with SQLITE_TRANSIENT, i.e. copied), so
+// the value only has to outlive the call it is passed to.
+class SqlArg {
+ public:
+  template <typename T, typename = std::enable_if_t<std::is_integral_v<T> &&
+                                                    !std::is_same_v<T, bool>>>
+  SqlArg(T v) : kind_(kInt), int_(static_cast<int64_t>(v)) {}  // NOLINT
+  SqlArg(absl::string_view v)                                  // NOLINT
+      : kind_(kText), data_(v.data()), size_(v.size()) {}
+  SqlArg(const std::string& v) : SqlArg(absl::string_view(v)) {}  // NOLINT
+  SqlArg(const char* v) : SqlArg(absl::string_view(v)) {}         // NOLINT
+  SqlArg(const Bytes& v)                                          // NOLINT
+      : kind_(kBlob), data_(v.data()), size_(v.size()) {}
+
+ private:
+  friend class SqliteStatement;
+  enum Kind { kInt, kText, kBlob };
+  Kind kind_;
+  int64_t int_ = 0;
+  const void* data_ = nullptr;
+  size_t size_ = 0;
+};
 
 class SqliteStatement {
  public:
@@ -25,19 +54,8 @@ class SqliteStatement {
   SqliteStatement(const SqliteStatement&) = delete;
   SqliteStatement& operator=(const SqliteStatement&) = delete;
 
-  // Binds by 1-based index.
-  void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
-  void Bind(int i, absl::string_view v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()),
-                      SQLITE_TRANSIENT);
-  }
-  void Bind(int i, const char* v) { Bind(i, absl::string_view(v)); }
-  void Bind(int i, const std::string& v) { Bind(i, absl::string_view(v)); }
-  void Bind(int i, const Bytes& v) {
-    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()),
-                      SQLITE_TRANSIENT);
-  }
-  void BindNull(int i) { sqlite3_bind_null(stmt_, i); }
+  // Binds args[0] to 1, args[1] to 2, ...
+  void BindAll(absl::Span<const SqlArg> args);
 
   // SQLITE_ROW, SQLITE_DONE or an error code.
   int Step() { return sqlite3_step(stmt_); }
@@ -68,6 +86,7 @@ class StatementLease {
     if (s_) s_->Reset();
   }
   SqliteStatement* operator->() { return s_; }
+  SqliteStatement& operator*() { return *s_; }
 
  private:
   SqliteStatement* s_;
@@ -82,6 +101,25 @@ class SqliteConnection {
   absl::Status Exec(absl::string_view sql);
   // Returns a cached prepared statement, reset and ready to bind.
   absl::StatusOr<StatementLease> Prepare(const std::string& sql);
+
+  // The statement loops, on cached statements (reset when they return).
+  // Errors are Error(rc, what). A row callback reads the current row's
+  // columns.
+  using RowFn = absl::FunctionRef<bool(SqliteStatement& row)>;
+  using OneRowFn = absl::FunctionRef<void(SqliteStatement& row)>;
+  // Runs a statement that returns no rows; Changes() tells how many rows it
+  // changed.
+  absl::Status ExecBound(const std::string& sql, absl::string_view what,
+                         absl::Span<const SqlArg> args = {});
+  // Calls `row` for each row until it returns false.
+  absl::Status Query(const std::string& sql, absl::string_view what,
+                     absl::Span<const SqlArg> args, RowFn row);
+  // Calls `row` for the first row, if there is one; returns whether there
+  // was.
+  absl::StatusOr<bool> QueryRow(const std::string& sql, absl::string_view what,
+                                absl::Span<const SqlArg> args, OneRowFn row);
+  // Rows changed by the last INSERT, UPDATE or DELETE on this connection.
+  int64_t Changes() { return sqlite3_changes64(db_); }
   // Maps the connection's last error to a Status (busy/locked/IO ->
   // Unavailable, constraint -> AlreadyExists).
   absl::Status Error(int rc, absl::string_view what);

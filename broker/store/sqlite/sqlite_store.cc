@@ -171,23 +171,23 @@ const char kSubscriberColumns[] =
     "imsi, sealed_keys, amf, sqn_seq, sqn_ind, last_sqn, group_name, iccid, "
     "msisdn, status, device_id, created_at, imei, last_seen, replaced_by";
 
-SubscriberRecord ReadSubscriber(StatementLease& st) {
+SubscriberRecord ReadSubscriber(SqliteStatement& row) {
   SubscriberRecord r;
-  r.imsi = st->Text(0);
-  r.sealed_keys = st->Blob(1);
-  r.amf = st->Blob(2);
-  r.sqn.seq_he = static_cast<uint64_t>(st->Int(3));
-  r.sqn.next_ind = static_cast<uint32_t>(st->Int(4));
-  r.last_sqn = static_cast<uint64_t>(st->Int(5));
-  r.group = st->Text(6);
-  r.iccid = st->Text(7);
-  r.msisdn = st->Text(8);
-  r.status = st->Text(9);
-  r.device_id = st->Text(10);
-  r.created_at = absl::FromUnixSeconds(st->Int(11));
-  r.imei = st->Text(12);
-  r.last_seen = absl::FromUnixSeconds(st->Int(13));
-  r.replaced_by = st->Text(14);
+  r.imsi = row.Text(0);
+  r.sealed_keys = row.Blob(1);
+  r.amf = row.Blob(2);
+  r.sqn.seq_he = static_cast<uint64_t>(row.Int(3));
+  r.sqn.next_ind = static_cast<uint32_t>(row.Int(4));
+  r.last_sqn = static_cast<uint64_t>(row.Int(5));
+  r.group = row.Text(6);
+  r.iccid = row.Text(7);
+  r.msisdn = row.Text(8);
+  r.status = row.Text(9);
+  r.device_id = row.Text(10);
+  r.created_at = absl::FromUnixSeconds(row.Int(11));
+  r.imei = row.Text(12);
+  r.last_seen = absl::FromUnixSeconds(row.Int(13));
+  r.replaced_by = row.Text(14);
   return r;
 }
 
@@ -195,48 +195,39 @@ const char kCertificateColumns[] =
     "serial, imsi, device_id, not_before, not_after, der, status, issued_at, "
     "revocation_reason, revoked_at";
 
-CertificateRecord ReadCertificate(StatementLease& st) {
+CertificateRecord ReadCertificate(SqliteStatement& row) {
   CertificateRecord c;
-  c.serial = st->Text(0);
-  c.imsi = st->Text(1);
-  c.device_id = st->Text(2);
-  c.not_before = absl::FromUnixSeconds(st->Int(3));
-  c.not_after = absl::FromUnixSeconds(st->Int(4));
-  c.der = st->Blob(5);
-  c.status = st->Text(6);
-  c.issued_at = absl::FromUnixSeconds(st->Int(7));
-  c.revocation_reason = st->Text(8);
-  c.revoked_at = absl::FromUnixSeconds(st->Int(9));
+  c.serial = row.Text(0);
+  c.imsi = row.Text(1);
+  c.device_id = row.Text(2);
+  c.not_before = absl::FromUnixSeconds(row.Int(3));
+  c.not_after = absl::FromUnixSeconds(row.Int(4));
+  c.der = row.Blob(5);
+  c.status = row.Text(6);
+  c.issued_at = absl::FromUnixSeconds(row.Int(7));
+  c.revocation_reason = row.Text(8);
+  c.revoked_at = absl::FromUnixSeconds(row.Int(9));
   return c;
 }
 
 absl::Status InsertAudit(SqliteConnection& db, const AuditEvent& e) {
-  auto st = db.Prepare(
+  return db.ExecBound(
       "INSERT INTO audit (at, actor, action, target, result, reason) "
-      "VALUES (?, ?, ?, ?, ?, ?)");
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, Unix(e.at));
-  (*st)->Bind(2, e.actor);
-  (*st)->Bind(3, e.action);
-  (*st)->Bind(4, e.target);
-  (*st)->Bind(5, e.result);
-  (*st)->Bind(6, e.reason);
-  int rc = (*st)->Step();
-  if (rc != SQLITE_DONE) return db.Error(rc, "audit");
-  return absl::OkStatus();
+      "VALUES (?, ?, ?, ?, ?, ?)",
+      "audit", {Unix(e.at), e.actor, e.action, e.target, e.result, e.reason});
 }
 
 const char kAuditColumns[] = "id, at, actor, action, target, result, reason";
 
-AuditEvent ReadAudit(StatementLease& st) {
+AuditEvent ReadAudit(SqliteStatement& row) {
   AuditEvent e;
-  e.id = st->Int(0);
-  e.at = absl::FromUnixSeconds(st->Int(1));
-  e.actor = st->Text(2);
-  e.action = st->Text(3);
-  e.target = st->Text(4);
-  e.result = st->Text(5);
-  e.reason = st->Text(6);
+  e.id = row.Int(0);
+  e.at = absl::FromUnixSeconds(row.Int(1));
+  e.actor = row.Text(2);
+  e.action = row.Text(3);
+  e.target = row.Text(4);
+  e.result = row.Text(5);
+  e.reason = row.Text(6);
   return e;
 }
 
@@ -250,12 +241,11 @@ absl::Status Migrate(SqliteConnection& db, Clock& clock) {
     return s;
   }
   int current = 0;
-  {
-    auto st =
-        db.Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
-    if (!st.ok()) return st.status();
-    if ((*st)->Step() == SQLITE_ROW) current = static_cast<int>((*st)->Int(0));
-  }
+  auto read = db.QueryRow(
+      "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+      "schema version", {},
+      [&](SqliteStatement& row) { current = static_cast<int>(row.Int(0)); });
+  if (!read.ok()) return read.status();
   if (current > kMigrationCount) {
     return absl::FailedPreconditionError(absl::StrCat(
         "store schema version ", current, " is newer than this broker (",
@@ -289,30 +279,19 @@ class SqliteImport : public SubscriberImport {
   }
 
   absl::Status Add(const NewSubscriber& s) override {
-    auto st = db_->Prepare(
+    const int64_t now = Unix(clock_.Now());
+    absl::Status st = db_->ExecBound(
         "INSERT INTO subscribers (imsi, sealed_keys, amf, sqn_seq, sqn_ind, "
         "last_sqn, group_name, iccid, msisdn, status, device_id, created_at, "
-        "updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, 'active', '', ?, ?)");
-    if (!st.ok()) return st.status();
-    int64_t now = Unix(clock_.Now());
-    (*st)->Bind(1, s.imsi);
-    (*st)->Bind(2, s.sealed_keys);
-    (*st)->Bind(3, s.amf);
-    (*st)->Bind(4, static_cast<int64_t>(s.sqn.seq_he));
-    (*st)->Bind(5, static_cast<int64_t>(s.sqn.next_ind));
-    (*st)->Bind(6, s.group);
-    (*st)->Bind(7, s.iccid);
-    (*st)->Bind(8, s.msisdn);
-    (*st)->Bind(9, now);
-    (*st)->Bind(10, now);
-    int rc = (*st)->Step();
-    if (rc != SQLITE_DONE) {
-      if ((rc & 0xff) == SQLITE_CONSTRAINT) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("IMSI ", s.imsi, " already exists"));
-      }
-      return db_->Error(rc, "import");
+        "updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, 'active', '', ?, ?)",
+        "import",
+        {s.imsi, s.sealed_keys, s.amf, s.sqn.seq_he, s.sqn.next_ind, s.group,
+         s.iccid, s.msisdn, now, now});
+    if (absl::IsAlreadyExists(st)) {  // a constraint: the IMSI is taken
+      return absl::AlreadyExistsError(
+          absl::StrCat("IMSI ", s.imsi, " already exists"));
     }
+    if (!st.ok()) return st;
     ++count_;
     return absl::OkStatus();
   }
@@ -408,10 +387,13 @@ uint64_t SqliteStore::WalChange() const {
 
 absl::StatusOr<int> SqliteStore::SchemaVersion() {
   std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare("SELECT MAX(version) FROM schema_migrations");
-  if (!st.ok()) return st.status();
-  if ((*st)->Step() != SQLITE_ROW) return absl::InternalError("no schema");
-  return static_cast<int>((*st)->Int(0));
+  int version = 0;
+  auto found = reader_->QueryRow(
+      "SELECT MAX(version) FROM schema_migrations", "schema version", {},
+      [&](SqliteStatement& row) { version = static_cast<int>(row.Int(0)); });
+  if (!found.ok()) return found.status();
+  if (!*found) return absl::InternalError("no schema");
+  return version;
 }
 
 absl::Status SqliteStore::Write(WriteFn fn) {
@@ -514,16 +496,17 @@ absl::StatusOr<SubscriberRecord> SqliteStore::GetSubscriber(
     const std::string& imsi) {
   auto reader = LeaseReader();
   if (!reader.ok()) return reader.status();
-  auto st = (*reader)->Prepare(absl::StrCat(
-      "SELECT ", kSubscriberColumns, " FROM subscribers WHERE imsi = ?"));
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, imsi);
-  int rc = (*st)->Step();
-  if (rc == SQLITE_DONE) {
+  SubscriberRecord r;
+  auto found = (*reader)->QueryRow(
+      absl::StrCat("SELECT ", kSubscriberColumns,
+                   " FROM subscribers WHERE imsi = ?"),
+      "get subscriber", {imsi},
+      [&](SqliteStatement& row) { r = ReadSubscriber(row); });
+  if (!found.ok()) return found.status();
+  if (!*found) {
     return absl::NotFoundError(absl::StrCat("no subscriber with IMSI ", imsi));
   }
-  if (rc != SQLITE_ROW) return (*reader)->Error(rc, "get subscriber");
-  return ReadSubscriber(*st);
+  return r;
 }
 
 absl::Status SqliteStore::ListSubscribers(
@@ -534,15 +517,9 @@ absl::Status SqliteStore::ListSubscribers(
       absl::StrCat("SELECT ", kSubscriberColumns, " FROM subscribers");
   if (!group.empty()) sql += " WHERE group_name = ?";
   sql += " ORDER BY imsi";
-  auto st = reader_->Prepare(sql);
-  if (!st.ok()) return st.status();
-  if (!group.empty()) (*st)->Bind(1, group);
-  while (true) {
-    int rc = (*st)->Step();
-    if (rc == SQLITE_DONE) return absl::OkStatus();
-    if (rc != SQLITE_ROW) return reader_->Error(rc, "list subscribers");
-    if (!fn(ReadSubscriber(*st))) return absl::OkStatus();
-  }
+  auto visit = [&](SqliteStatement& row) { return fn(ReadSubscriber(row)); };
+  if (group.empty()) return reader_->Query(sql, "list subscribers", {}, visit);
+  return reader_->Query(sql, "list subscribers", {group}, visit);
 }
 
 absl::StatusOr<ChallengeMaterial> SqliteStore::AdvanceSqn(
@@ -550,36 +527,26 @@ absl::StatusOr<ChallengeMaterial> SqliteStore::AdvanceSqn(
   ChallengeMaterial m;
   absl::Status s = Write([&](SqliteConnection& db) -> absl::Status {
     HeSqnState sqn;
-    {
-      auto st = db.Prepare(
-          "SELECT sealed_keys, amf, sqn_seq, sqn_ind, status, device_id, "
-          "group_name FROM subscribers WHERE imsi = ?");
-      if (!st.ok()) return st.status();
-      (*st)->Bind(1, imsi);
-      int rc = (*st)->Step();
-      if (rc == SQLITE_DONE) return absl::NotFoundError("unknown IMSI");
-      if (rc != SQLITE_ROW) return db.Error(rc, "advance SQN");
-      m.sealed_keys = (*st)->Blob(0);
-      m.amf = (*st)->Blob(1);
-      sqn.seq_he = static_cast<uint64_t>((*st)->Int(2));
-      sqn.next_ind = static_cast<uint32_t>((*st)->Int(3));
-      m.status = (*st)->Text(4);
-      m.device_id = (*st)->Text(5);
-      m.group = (*st)->Text(6);
-    }
+    auto found = db.QueryRow(
+        "SELECT sealed_keys, amf, sqn_seq, sqn_ind, status, device_id, "
+        "group_name FROM subscribers WHERE imsi = ?",
+        "advance SQN", {imsi}, [&](SqliteStatement& row) {
+          m.sealed_keys = row.Blob(0);
+          m.amf = row.Blob(1);
+          sqn.seq_he = static_cast<uint64_t>(row.Int(2));
+          sqn.next_ind = static_cast<uint32_t>(row.Int(3));
+          m.status = row.Text(4);
+          m.device_id = row.Text(5);
+          m.group = row.Text(6);
+        });
+    if (!found.ok()) return found.status();
+    if (!*found) return absl::NotFoundError("unknown IMSI");
     if (m.status != kStatusActive) return absl::OkStatus();
     m.sqn = NextSqn(sqn);
-    auto st = db.Prepare(
+    return db.ExecBound(
         "UPDATE subscribers SET sqn_seq = ?, sqn_ind = ?, last_sqn = ? "
-        "WHERE imsi = ?");
-    if (!st.ok()) return st.status();
-    (*st)->Bind(1, static_cast<int64_t>(sqn.seq_he));
-    (*st)->Bind(2, static_cast<int64_t>(sqn.next_ind));
-    (*st)->Bind(3, static_cast<int64_t>(m.sqn));
-    (*st)->Bind(4, imsi);
-    int rc = (*st)->Step();
-    if (rc != SQLITE_DONE) return db.Error(rc, "advance SQN");
-    return absl::OkStatus();
+        "WHERE imsi = ?",
+        "advance SQN", {sqn.seq_he, sqn.next_ind, m.sqn, imsi});
   });
   if (!s.ok()) return s;
   return m;
@@ -587,28 +554,20 @@ absl::StatusOr<ChallengeMaterial> SqliteStore::AdvanceSqn(
 
 absl::Status SqliteStore::ResyncSqn(const std::string& imsi, uint64_t sqn_ms) {
   return Write([&](SqliteConnection& db) -> absl::Status {
-    auto st =
-        db.Prepare("SELECT sqn_seq, sqn_ind FROM subscribers WHERE imsi = ?");
-    if (!st.ok()) return st.status();
-    (*st)->Bind(1, imsi);
-    int rc = (*st)->Step();
-    if (rc == SQLITE_DONE) return absl::NotFoundError("unknown IMSI");
-    if (rc != SQLITE_ROW) return db.Error(rc, "resync SQN");
     HeSqnState sqn;
-    sqn.seq_he = static_cast<uint64_t>((*st)->Int(0));
-    sqn.next_ind = static_cast<uint32_t>((*st)->Int(1));
+    auto found =
+        db.QueryRow("SELECT sqn_seq, sqn_ind FROM subscribers WHERE imsi = ?",
+                    "resync SQN", {imsi}, [&](SqliteStatement& row) {
+                      sqn.seq_he = static_cast<uint64_t>(row.Int(0));
+                      sqn.next_ind = static_cast<uint32_t>(row.Int(1));
+                    });
+    if (!found.ok()) return found.status();
+    if (!*found) return absl::NotFoundError("unknown IMSI");
     ResyncHe(sqn, sqn_ms);
-    auto up = db.Prepare(
+    return db.ExecBound(
         "UPDATE subscribers SET sqn_seq = ?, sqn_ind = ?, updated_at = ? "
-        "WHERE imsi = ?");
-    if (!up.ok()) return up.status();
-    (*up)->Bind(1, static_cast<int64_t>(sqn.seq_he));
-    (*up)->Bind(2, static_cast<int64_t>(sqn.next_ind));
-    (*up)->Bind(3, Unix(clock_.Now()));
-    (*up)->Bind(4, imsi);
-    rc = (*up)->Step();
-    if (rc != SQLITE_DONE) return db.Error(rc, "resync SQN");
-    return absl::OkStatus();
+        "WHERE imsi = ?",
+        "resync SQN", {sqn.seq_he, sqn.next_ind, Unix(clock_.Now()), imsi});
   });
 }
 
@@ -623,38 +582,29 @@ absl::Status SqliteStore::RecordIssuance(const CertificateRecord& cert,
 absl::Status SqliteStore::RecordIssuanceIn(SqliteConnection& db,
                                            const CertificateRecord& cert,
                                            const AuditEvent& event) {
-  {
-    auto st = db.Prepare(
-        "UPDATE subscribers SET device_id = ?, updated_at = ?, "
-        "last_seen = ? WHERE imsi = ? AND status = 'active' AND "
-        "(device_id = '' OR device_id = ?)");
-    if (!st.ok()) return st.status();
-    (*st)->Bind(1, cert.device_id);
-    (*st)->Bind(2, Unix(cert.issued_at));
-    (*st)->Bind(3, Unix(cert.issued_at));
-    (*st)->Bind(4, cert.imsi);
-    (*st)->Bind(5, cert.device_id);
-    int rc = (*st)->Step();
-    if (rc != SQLITE_DONE) return db.Error(rc, "record issuance");
-    if (sqlite3_changes(db.raw()) != 1) {
-      return absl::FailedPreconditionError(
-          "subscriber is no longer active or its device id changed");
-    }
+  if (absl::Status s =
+          db.ExecBound("UPDATE subscribers SET device_id = ?, updated_at = ?, "
+                       "last_seen = ? WHERE imsi = ? AND status = 'active' AND "
+                       "(device_id = '' OR device_id = ?)",
+                       "record issuance",
+                       {cert.device_id, Unix(cert.issued_at),
+                        Unix(cert.issued_at), cert.imsi, cert.device_id});
+      !s.ok()) {
+    return s;
   }
-  auto st = db.Prepare(
-      "INSERT INTO certificates (serial, imsi, device_id, not_before, "
-      "not_after, der, status, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, cert.serial);
-  (*st)->Bind(2, cert.imsi);
-  (*st)->Bind(3, cert.device_id);
-  (*st)->Bind(4, Unix(cert.not_before));
-  (*st)->Bind(5, Unix(cert.not_after));
-  (*st)->Bind(6, cert.der);
-  (*st)->Bind(7, cert.status);
-  (*st)->Bind(8, Unix(cert.issued_at));
-  int rc = (*st)->Step();
-  if (rc != SQLITE_DONE) return db.Error(rc, "record certificate");
+  if (db.Changes() != 1) {
+    return absl::FailedPreconditionError(
+        "subscriber is no longer active or its device id changed");
+  }
+  if (absl::Status s = db.ExecBound(
+          "INSERT INTO certificates (serial, imsi, device_id, not_before, "
+          "not_after, der, status, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+          "record certificate",
+          {cert.serial, cert.imsi, cert.device_id, Unix(cert.not_before),
+           Unix(cert.not_after), cert.der, cert.status, Unix(cert.issued_at)});
+      !s.ok()) {
+    return s;
+  }
   return InsertAudit(db, event);
 }
 
@@ -707,34 +657,33 @@ void SqliteStore::AuditLoop() {
 absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::CertificatesOf(
     const std::string& imsi) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare(absl::StrCat(
-      "SELECT ", kCertificateColumns,
-      " FROM certificates WHERE imsi = ? ORDER BY issued_at DESC, serial"));
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, imsi);
   std::vector<CertificateRecord> out;
-  while (true) {
-    int rc = (*st)->Step();
-    if (rc == SQLITE_DONE) break;
-    if (rc != SQLITE_ROW) return reader_->Error(rc, "certificates");
-    out.push_back(ReadCertificate(*st));
-  }
+  absl::Status s = reader_->Query(
+      absl::StrCat(
+          "SELECT ", kCertificateColumns,
+          " FROM certificates WHERE imsi = ? ORDER BY issued_at DESC, serial"),
+      "certificates", {imsi}, [&](SqliteStatement& row) {
+        out.push_back(ReadCertificate(row));
+        return true;
+      });
+  if (!s.ok()) return s;
   return out;
 }
 
 absl::StatusOr<CertificateRecord> SqliteStore::GetCertificate(
     const std::string& serial) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare(absl::StrCat(
-      "SELECT ", kCertificateColumns, " FROM certificates WHERE serial = ?"));
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, serial);
-  int rc = (*st)->Step();
-  if (rc == SQLITE_DONE) {
+  CertificateRecord c;
+  auto found = reader_->QueryRow(
+      absl::StrCat("SELECT ", kCertificateColumns,
+                   " FROM certificates WHERE serial = ?"),
+      "certificate", {serial},
+      [&](SqliteStatement& row) { c = ReadCertificate(row); });
+  if (!found.ok()) return found.status();
+  if (!*found) {
     return absl::NotFoundError(absl::StrCat("no certificate ", serial));
   }
-  if (rc != SQLITE_ROW) return reader_->Error(rc, "certificate");
-  return ReadCertificate(*st);
+  return c;
 }
 
 absl::StatusOr<std::vector<AuditEvent>> SqliteStore::AuditOf(

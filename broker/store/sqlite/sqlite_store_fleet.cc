@@ -5,6 +5,7 @@
 #include <limits>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "broker/store/sqlite/sqlite_store.h"
 #include "broker/store/sqlite/sqlite_store_internal.h"
@@ -15,30 +16,27 @@ using namespace sqlite_internal;  // NOLINT: the store's own helpers
 
 namespace {
 
-// Runs a statement that returns no rows.
-template <typename... Args>
-absl::Status ExecBound(SqliteConnection& db, const std::string& sql,
-                       const char* what, const Args&... args) {
-  auto st = db.Prepare(sql);
-  if (!st.ok()) return st.status();
-  int i = 0;
-  ((*st)->Bind(++i, args), ...);
-  int rc = (*st)->Step();
-  if (rc != SQLITE_DONE) return db.Error(rc, what);
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::string> StatusOf(SqliteConnection& db,
                                      const std::string& imsi) {
-  auto st = db.Prepare("SELECT status FROM subscribers WHERE imsi = ?");
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, imsi);
-  int rc = (*st)->Step();
-  if (rc == SQLITE_DONE) {
+  std::string status;
+  auto found = db.QueryRow("SELECT status FROM subscribers WHERE imsi = ?",
+                           "subscriber status", {imsi},
+                           [&](SqliteStatement& row) { status = row.Text(0); });
+  if (!found.ok()) return found.status();
+  if (!*found) {
     return absl::NotFoundError(absl::StrCat("no subscriber with IMSI ", imsi));
   }
-  if (rc != SQLITE_ROW) return db.Error(rc, "subscriber status");
-  return (*st)->Text(0);
+  return status;
+}
+
+// Whether `sql` (a SELECT bound to `key`) yields a row.
+absl::StatusOr<bool> HasRow(SqliteConnection& db, const std::string& sql,
+                            const std::string& key) {
+  return db.QueryRow(sql, "look-up", {key}, [](SqliteStatement&) {});
+}
+
+GroupRow ReadGroup(SqliteStatement& row) {
+  return {row.Text(0), row.Text(1), absl::FromUnixSeconds(row.Int(2))};
 }
 
 // Revokes every valid certificate matching `where` (bound to `key`), and
@@ -48,37 +46,34 @@ absl::StatusOr<std::vector<CertificateRecord>> RevokeWhere(
     SqliteConnection& db, const std::string& where, const std::string& key,
     const std::string& reason, absl::Time at) {
   std::vector<CertificateRecord> revoked;
-  {
-    auto st = db.Prepare(absl::StrCat("SELECT ", kCertificateColumns,
-                                      " FROM certificates WHERE ", where,
-                                      " AND status = 'valid' ORDER BY serial"));
-    if (!st.ok()) return st.status();
-    (*st)->Bind(1, key);
-    while (true) {
-      int rc = (*st)->Step();
-      if (rc == SQLITE_DONE) break;
-      if (rc != SQLITE_ROW) return db.Error(rc, "revoke");
-      revoked.push_back(ReadCertificate(*st));
-    }
+  if (absl::Status s =
+          db.Query(absl::StrCat("SELECT ", kCertificateColumns,
+                                " FROM certificates WHERE ", where,
+                                " AND status = 'valid' ORDER BY serial"),
+                   "revoke", {key},
+                   [&](SqliteStatement& row) {
+                     revoked.push_back(ReadCertificate(row));
+                     return true;
+                   });
+      !s.ok()) {
+    return s;
   }
   for (CertificateRecord& c : revoked) {
     c.status = "revoked";
     c.revocation_reason = reason;
     c.revoked_at = at;
-    if (absl::Status s =
-            ExecBound(db,
-                      "UPDATE certificates SET status = 'revoked', "
-                      "revocation_reason = ?, revoked_at = ? WHERE serial = ?",
-                      "revoke", reason, Unix(at), c.serial);
+    if (absl::Status s = db.ExecBound(
+            "UPDATE certificates SET status = 'revoked', "
+            "revocation_reason = ?, revoked_at = ? WHERE serial = ?",
+            "revoke", {reason, Unix(at), c.serial});
         !s.ok()) {
       return s;
     }
-    if (absl::Status s =
-            ExecBound(db,
-                      "INSERT INTO token_device_revocations (imsi, revoked_at) "
-                      "VALUES (?, ?) ON CONFLICT (imsi) DO UPDATE SET "
-                      "revoked_at = max(revoked_at, excluded.revoked_at)",
-                      "revoke tokens", c.imsi, Unix(at));
+    if (absl::Status s = db.ExecBound(
+            "INSERT INTO token_device_revocations (imsi, revoked_at) "
+            "VALUES (?, ?) ON CONFLICT (imsi) DO UPDATE SET "
+            "revoked_at = max(revoked_at, excluded.revoked_at)",
+            "revoke tokens", {c.imsi, Unix(at)});
         !s.ok()) {
       return s;
     }
@@ -93,15 +88,14 @@ absl::Status SqliteStore::PutGroups(const std::vector<GroupRow>& groups,
   (void)FlushAudit();  // device events queued earlier come first
   return Write([&](SqliteConnection& db) -> absl::Status {
     for (const GroupRow& g : groups) {
-      if (absl::Status s = ExecBound(db, "DELETE FROM groups WHERE name = ?",
-                                     "apply group", g.name);
+      if (absl::Status s = db.ExecBound("DELETE FROM groups WHERE name = ?",
+                                        "apply group", {g.name});
           !s.ok()) {
         return s;
       }
-      if (absl::Status s = ExecBound(
-              db,
+      if (absl::Status s = db.ExecBound(
               "INSERT INTO groups (name, policy, updated_at) VALUES (?, ?, ?)",
-              "apply group", g.name, g.policy_json, Unix(g.updated_at));
+              "apply group", {g.name, g.policy_json, Unix(g.updated_at)});
           !s.ok()) {
         return s;
       }
@@ -112,38 +106,26 @@ absl::Status SqliteStore::PutGroups(const std::vector<GroupRow>& groups,
 
 absl::StatusOr<GroupRow> SqliteStore::GetGroup(const std::string& name) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare(
-      "SELECT name, policy, updated_at FROM groups WHERE name = ?");
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, name);
-  int rc = (*st)->Step();
-  if (rc == SQLITE_DONE) {
+  GroupRow g;
+  auto found = reader_->QueryRow(
+      "SELECT name, policy, updated_at FROM groups WHERE name = ?", "get group",
+      {name}, [&](SqliteStatement& row) { g = ReadGroup(row); });
+  if (!found.ok()) return found.status();
+  if (!*found) {
     return absl::NotFoundError(absl::StrCat("no group named ", name));
   }
-  if (rc != SQLITE_ROW) return reader_->Error(rc, "get group");
-  return GroupRow{(*st)->Text(0), (*st)->Text(1),
-                  absl::FromUnixSeconds((*st)->Int(2))};
+  return g;
 }
 
 absl::Status SqliteStore::ListGroups(
     const std::string& after, size_t limit,
     const std::function<bool(const GroupRow&)>& fn) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare(
+  return reader_->Query(
       "SELECT name, policy, updated_at FROM groups WHERE name > ? "
-      "ORDER BY name LIMIT ?");
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, after);
-  (*st)->Bind(2, limit == 0 ? int64_t{-1} : static_cast<int64_t>(limit));
-  while (true) {
-    int rc = (*st)->Step();
-    if (rc == SQLITE_DONE) return absl::OkStatus();
-    if (rc != SQLITE_ROW) return reader_->Error(rc, "list groups");
-    if (!fn({(*st)->Text(0), (*st)->Text(1),
-             absl::FromUnixSeconds((*st)->Int(2))})) {
-      return absl::OkStatus();
-    }
-  }
+      "ORDER BY name LIMIT ?",
+      "list groups", {after, SqlLimit(limit)},
+      [&](SqliteStatement& row) { return fn(ReadGroup(row)); });
 }
 
 absl::Status SqliteStore::DeleteGroup(const std::string& name,
@@ -151,25 +133,21 @@ absl::Status SqliteStore::DeleteGroup(const std::string& name,
   (void)FlushAudit();  // device events queued earlier come first
   return Write([&](SqliteConnection& db) -> absl::Status {
     int64_t users = 0;
-    {
-      auto st =
-          db.Prepare("SELECT COUNT(*) FROM subscribers WHERE group_name = ?");
-      if (!st.ok()) return st.status();
-      (*st)->Bind(1, name);
-      if ((*st)->Step() != SQLITE_ROW) return db.Error(SQLITE_ERROR, "count");
-      users = (*st)->Int(0);
-    }
+    auto counted = db.QueryRow(
+        "SELECT COUNT(*) FROM subscribers WHERE group_name = ?", "count",
+        {name}, [&](SqliteStatement& row) { users = row.Int(0); });
+    if (!counted.ok()) return counted.status();
     if (users > 0) {
       return absl::FailedPreconditionError(absl::StrCat(
           "group ", name, " still has ", users,
           " subscribers; move them first (subscribers set-group)"));
     }
-    if (absl::Status s = ExecBound(db, "DELETE FROM groups WHERE name = ?",
-                                   "delete group", name);
+    if (absl::Status s = db.ExecBound("DELETE FROM groups WHERE name = ?",
+                                      "delete group", {name});
         !s.ok()) {
       return s;
     }
-    if (sqlite3_changes(db.raw()) != 1) {
+    if (db.Changes() != 1) {
       return absl::NotFoundError(absl::StrCat("no group named ", name));
     }
     return InsertAudit(db, event);
@@ -179,13 +157,12 @@ absl::Status SqliteStore::DeleteGroup(const std::string& name,
 absl::StatusOr<uint64_t> SqliteStore::CountSubscribersInGroup(
     const std::string& group) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  auto st =
-      reader_->Prepare("SELECT COUNT(*) FROM subscribers WHERE group_name = ?");
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, group);
-  int rc = (*st)->Step();
-  if (rc != SQLITE_ROW) return reader_->Error(rc, "count");
-  return static_cast<uint64_t>((*st)->Int(0));
+  uint64_t count = 0;
+  auto counted = reader_->QueryRow(
+      "SELECT COUNT(*) FROM subscribers WHERE group_name = ?", "count", {group},
+      [&](SqliteStatement& row) { count = static_cast<uint64_t>(row.Int(0)); });
+  if (!counted.ok()) return counted.status();
+  return count;
 }
 
 absl::Status SqliteStore::ListSubscribersPage(
@@ -197,35 +174,28 @@ absl::Status SqliteStore::ListSubscribersPage(
   if (!filter.group.empty()) sql += " AND group_name = ?";
   if (filter.provisioned_only) sql += " AND device_id <> ''";
   sql += " ORDER BY imsi LIMIT ?";
-  auto st = reader_->Prepare(sql);
-  if (!st.ok()) return st.status();
-  int i = 0;
-  (*st)->Bind(++i, filter.after);
-  if (!filter.group.empty()) (*st)->Bind(++i, filter.group);
-  (*st)->Bind(++i, filter.limit == 0 ? int64_t{-1}
-                                     : static_cast<int64_t>(filter.limit));
-  while (true) {
-    int rc = (*st)->Step();
-    if (rc == SQLITE_DONE) return absl::OkStatus();
-    if (rc != SQLITE_ROW) return reader_->Error(rc, "list subscribers");
-    if (!fn(ReadSubscriber(*st))) return absl::OkStatus();
-  }
+  absl::InlinedVector<SqlArg, 3> args = {filter.after};
+  if (!filter.group.empty()) args.push_back(filter.group);
+  args.push_back(SqlLimit(filter.limit));
+  return reader_->Query(
+      sql, "list subscribers", args,
+      [&](SqliteStatement& row) { return fn(ReadSubscriber(row)); });
 }
 
 absl::StatusOr<SubscriberRecord> SqliteStore::GetSubscriberByDeviceId(
     const std::string& device_id) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare(
+  SubscriberRecord r;
+  auto found = reader_->QueryRow(
       absl::StrCat("SELECT ", kSubscriberColumns,
-                   " FROM subscribers WHERE device_id = ? ORDER BY imsi"));
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, device_id);
-  int rc = (*st)->Step();
-  if (rc == SQLITE_DONE) {
+                   " FROM subscribers WHERE device_id = ? ORDER BY imsi"),
+      "get device", {device_id},
+      [&](SqliteStatement& row) { r = ReadSubscriber(row); });
+  if (!found.ok()) return found.status();
+  if (!*found) {
     return absl::NotFoundError(absl::StrCat("no device with id ", device_id));
   }
-  if (rc != SQLITE_ROW) return reader_->Error(rc, "get device");
-  return ReadSubscriber(*st);
+  return r;
 }
 
 absl::Status SqliteStore::SetSubscriberGroup(const std::string& imsi,
@@ -234,22 +204,20 @@ absl::Status SqliteStore::SetSubscriberGroup(const std::string& imsi,
   (void)FlushAudit();  // device events queued earlier come first
   return Write([&](SqliteConnection& db) -> absl::Status {
     if (group != kDefaultGroup) {
-      auto st = db.Prepare("SELECT 1 FROM groups WHERE name = ?");
-      if (!st.ok()) return st.status();
-      (*st)->Bind(1, group);
-      if ((*st)->Step() != SQLITE_ROW) {
+      auto exists = HasRow(db, "SELECT 1 FROM groups WHERE name = ?", group);
+      if (!exists.ok()) return exists.status();
+      if (!*exists) {
         return absl::NotFoundError(absl::StrCat("no group named ", group));
       }
     }
-    if (absl::Status s =
-            ExecBound(db,
-                      "UPDATE subscribers SET group_name = ?, updated_at = ? "
-                      "WHERE imsi = ?",
-                      "set group", group, Unix(event.at), imsi);
+    if (absl::Status s = db.ExecBound(
+            "UPDATE subscribers SET group_name = ?, updated_at = ? "
+            "WHERE imsi = ?",
+            "set group", {group, Unix(event.at), imsi});
         !s.ok()) {
       return s;
     }
-    if (sqlite3_changes(db.raw()) != 1) {
+    if (db.Changes() != 1) {
       return absl::NotFoundError(
           absl::StrCat("no subscriber with IMSI ", imsi));
     }
@@ -272,19 +240,17 @@ absl::Status SqliteStore::SetSubscriberStatus(
           absl::StrCat("subscriber ", imsi, " is ", *status));
     }
     const bool reactivate = *status == kStatusReplaced && to == kStatusActive;
-    if (absl::Status s = ExecBound(
-            db,
+    if (absl::Status s = db.ExecBound(
             "UPDATE subscribers SET status = ?, updated_at = ? WHERE imsi = ?",
-            "set status", to, Unix(event.at), imsi);
+            "set status", {to, Unix(event.at), imsi});
         !s.ok()) {
       return s;
     }
     if (reactivate) {
-      if (absl::Status s = ExecBound(
-              db,
+      if (absl::Status s = db.ExecBound(
               "UPDATE subscribers SET replaced_by = '', device_id = ? "
               "WHERE imsi = ?",
-              "reactivate", reactivated_device_id, imsi);
+              "reactivate", {reactivated_device_id, imsi});
           !s.ok()) {
         return s;
       }
@@ -301,10 +267,10 @@ absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::RevokeCertificates(
     revoked.clear();
     absl::StatusOr<std::vector<CertificateRecord>> r;
     if (!request.serial.empty()) {
-      auto st = db.Prepare("SELECT 1 FROM certificates WHERE serial = ?");
-      if (!st.ok()) return st.status();
-      (*st)->Bind(1, request.serial);
-      if ((*st)->Step() != SQLITE_ROW) {
+      auto exists = HasRow(db, "SELECT 1 FROM certificates WHERE serial = ?",
+                           request.serial);
+      if (!exists.ok()) return exists.status();
+      if (!*exists) {
         return absl::NotFoundError(
             absl::StrCat("no certificate with serial ", request.serial));
       }
@@ -334,19 +300,16 @@ absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::RevokeCertificates(
 absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::RevokedCertificates(
     absl::Time now) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare(
+  std::vector<CertificateRecord> out;
+  absl::Status s = reader_->Query(
       absl::StrCat("SELECT ", kCertificateColumns,
                    " FROM certificates WHERE status = 'revoked' AND "
-                   "not_after > ? ORDER BY serial"));
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, Unix(now));
-  std::vector<CertificateRecord> out;
-  while (true) {
-    int rc = (*st)->Step();
-    if (rc == SQLITE_DONE) break;
-    if (rc != SQLITE_ROW) return reader_->Error(rc, "revoked certificates");
-    out.push_back(ReadCertificate(*st));
-  }
+                   "not_after > ? ORDER BY serial"),
+      "revoked certificates", {Unix(now)}, [&](SqliteStatement& row) {
+        out.push_back(ReadCertificate(row));
+        return true;
+      });
+  if (!s.ok()) return s;
   return out;
 }
 
@@ -359,12 +322,12 @@ absl::StatusOr<uint64_t> SqliteStore::NextCrlNumber() {
         !u.ok()) {
       return u;
     }
-    auto st = db.Prepare("SELECT crl_number FROM crl_state WHERE id = 1");
-    if (!st.ok()) return st.status();
-    if ((*st)->Step() != SQLITE_ROW) {
-      return absl::InternalError("crl_state has no row");
-    }
-    number = static_cast<uint64_t>((*st)->Int(0));
+    auto found = db.QueryRow("SELECT crl_number FROM crl_state WHERE id = 1",
+                             "CRL number", {}, [&](SqliteStatement& row) {
+                               number = static_cast<uint64_t>(row.Int(0));
+                             });
+    if (!found.ok()) return found.status();
+    if (!*found) return absl::InternalError("crl_state has no row");
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
@@ -379,21 +342,18 @@ absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::ReplaceDevice(
   absl::Status s = Write([&](SqliteConnection& db) -> absl::Status {
     revoked.clear();
     std::string old_status, old_device, old_group;
-    {
-      auto st = db.Prepare(
-          "SELECT status, device_id, group_name FROM subscribers "
-          "WHERE imsi = ?");
-      if (!st.ok()) return st.status();
-      (*st)->Bind(1, old_imsi);
-      int rc = (*st)->Step();
-      if (rc == SQLITE_DONE) {
-        return absl::NotFoundError(
-            absl::StrCat("no subscriber with IMSI ", old_imsi));
-      }
-      if (rc != SQLITE_ROW) return db.Error(rc, "replace");
-      old_status = (*st)->Text(0);
-      old_device = (*st)->Text(1);
-      old_group = (*st)->Text(2);
+    auto found = db.QueryRow(
+        "SELECT status, device_id, group_name FROM subscribers "
+        "WHERE imsi = ?",
+        "replace", {old_imsi}, [&](SqliteStatement& row) {
+          old_status = row.Text(0);
+          old_device = row.Text(1);
+          old_group = row.Text(2);
+        });
+    if (!found.ok()) return found.status();
+    if (!*found) {
+      return absl::NotFoundError(
+          absl::StrCat("no subscriber with IMSI ", old_imsi));
     }
     if (old_status != kStatusActive && old_status != kStatusSuspended) {
       return absl::FailedPreconditionError(
@@ -401,20 +361,16 @@ absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::ReplaceDevice(
     }
     if (old_device.empty()) old_device = old_imsi;  // never provisioned
     std::string new_status, new_device;
-    {
-      auto st = db.Prepare(
-          "SELECT status, device_id FROM subscribers WHERE imsi = ?");
-      if (!st.ok()) return st.status();
-      (*st)->Bind(1, new_imsi);
-      int rc = (*st)->Step();
-      if (rc == SQLITE_DONE) {
-        return absl::NotFoundError(absl::StrCat("no subscriber with IMSI ",
-                                                new_imsi,
-                                                " (import the new SIM first)"));
-      }
-      if (rc != SQLITE_ROW) return db.Error(rc, "replace");
-      new_status = (*st)->Text(0);
-      new_device = (*st)->Text(1);
+    found =
+        db.QueryRow("SELECT status, device_id FROM subscribers WHERE imsi = ?",
+                    "replace", {new_imsi}, [&](SqliteStatement& row) {
+                      new_status = row.Text(0);
+                      new_device = row.Text(1);
+                    });
+    if (!found.ok()) return found.status();
+    if (!*found) {
+      return absl::NotFoundError(absl::StrCat(
+          "no subscriber with IMSI ", new_imsi, " (import the new SIM first)"));
     }
     if (new_status != kStatusActive) {
       return absl::FailedPreconditionError(
@@ -430,19 +386,17 @@ absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::ReplaceDevice(
     auto r = RevokeWhere(db, "imsi = ?", old_imsi, "superseded", at);
     if (!r.ok()) return r.status();
     revoked = std::move(*r);
-    if (absl::Status u = ExecBound(
-            db,
+    if (absl::Status u = db.ExecBound(
             "UPDATE subscribers SET status = 'replaced', device_id = '', "
             "replaced_by = ?, updated_at = ? WHERE imsi = ?",
-            "replace", new_imsi, Unix(at), old_imsi);
+            "replace", {new_imsi, Unix(at), old_imsi});
         !u.ok()) {
       return u;
     }
-    if (absl::Status u =
-            ExecBound(db,
-                      "UPDATE subscribers SET device_id = ?, group_name = ?, "
-                      "updated_at = ? WHERE imsi = ?",
-                      "replace", old_device, old_group, Unix(at), new_imsi);
+    if (absl::Status u = db.ExecBound(
+            "UPDATE subscribers SET device_id = ?, group_name = ?, "
+            "updated_at = ? WHERE imsi = ?",
+            "replace", {old_device, old_group, Unix(at), new_imsi});
         !u.ok()) {
       return u;
     }
@@ -462,16 +416,16 @@ absl::Status SqliteStore::SetImei(const std::string& imsi,
                                   const std::string& imei,
                                   bool only_if_unbound) {
   return Write([&](SqliteConnection& db) -> absl::Status {
-    std::string sql = "UPDATE subscribers SET imei = ? WHERE imsi = ?";
-    if (only_if_unbound) sql += " AND (imei = '' OR imei = ?)";
-    auto st = db.Prepare(sql);
-    if (!st.ok()) return st.status();
-    (*st)->Bind(1, imei);
-    (*st)->Bind(2, imsi);
-    if (only_if_unbound) (*st)->Bind(3, imei);
-    int rc = (*st)->Step();
-    if (rc != SQLITE_DONE) return db.Error(rc, "set IMEI");
-    if (sqlite3_changes(db.raw()) != 1) {
+    absl::Status s =
+        only_if_unbound
+            ? db.ExecBound(
+                  "UPDATE subscribers SET imei = ? WHERE imsi = ? "
+                  "AND (imei = '' OR imei = ?)",
+                  "set IMEI", {imei, imsi, imei})
+            : db.ExecBound("UPDATE subscribers SET imei = ? WHERE imsi = ?",
+                           "set IMEI", {imei, imsi});
+    if (!s.ok()) return s;
+    if (db.Changes() != 1) {
       return absl::FailedPreconditionError("another IMEI is bound");
     }
     return absl::OkStatus();
@@ -483,12 +437,12 @@ absl::Status SqliteStore::ClearImei(const std::string& imsi,
   (void)FlushAudit();  // device events queued earlier come first
   return Write([&](SqliteConnection& db) -> absl::Status {
     if (absl::Status s =
-            ExecBound(db, "UPDATE subscribers SET imei = '' WHERE imsi = ?",
-                      "clear IMEI", imsi);
+            db.ExecBound("UPDATE subscribers SET imei = '' WHERE imsi = ?",
+                         "clear IMEI", {imsi});
         !s.ok()) {
       return s;
     }
-    if (sqlite3_changes(db.raw()) != 1) {
+    if (db.Changes() != 1) {
       return absl::NotFoundError(
           absl::StrCat("no subscriber with IMSI ", imsi));
     }
@@ -504,25 +458,18 @@ absl::Status SqliteStore::QueryAudit(
                                  " FROM audit WHERE id > ? AND at >= ?");
   if (!query.imsi.empty()) sql += " AND (actor = ? OR target = ?)";
   sql += " ORDER BY id LIMIT ?";
-  auto st = reader_->Prepare(sql);
-  if (!st.ok()) return st.status();
-  int i = 0;
-  (*st)->Bind(++i, query.after_id);
-  (*st)->Bind(++i, query.since == absl::InfinitePast()
-                       ? std::numeric_limits<int64_t>::min()
-                       : Unix(query.since));
+  absl::InlinedVector<SqlArg, 5> args = {
+      query.after_id, query.since == absl::InfinitePast()
+                          ? std::numeric_limits<int64_t>::min()
+                          : Unix(query.since)};
   if (!query.imsi.empty()) {
-    (*st)->Bind(++i, query.imsi);
-    (*st)->Bind(++i, query.imsi);
+    args.push_back(query.imsi);
+    args.push_back(query.imsi);
   }
-  (*st)->Bind(
-      ++i, query.limit == 0 ? int64_t{-1} : static_cast<int64_t>(query.limit));
-  while (true) {
-    int rc = (*st)->Step();
-    if (rc == SQLITE_DONE) return absl::OkStatus();
-    if (rc != SQLITE_ROW) return reader_->Error(rc, "audit");
-    if (!fn(ReadAudit(*st))) return absl::OkStatus();
-  }
+  args.push_back(SqlLimit(query.limit));
+  return reader_->Query(sql, "audit", args, [&](SqliteStatement& row) {
+    return fn(ReadAudit(row));
+  });
 }
 
 }  // namespace simprov

@@ -1,8 +1,9 @@
-// Row helpers shared by the files of the SQLite store (sqlite_store.cc and
-// sqlite_store_fleet.cc). Not for use outside the store.
+// Row helpers shared by the files of the SQLite store (sqlite_store*.cc).
+// Not for use outside the store.
 #ifndef SIMPROV_BROKER_STORE_SQLITE_SQLITE_STORE_INTERNAL_H_
 #define SIMPROV_BROKER_STORE_SQLITE_SQLITE_STORE_INTERNAL_H_
 
+#include <cstddef>
 #include <cstdint>
 
 #include "broker/store/sqlite/sqlite_db.h"
@@ -11,13 +12,17 @@
 namespace simprov::sqlite_internal {
 
 int64_t Unix(absl::Time t);
+// A LIMIT for "at most `limit`, 0: all" (SQLite reads -1 as no limit).
+inline int64_t SqlLimit(size_t limit) {
+  return limit == 0 ? int64_t{-1} : static_cast<int64_t>(limit);
+}
 
 extern const char kSubscriberColumns[];
-SubscriberRecord ReadSubscriber(StatementLease& st);
+SubscriberRecord ReadSubscriber(SqliteStatement& row);
 extern const char kCertificateColumns[];
-CertificateRecord ReadCertificate(StatementLease& st);
+CertificateRecord ReadCertificate(SqliteStatement& row);
 extern const char kAuditColumns[];
-AuditEvent ReadAudit(StatementLease& st);
+AuditEvent ReadAudit(SqliteStatement& row);
 absl::Status InsertAudit(SqliteConnection& db, const AuditEvent& e);
 
 }  // namespace simprov::sqlite_internal

@@ -78,19 +78,16 @@ absl::StatusOr<Store::RewrapCounts> SqliteStore::RewrapSealedKeys(
       batch = RewrapCounts{};
       last.clear();
       std::vector<std::pair<std::string, Bytes>> rows;
-      {
-        auto st = db.Prepare(
-            "SELECT imsi, sealed_keys FROM subscribers WHERE imsi > ? "
-            "ORDER BY imsi LIMIT ?");
-        if (!st.ok()) return st.status();
-        (*st)->Bind(1, after);
-        (*st)->Bind(2, static_cast<int64_t>(batch_size));
-        while (true) {
-          int rc = (*st)->Step();
-          if (rc == SQLITE_DONE) break;
-          if (rc != SQLITE_ROW) return db.Error(rc, "read sealed keys");
-          rows.emplace_back((*st)->Text(0), (*st)->Blob(1));
-        }
+      if (absl::Status r = db.Query(
+              "SELECT imsi, sealed_keys FROM subscribers WHERE imsi > ? "
+              "ORDER BY imsi LIMIT ?",
+              "read sealed keys", {after, batch_size},
+              [&](SqliteStatement& row) {
+                rows.emplace_back(row.Text(0), row.Blob(1));
+                return true;
+              });
+          !r.ok()) {
+        return r;
       }
       for (auto& [imsi, sealed] : rows) {
         auto box = rewrap(imsi, sealed);
@@ -98,13 +95,12 @@ absl::StatusOr<Store::RewrapCounts> SqliteStore::RewrapSealedKeys(
         ++batch.rows;
         last = imsi;
         if (!box->has_value()) continue;
-        auto up =
-            db.Prepare("UPDATE subscribers SET sealed_keys = ? WHERE imsi = ?");
-        if (!up.ok()) return up.status();
-        (*up)->Bind(1, **box);
-        (*up)->Bind(2, imsi);
-        int rc = (*up)->Step();
-        if (rc != SQLITE_DONE) return db.Error(rc, "re-wrap sealed keys");
+        if (absl::Status u = db.ExecBound(
+                "UPDATE subscribers SET sealed_keys = ? WHERE imsi = ?",
+                "re-wrap sealed keys", {**box, imsi});
+            !u.ok()) {
+          return u;
+        }
         ++batch.rewrapped;
       }
       return absl::OkStatus();

@@ -1,8 +1,6 @@
 // SqliteStore: the registry outbox (migration 4). Registration
 // intents are inserted in the transaction that records the certificate, so
 // a certificate the broker has issued always has its deliveries queued.
-#include <sqlite3.h>
-
 #include "absl/strings/str_cat.h"
 #include "broker/store/sqlite/sqlite_store.h"
 #include "broker/store/sqlite/sqlite_store_internal.h"
@@ -16,55 +14,41 @@ constexpr char kIntentColumns[] =
     "id, registry, kind, serial, imsi, device_id, payload, created_at, state, "
     "attempts, next_attempt_ms, last_error, result, done_at";
 
-RegistrationIntent ReadIntent(StatementLease& st) {
+RegistrationIntent ReadIntent(SqliteStatement& row) {
   RegistrationIntent r;
-  r.id = st->Int(0);
-  r.registry = st->Text(1);
-  r.kind = st->Text(2);
-  r.serial = st->Text(3);
-  r.imsi = st->Text(4);
-  r.device_id = st->Text(5);
-  r.payload = st->Text(6);
-  r.created_at = absl::FromUnixSeconds(st->Int(7));
-  r.state = st->Text(8);
-  r.attempts = st->Int(9);
-  r.next_attempt_at = absl::FromUnixMillis(st->Int(10));
-  r.last_error = st->Text(11);
-  r.result = st->Text(12);
-  r.done_at = absl::FromUnixSeconds(st->Int(13));
+  r.id = row.Int(0);
+  r.registry = row.Text(1);
+  r.kind = row.Text(2);
+  r.serial = row.Text(3);
+  r.imsi = row.Text(4);
+  r.device_id = row.Text(5);
+  r.payload = row.Text(6);
+  r.created_at = absl::FromUnixSeconds(row.Int(7));
+  r.state = row.Text(8);
+  r.attempts = row.Int(9);
+  r.next_attempt_at = absl::FromUnixMillis(row.Int(10));
+  r.last_error = row.Text(11);
+  r.result = row.Text(12);
+  r.done_at = absl::FromUnixSeconds(row.Int(13));
   return r;
 }
 
 absl::Status InsertIntent(SqliteConnection& db, const RegistrationIntent& r) {
-  auto st = db.Prepare(
+  return db.ExecBound(
       "INSERT INTO registry_outbox (registry, kind, serial, imsi, device_id, "
       "payload, created_at, state, next_attempt_ms) "
       "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?) "
-      "ON CONFLICT (registry, kind, serial) DO NOTHING");
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, r.registry);
-  (*st)->Bind(2, r.kind);
-  (*st)->Bind(3, r.serial);
-  (*st)->Bind(4, r.imsi);
-  (*st)->Bind(5, r.device_id);
-  (*st)->Bind(6, r.payload);
-  (*st)->Bind(7, Unix(r.created_at));
-  (*st)->Bind(8, absl::ToUnixMillis(r.next_attempt_at));
-  int rc = (*st)->Step();
-  if (rc != SQLITE_DONE) return db.Error(rc, "registry outbox");
-  return absl::OkStatus();
+      "ON CONFLICT (registry, kind, serial) DO NOTHING",
+      "registry outbox",
+      {r.registry, r.kind, r.serial, r.imsi, r.device_id, r.payload,
+       Unix(r.created_at), absl::ToUnixMillis(r.next_attempt_at)});
 }
 
 }  // namespace
 
 absl::StatusOr<bool> SqliteStore::Exists(const std::string& sql) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare(sql);
-  if (!st.ok()) return st.status();
-  int rc = (*st)->Step();
-  if (rc == SQLITE_ROW) return true;
-  if (rc == SQLITE_DONE) return false;
-  return reader_->Error(rc, "registry outbox");
+  return reader_->QueryRow(sql, "registry outbox", {}, [](SqliteStatement&) {});
 }
 
 absl::Status SqliteStore::RecordIssuanceWithIntents(
@@ -94,33 +78,26 @@ absl::StatusOr<std::vector<RegistrationIntent>> SqliteStore::DueIntents(
       !*any
           ? absl::OkStatus()
           : Write([&](SqliteConnection& db) -> absl::Status {
-              auto st = db.Prepare(
+              return db.ExecBound(
                   "UPDATE registry_outbox SET state = 'skipped', done_at = ?, "
                   "last_error = 'certificate revoked before registration' "
                   "WHERE state = 'pending' AND kind = 'register' AND serial IN "
-                  "(SELECT serial FROM certificates WHERE status = 'revoked')");
-              if (!st.ok()) return st.status();
-              (*st)->Bind(1, Unix(now));
-              int rc = (*st)->Step();
-              if (rc != SQLITE_DONE) return db.Error(rc, "registry outbox");
-              return absl::OkStatus();
+                  "(SELECT serial FROM certificates WHERE status = 'revoked')",
+                  "registry outbox", {Unix(now)});
             });
   if (!skipped.ok()) return skipped;
   std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare(absl::StrCat(
-      "SELECT ", kIntentColumns,
-      " FROM registry_outbox WHERE state = 'pending' AND "
-      "next_attempt_ms <= ? ORDER BY next_attempt_ms, id LIMIT ?"));
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, absl::ToUnixMillis(now));
-  (*st)->Bind(2, static_cast<int64_t>(limit));
   std::vector<RegistrationIntent> out;
-  while (true) {
-    int rc = (*st)->Step();
-    if (rc == SQLITE_DONE) break;
-    if (rc != SQLITE_ROW) return reader_->Error(rc, "registry outbox");
-    out.push_back(ReadIntent(*st));
-  }
+  absl::Status s = reader_->Query(
+      absl::StrCat("SELECT ", kIntentColumns,
+                   " FROM registry_outbox WHERE state = 'pending' AND "
+                   "next_attempt_ms <= ? ORDER BY next_attempt_ms, id LIMIT ?"),
+      "registry outbox", {absl::ToUnixMillis(now), limit},
+      [&](SqliteStatement& row) {
+        out.push_back(ReadIntent(row));
+        return true;
+      });
+  if (!s.ok()) return s;
   return out;
 }
 
@@ -128,51 +105,37 @@ absl::Status SqliteStore::FinishIntent(int64_t id, const std::string& state,
                                        const std::string& result,
                                        absl::Time at) {
   return Write([&](SqliteConnection& db) -> absl::Status {
-    auto st = db.Prepare(
+    return db.ExecBound(
         "UPDATE registry_outbox SET state = ?, result = ?, done_at = ?, "
-        "attempts = attempts + 1 WHERE id = ? AND state = 'pending'");
-    if (!st.ok()) return st.status();
-    (*st)->Bind(1, state);
-    (*st)->Bind(2, result);
-    (*st)->Bind(3, Unix(at));
-    (*st)->Bind(4, id);
-    int rc = (*st)->Step();
-    if (rc != SQLITE_DONE) return db.Error(rc, "registry outbox");
-    return absl::OkStatus();
+        "attempts = attempts + 1 WHERE id = ? AND state = 'pending'",
+        "registry outbox", {state, result, Unix(at), id});
   });
 }
 
 absl::Status SqliteStore::DeferIntent(int64_t id, const std::string& error,
                                       absl::Time next_attempt_at) {
   return Write([&](SqliteConnection& db) -> absl::Status {
-    auto st = db.Prepare(
+    return db.ExecBound(
         "UPDATE registry_outbox SET last_error = ?, next_attempt_ms = ?, "
-        "attempts = attempts + 1 WHERE id = ? AND state = 'pending'");
-    if (!st.ok()) return st.status();
-    (*st)->Bind(1, error.substr(0, 512));
-    (*st)->Bind(2, absl::ToUnixMillis(next_attempt_at));
-    (*st)->Bind(3, id);
-    int rc = (*st)->Step();
-    if (rc != SQLITE_DONE) return db.Error(rc, "registry outbox");
-    return absl::OkStatus();
+        "attempts = attempts + 1 WHERE id = ? AND state = 'pending'",
+        "registry outbox",
+        {absl::string_view(error).substr(0, 512),
+         absl::ToUnixMillis(next_attempt_at), id});
   });
 }
 
 absl::StatusOr<std::vector<RegistrationIntent>> SqliteStore::IntentsOf(
     const std::string& serial) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare(
-      absl::StrCat("SELECT ", kIntentColumns,
-                   " FROM registry_outbox WHERE serial = ? ORDER BY id"));
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, serial);
   std::vector<RegistrationIntent> out;
-  while (true) {
-    int rc = (*st)->Step();
-    if (rc == SQLITE_DONE) break;
-    if (rc != SQLITE_ROW) return reader_->Error(rc, "registry outbox");
-    out.push_back(ReadIntent(*st));
-  }
+  absl::Status s = reader_->Query(
+      absl::StrCat("SELECT ", kIntentColumns,
+                   " FROM registry_outbox WHERE serial = ? ORDER BY id"),
+      "registry outbox", {serial}, [&](SqliteStatement& row) {
+        out.push_back(ReadIntent(row));
+        return true;
+      });
+  if (!s.ok()) return s;
   return out;
 }
 
@@ -184,15 +147,9 @@ absl::Status SqliteStore::ListPendingIntents(
       "SELECT ", kIntentColumns,
       " FROM registry_outbox WHERE state = 'pending' AND id > ? ORDER BY id");
   if (limit > 0) absl::StrAppend(&sql, " LIMIT ", limit);
-  auto st = reader_->Prepare(sql);
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, after_id);
-  while (true) {
-    int rc = (*st)->Step();
-    if (rc == SQLITE_DONE) return absl::OkStatus();
-    if (rc != SQLITE_ROW) return reader_->Error(rc, "registry outbox");
-    if (!fn(ReadIntent(*st))) return absl::OkStatus();
-  }
+  return reader_->Query(
+      sql, "registry outbox", {after_id},
+      [&](SqliteStatement& row) { return fn(ReadIntent(row)); });
 }
 
 absl::StatusOr<int64_t> SqliteStore::EnqueueRemovals(absl::Time now) {
@@ -210,7 +167,7 @@ absl::StatusOr<int64_t> SqliteStore::EnqueueRemovals(absl::Time now) {
   absl::Status s = Write([&](SqliteConnection& db) -> absl::Status {
     // The removal carries the registration's answer (what the adapter
     // needs to undo it, e.g. AWS's certificateId) in front of the payload.
-    auto st = db.Prepare(
+    absl::Status s = db.ExecBound(
         "INSERT INTO registry_outbox (registry, kind, serial, imsi, "
         "device_id, payload, created_at, state, next_attempt_ms, result) "
         "SELECT r.registry, 'remove', r.serial, r.imsi, r.device_id, "
@@ -219,13 +176,10 @@ absl::StatusOr<int64_t> SqliteStore::EnqueueRemovals(absl::Time now) {
         "JOIN subscribers s ON s.imsi = r.imsi "
         "WHERE r.kind = 'register' AND r.state = 'done' AND "
         "(c.status = 'revoked' OR s.status = 'terminated') "
-        "ON CONFLICT (registry, kind, serial) DO NOTHING");
-    if (!st.ok()) return st.status();
-    (*st)->Bind(1, Unix(now));
-    (*st)->Bind(2, absl::ToUnixMillis(now));
-    int rc = (*st)->Step();
-    if (rc != SQLITE_DONE) return db.Error(rc, "registry removals");
-    added = sqlite3_changes(db.raw());
+        "ON CONFLICT (registry, kind, serial) DO NOTHING",
+        "registry removals", {Unix(now), absl::ToUnixMillis(now)});
+    if (!s.ok()) return s;
+    added = db.Changes();
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
@@ -234,16 +188,18 @@ absl::StatusOr<int64_t> SqliteStore::EnqueueRemovals(absl::Time now) {
 
 absl::StatusOr<OutboxStats> SqliteStore::GetOutboxStats(absl::Time now) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  auto st = reader_->Prepare(
-      "SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM registry_outbox "
-      "WHERE state = 'pending'");
-  if (!st.ok()) return st.status();
-  int rc = (*st)->Step();
-  if (rc != SQLITE_ROW) return reader_->Error(rc, "registry outbox");
   OutboxStats stats;
-  stats.depth = (*st)->Int(0);
+  int64_t oldest = 0;
+  auto read = reader_->QueryRow(
+      "SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM registry_outbox "
+      "WHERE state = 'pending'",
+      "registry outbox", {}, [&](SqliteStatement& row) {
+        stats.depth = row.Int(0);
+        oldest = row.Int(1);
+      });
+  if (!read.ok()) return read.status();
   if (stats.depth > 0) {
-    stats.oldest_age = now - absl::FromUnixSeconds((*st)->Int(1));
+    stats.oldest_age = now - absl::FromUnixSeconds(oldest);
     if (stats.oldest_age < absl::ZeroDuration()) {
       stats.oldest_age = absl::ZeroDuration();
     }
