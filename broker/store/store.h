@@ -310,7 +310,8 @@ class Store {
   virtual absl::Status Ping() = 0;
   // Writes a consistent copy of the whole store to `path` while the store
   // keeps serving: a self-contained store of this backend's kind (for
-  // SQLite, a database file without a WAL). AlreadyExists, touching
+  // SQLite, a database file without a WAL) that holds every write returned
+  // before the call, queued audit events included. AlreadyExists, touching
   // nothing, when `path` exists.
   virtual absl::Status Snapshot(const std::string& path) = 0;
 

@@ -23,6 +23,7 @@ absl::Status SqliteStore::Snapshot(const std::string& path) {
   if (lstat(path.c_str(), &st) == 0) {
     return absl::AlreadyExistsError(absl::StrCat(path, " already exists"));
   }
+  if (absl::Status s = FlushAudit(); !s.ok()) return s;
   sqlite3* from = nullptr;
   sqlite3* to = nullptr;
   int rc = sqlite3_open_v2(path_.c_str(), &from, SQLITE_OPEN_READONLY, nullptr);
