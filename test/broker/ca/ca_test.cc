@@ -24,6 +24,7 @@
 #include "common/atomic_file.h"
 #include "common/bytes.h"
 #include "common/clock.h"
+#include "common/leaf_check.h"
 #include "common/openssl_ptr.h"
 #include "common/x509.h"
 
