@@ -9,9 +9,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
+#include "common/csr.h"
+#include "common/digest.h"
 #include "common/duration.h"
 #include "common/grpc_status.h"
 #include "common/kdf.h"
+#include "common/leaf_check.h"
 #include "common/transcript.h"
 #include "simprov/v1/bootstrap.grpc.pb.h"
 
@@ -159,7 +162,7 @@ absl::StatusOr<BootstrapClient::Exchanged> BootstrapClient::Exchange(
   const absl::string_view label =
       purpose == Purpose::kEnrol ? kEnrolLabel : kTimeLabel;
   const Bytes encoded = EncodeTranscript(t, label);
-  const Bytes request_hash = Sha256Digest(encoded);
+  const Bytes request_hash = Sha256(encoded);
 
   v1::EnrolRequest ereq;
   ereq.set_version(t.version);

@@ -2,10 +2,12 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 #include <time.h>
 
 #include <cstdlib>
+
+#include "absl/strings/string_view.h"
+#include "common/digest.h"
 
 namespace simprov {
 
@@ -71,14 +73,14 @@ Bytes BufferedRandom::Generate(size_t len) {
 Bytes DeterministicRandom::Generate(size_t len) {
   std::lock_guard<std::mutex> lock(mu_);
   Bytes out;
-  out.reserve(len + SHA256_DIGEST_LENGTH);
+  out.reserve(len + kSha256Size);
   while (out.size() < len) {
     uint8_t block[8];
     for (int i = 0; i < 8; ++i) block[i] = (counter_ >> (56 - 8 * i)) & 0xff;
     ++counter_;
-    uint8_t digest[SHA256_DIGEST_LENGTH];
-    SHA256(block, sizeof block, digest);
-    out.insert(out.end(), digest, digest + sizeof digest);
+    const Bytes digest = Sha256(
+        absl::string_view(reinterpret_cast<const char*>(block), sizeof block));
+    out.insert(out.end(), digest.begin(), digest.end());
   }
   out.resize(len);
   return out;

@@ -1,9 +1,8 @@
 #include "common/kdf.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <cstdlib>
+
+#include "common/digest.h"
 
 namespace simprov {
 
@@ -16,14 +15,7 @@ Bytes Kdf33220(const Bytes& key, uint8_t fc, const std::vector<Bytes>& params) {
     s.push_back(static_cast<uint8_t>(p.size() >> 8));
     s.push_back(static_cast<uint8_t>(p.size() & 0xff));
   }
-  Bytes out(32);
-  unsigned int out_len = 0;
-  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), s.data(),
-           s.size(), out.data(), &out_len) == nullptr ||
-      out_len != 32) {
-    std::abort();
-  }
-  return out;
+  return HmacSha256(key, s);
 }
 
 SessionKeys::~SessionKeys() {

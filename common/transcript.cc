@@ -1,13 +1,12 @@
 #include "common/transcript.h"
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/sha.h>
 
 #include <cstdlib>
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "common/digest.h"
 #include "common/openssl_ptr.h"
 
 namespace simprov {
@@ -54,22 +53,6 @@ Bytes AnswerTag(const SessionKeys& keys, const Bytes& request_hash,
 }
 
 }  // namespace
-
-Bytes HmacSha256(const Bytes& key, const Bytes& data) {
-  Bytes out(32);
-  unsigned int len = 0;
-  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(),
-           data.size(), out.data(), &len) == nullptr) {
-    std::abort();
-  }
-  return out;
-}
-
-Bytes Sha256Digest(const Bytes& data) {
-  Bytes out(SHA256_DIGEST_LENGTH);
-  SHA256(data.data(), data.size(), out.data());
-  return out;
-}
 
 Bytes EncodeTranscript(const EnrolTranscript& t, absl::string_view label) {
   Bytes out(label.begin(), label.end());

@@ -54,7 +54,6 @@ inline constexpr absl::string_view kTimeLabel = "simprov-v1 time";
 Bytes EncodeTranscript(const EnrolTranscript& t,
                        absl::string_view label = kEnrolLabel);
 Bytes TranscriptMac(const SessionKeys& keys, const Bytes& encoded);
-Bytes Sha256Digest(const Bytes& data);
 
 Bytes SealAnswer(const SessionKeys& keys, const Bytes& request_hash,
                  const Bytes& plaintext, Random& random);
@@ -62,8 +61,6 @@ Bytes SealAnswer(const SessionKeys& keys, const Bytes& request_hash,
 // other keys); nothing of the plaintext is exposed then.
 absl::StatusOr<Bytes> OpenAnswer(const SessionKeys& keys,
                                  const Bytes& request_hash, const Bytes& box);
-
-Bytes HmacSha256(const Bytes& key, const Bytes& data);
 
 }  // namespace simprov
 

@@ -19,30 +19,19 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
-#include <optional>
-#include <set>
 #include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 
 namespace simprov {
 namespace {
 
-// Upper bound on an RSA modulus accepted in a CSR, in bits: verifying with
-// larger keys costs the broker more than it costs the client to send.
-constexpr int kMaxRsaBits = 8192;
-constexpr int kMinRsaBits = 2048;
-// ub-common-name (RFC 5280), in characters; we bound bytes, which is
-// stricter for non-ASCII names.
-constexpr size_t kMaxCommonNameBytes = 64;
-
+// sk_X509_free is a macro; the deleter needs a function.
+void FreeX509Stack(STACK_OF(X509) * s) { sk_X509_free(s); }
 // Shallow owner of a STACK_OF(X509): frees the stack, not the certificates.
-struct X509StackDeleter {
-  void operator()(STACK_OF(X509) * s) const { sk_X509_free(s); }
-};
-using X509StackPtr = std::unique_ptr<STACK_OF(X509), X509StackDeleter>;
+using X509StackPtr =
+    std::unique_ptr<STACK_OF(X509), OpenSslDeleter<FreeX509Stack>>;
 
 // Passphrase callback that refuses: parsing an encrypted key fails instead
 // of prompting on the terminal.
@@ -109,268 +98,7 @@ std::string IpToString(const ASN1_OCTET_STRING* ip) {
   return buf;
 }
 
-// Classifies a CSR's public key: the accepted key type name, or
-// InvalidArgument naming the unsupported type.
-absl::StatusOr<std::string> ClassifyCsrKey(EVP_PKEY* key) {
-  switch (EVP_PKEY_get_base_id(key)) {
-    case EVP_PKEY_EC: {
-      char group[80] = {0};
-      size_t group_len = 0;
-      if (EVP_PKEY_get_group_name(key, group, sizeof group, &group_len) != 1) {
-        ERR_clear_error();
-        return absl::InvalidArgumentError(
-            "unsupported CSR key type: EC with explicit curve parameters");
-      }
-      int nid = OBJ_txt2nid(group);
-      if (nid == NID_X9_62_prime256v1) return std::string("P-256");
-      if (nid == NID_secp384r1) return std::string("P-384");
-      const char* nist = nid == NID_undef ? nullptr : EC_curve_nid2nist(nid);
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unsupported CSR key type: EC ", nist != nullptr ? nist : group,
-          " (accepted: P-256, P-384, Ed25519, RSA-2048..", kMaxRsaBits, ")"));
-    }
-    case EVP_PKEY_ED25519:
-      return std::string("Ed25519");
-    case EVP_PKEY_RSA: {
-      int bits = EVP_PKEY_get_bits(key);
-      std::string type = absl::StrCat("RSA-", bits);
-      if (bits < kMinRsaBits || bits > kMaxRsaBits) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "unsupported CSR key type: ", type, " (RSA keys must have ",
-            kMinRsaBits, " to ", kMaxRsaBits, " bits)"));
-      }
-      return type;
-    }
-    default: {
-      const char* name = EVP_PKEY_get0_type_name(key);
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unsupported CSR key type: ", name != nullptr ? name : "unknown",
-          " (accepted: P-256, P-384, Ed25519, RSA-2048..", kMaxRsaBits, ")"));
-    }
-  }
-}
-
-// Rejects CSR signatures over weak digests (MD5, SHA-1).
-absl::Status CheckCsrSignatureAlgorithm(const X509_REQ* req) {
-  int sig_nid = X509_REQ_get_signature_nid(req);
-  int md_nid = NID_undef;
-  int pkey_nid = NID_undef;
-  if (!OBJ_find_sigid_algs(sig_nid, &md_nid, &pkey_nid)) {
-    return absl::InvalidArgumentError(
-        "CSR signature algorithm is not recognised");
-  }
-  switch (md_nid) {
-    case NID_undef:  // EdDSA: no separate digest.
-    case NID_sha256:
-    case NID_sha384:
-    case NID_sha512:
-      return absl::OkStatus();
-    default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unsupported CSR signature digest: ",
-          OBJ_nid2sn(md_nid) != nullptr ? OBJ_nid2sn(md_nid) : "unknown"));
-  }
-}
-
-// ---- P-256 CSR fast path --------------------------------------------------
-//
-// OpenSSL 3.0 decodes every public key it meets in DER through its provider
-// decoder machinery, which costs several times an ECDSA verification. The
-// CSRs devices send are nearly always the same shape: P-256 key, no
-// attributes, ecdsa-with-SHA256. For exactly that shape we walk the DER
-// ourselves, build the key from its point (checked to be on the curve) and
-// verify the signature; anything else, however slightly different, goes
-// down the general OpenSSL path. The fast path never accepts what the
-// general path refuses (test/common/x509_test.cc compares them on mutated
-// input).
-
-// A strict DER reader over [p, end): definite, minimal lengths only.
-class DerReader {
- public:
-  DerReader(const uint8_t* p, const uint8_t* end) : p_(p), end_(end) {}
-
-  // Reads one element with `tag`; `whole` spans tag..end of contents.
-  bool Next(uint8_t tag, const uint8_t** contents, size_t* len,
-            const uint8_t** whole = nullptr, size_t* whole_len = nullptr) {
-    const uint8_t* start = p_;
-    if (end_ - p_ < 2 || *p_ != tag) return false;
-    ++p_;
-    size_t n = *p_++;
-    if (n & 0x80) {
-      size_t bytes = n & 0x7f;
-      if (bytes == 0 || bytes > 2 || static_cast<size_t>(end_ - p_) < bytes) {
-        return false;
-      }
-      n = 0;
-      for (size_t i = 0; i < bytes; ++i) n = (n << 8) | *p_++;
-      // Minimal encoding: long form only from 128, no leading zero byte.
-      if (n < 0x80 || (bytes == 2 && n < 0x100)) return false;
-    }
-    if (static_cast<size_t>(end_ - p_) < n) return false;
-    *contents = p_;
-    *len = n;
-    p_ += n;
-    if (whole != nullptr) {
-      *whole = start;
-      *whole_len = static_cast<size_t>(p_ - start);
-    }
-    return true;
-  }
-  bool AtEnd() const { return p_ == end_; }
-
- private:
-  const uint8_t* p_;
-  const uint8_t* end_;
-};
-
-// SubjectPublicKeyInfo of an uncompressed P-256 point, up to the point.
-constexpr uint8_t kP256SpkiPrefix[] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a,
-                                       0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
-                                       0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03,
-                                       0x01, 0x07, 0x03, 0x42, 0x00, 0x04};
-constexpr size_t kP256PointSize = 65;
-// AlgorithmIdentifier ecdsa-with-SHA256, no parameters (RFC 5758).
-constexpr uint8_t kEcdsaWithSha256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
-                                        0xce, 0x3d, 0x04, 0x03, 0x02};
-
-// The parts of a fast-path CSR. Pointers into the caller's buffer.
-struct P256CsrParts {
-  const uint8_t* info = nullptr;  // CertificationRequestInfo, whole DER
-  size_t info_len = 0;
-  const uint8_t* point = nullptr;  // 04 || X || Y
-  const uint8_t* sig = nullptr;    // ECDSA-Sig-Value DER
-  size_t sig_len = 0;
-};
-
-// True when `der` has exactly the fast path's shape.
-bool MatchP256Csr(const Bytes& der, P256CsrParts* out) {
-  DerReader top(der.data(), der.data() + der.size());
-  const uint8_t* c;
-  size_t n;
-  if (!top.Next(0x30, &c, &n) || !top.AtEnd()) return false;
-  DerReader req(c, c + n);
-  const uint8_t* info;
-  size_t info_len;
-  if (!req.Next(0x30, &c, &n, &out->info, &out->info_len)) return false;
-  info = c;
-  info_len = n;
-  // signatureAlgorithm, then signature BIT STRING with 0 unused bits.
-  if (!req.Next(0x30, &c, &n) || n != sizeof kEcdsaWithSha256 ||
-      std::memcmp(c, kEcdsaWithSha256, n) != 0) {
-    return false;
-  }
-  if (!req.Next(0x03, &c, &n) || n < 2 || c[0] != 0 || !req.AtEnd()) {
-    return false;
-  }
-  out->sig = c + 1;
-  out->sig_len = n - 1;
-
-  DerReader fields(info, info + info_len);
-  // version INTEGER 0
-  if (!fields.Next(0x02, &c, &n) || n != 1 || c[0] != 0) return false;
-  // subject Name: must be a well-formed Name (we do not use it).
-  const uint8_t* name;
-  size_t name_len;
-  if (!fields.Next(0x30, &c, &n, &name, &name_len)) return false;
-  const unsigned char* np = name;
-  X509_NAME* parsed = d2i_X509_NAME(nullptr, &np, static_cast<long>(name_len));
-  if (parsed == nullptr) {
-    ERR_clear_error();
-    return false;
-  }
-  X509_NAME_free(parsed);
-  if (np != name + name_len) return false;
-  // subjectPKInfo: exactly an uncompressed P-256 point.
-  const uint8_t* spki;
-  size_t spki_len;
-  if (!fields.Next(0x30, &c, &n, &spki, &spki_len) ||
-      spki_len != sizeof kP256SpkiPrefix + kP256PointSize - 1 ||
-      std::memcmp(spki, kP256SpkiPrefix, sizeof kP256SpkiPrefix) != 0) {
-    return false;
-  }
-  out->point = spki + sizeof kP256SpkiPrefix - 1;
-  // attributes [0]: empty.
-  if (!fields.Next(0xa0, &c, &n) || n != 0 || !fields.AtEnd()) return false;
-  return true;
-}
-
-// Builds a P-256 public key from its uncompressed point; null when the
-// point is not on the curve.
-EvpPkeyPtr P256KeyFromPoint(const uint8_t* point) {
-  // One context per thread: fetching the key manager costs a lock each time,
-  // and contexts are not documented as safe to share between threads.
-  thread_local const EvpPkeyCtxPtr ctx(
-      EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
-  if (ctx == nullptr || EVP_PKEY_fromdata_init(ctx.get()) != 1) {
-    ERR_clear_error();
-    return nullptr;
-  }
-  char group[] = "prime256v1";
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
-      OSSL_PARAM_construct_octet_string(
-          OSSL_PKEY_PARAM_PUB_KEY, const_cast<uint8_t*>(point), kP256PointSize),
-      OSSL_PARAM_construct_end()};
-  EVP_PKEY* key = nullptr;
-  if (EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params) != 1) {
-    ERR_clear_error();
-    return nullptr;
-  }
-  return EvpPkeyPtr(key);
-}
-
-absl::StatusOr<CsrInfo> VerifyP256Csr(const P256CsrParts& parts) {
-  EvpPkeyPtr key = P256KeyFromPoint(parts.point);
-  if (key == nullptr) {
-    return absl::InvalidArgumentError("CSR public key cannot be decoded");
-  }
-  EvpMdCtxPtr md(EVP_MD_CTX_new());
-  if (md == nullptr ||
-      EVP_DigestVerifyInit(md.get(), nullptr, EVP_sha256(), nullptr,
-                           key.get()) != 1 ||
-      EVP_DigestVerify(md.get(), parts.sig, parts.sig_len, parts.info,
-                       parts.info_len) != 1) {
-    ERR_clear_error();
-    return absl::InvalidArgumentError(
-        "CSR self-signature does not verify (no proof of possession)");
-  }
-  CsrInfo info;
-  info.public_key = std::move(key);
-  info.key_type = "P-256";
-  return info;
-}
-
 }  // namespace
-
-bool SetEcPublicKeyDirect(X509_PUBKEY* dst, EVP_PKEY* key) {
-  if (dst == nullptr || key == nullptr ||
-      EVP_PKEY_get_base_id(key) != EVP_PKEY_EC) {
-    return false;
-  }
-  char group[64];
-  size_t group_len = 0;
-  if (EVP_PKEY_get_group_name(key, group, sizeof group, &group_len) != 1) {
-    return false;
-  }
-  int curve = OBJ_sn2nid(group);
-  if (curve == NID_undef) curve = EC_curve_nist2nid(group);
-  if (curve == NID_undef) return false;
-  unsigned char point[133];  // uncompressed P-521 is the largest
-  size_t point_len = 0;
-  if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
-                                      point, sizeof point, &point_len) != 1) {
-    return false;
-  }
-  auto* copy = static_cast<unsigned char*>(OPENSSL_memdup(point, point_len));
-  if (copy == nullptr) return false;
-  if (X509_PUBKEY_set0_param(dst, OBJ_nid2obj(NID_X9_62_id_ecPublicKey),
-                             V_ASN1_OBJECT, OBJ_nid2obj(curve), copy,
-                             static_cast<int>(point_len)) != 1) {
-    OPENSSL_free(copy);
-    return false;
-  }
-  return true;
-}
 
 // ---- Keys ----------------------------------------------------------------
 
@@ -500,109 +228,35 @@ bool SamePublicKey(EVP_PKEY* a, EVP_PKEY* b) {
   return same;
 }
 
-// ---- CSRs ----------------------------------------------------------------
-
-absl::StatusOr<Bytes> CreateCsr(EVP_PKEY* key, std::string_view common_name) {
-  if (key == nullptr) return absl::InvalidArgumentError("null key");
-  if (common_name.empty() || common_name.size() > kMaxCommonNameBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("common name must be 1..", kMaxCommonNameBytes, " bytes"));
+bool SetEcPublicKeyDirect(X509_PUBKEY* dst, EVP_PKEY* key) {
+  if (dst == nullptr || key == nullptr ||
+      EVP_PKEY_get_base_id(key) != EVP_PKEY_EC) {
+    return false;
   }
-  X509ReqPtr req(X509_REQ_new());
-  if (req == nullptr) return absl::InternalError("X509_REQ_new failed");
-  X509_NAME* subject = X509_REQ_get_subject_name(req.get());
-  if (X509_REQ_set_version(req.get(), 0) != 1 ||
-      X509_NAME_add_entry_by_NID(
-          subject, NID_commonName, MBSTRING_UTF8,
-          reinterpret_cast<const unsigned char*>(common_name.data()),
-          static_cast<int>(common_name.size()), -1, 0) != 1 ||
-      !(SetEcPublicKeyDirect(X509_REQ_get_X509_PUBKEY(req.get()), key) ||
-        X509_REQ_set_pubkey(req.get(), key) == 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot build CSR: ", OpenSslErrorString()));
+  char group[64];
+  size_t group_len = 0;
+  if (EVP_PKEY_get_group_name(key, group, sizeof group, &group_len) != 1) {
+    return false;
   }
-  EvpMdCtxPtr md_ctx(EVP_MD_CTX_new());
-  if (md_ctx == nullptr) return absl::InternalError("EVP_MD_CTX_new failed");
-  if (EVP_DigestSignInit(md_ctx.get(), nullptr, SigningDigestFor(key), nullptr,
-                         key) != 1 ||
-      X509_REQ_sign_ctx(req.get(), md_ctx.get()) <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot sign CSR: ", OpenSslErrorString()));
+  int curve = OBJ_sn2nid(group);
+  if (curve == NID_undef) curve = EC_curve_nist2nid(group);
+  if (curve == NID_undef) return false;
+  unsigned char point[133];  // uncompressed P-521 is the largest
+  size_t point_len = 0;
+  if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+                                      point, sizeof point, &point_len) != 1) {
+    return false;
   }
-  int len = i2d_X509_REQ(req.get(), nullptr);
-  if (len <= 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot encode CSR: ", OpenSslErrorString()));
+  auto* copy = static_cast<unsigned char*>(OPENSSL_memdup(point, point_len));
+  if (copy == nullptr) return false;
+  if (X509_PUBKEY_set0_param(dst, OBJ_nid2obj(NID_X9_62_id_ecPublicKey),
+                             V_ASN1_OBJECT, OBJ_nid2obj(curve), copy,
+                             static_cast<int>(point_len)) != 1) {
+    OPENSSL_free(copy);
+    return false;
   }
-  Bytes out(static_cast<size_t>(len));
-  unsigned char* p = out.data();
-  if (i2d_X509_REQ(req.get(), &p) != len) {
-    return absl::InternalError(
-        absl::StrCat("cannot encode CSR: ", OpenSslErrorString()));
-  }
-  return out;
+  return true;
 }
-
-absl::StatusOr<CsrInfo> ParseAndVerifyCsr(const Bytes& der) {
-  if (der.empty()) return absl::InvalidArgumentError("CSR is empty");
-  if (der.size() > kMaxCsrDerSize) {
-    return absl::InvalidArgumentError(absl::StrCat("CSR is too large (",
-                                                   der.size(), " bytes; limit ",
-                                                   kMaxCsrDerSize, ")"));
-  }
-  P256CsrParts parts;
-  if (MatchP256Csr(der, &parts)) return VerifyP256Csr(parts);
-  return internal::ParseAndVerifyCsrGeneral(der);
-}
-
-namespace internal {
-
-absl::StatusOr<CsrInfo> ParseAndVerifyCsrGeneral(const Bytes& der) {
-  if (der.empty()) return absl::InvalidArgumentError("CSR is empty");
-  if (der.size() > kMaxCsrDerSize) {
-    return absl::InvalidArgumentError(absl::StrCat("CSR is too large (",
-                                                   der.size(), " bytes; limit ",
-                                                   kMaxCsrDerSize, ")"));
-  }
-  const unsigned char* p = der.data();
-  X509ReqPtr req(d2i_X509_REQ(nullptr, &p, static_cast<long>(der.size())));
-  if (req == nullptr) {
-    ERR_clear_error();
-    return absl::InvalidArgumentError("CSR is not a DER PKCS#10 request");
-  }
-  if (p != der.data() + der.size()) {
-    return absl::InvalidArgumentError("CSR has trailing bytes after the DER");
-  }
-  if (X509_REQ_get_version(req.get()) != 0) {
-    return absl::InvalidArgumentError("CSR version is not 1");
-  }
-  EVP_PKEY* key = X509_REQ_get0_pubkey(req.get());
-  if (key == nullptr) {
-    ERR_clear_error();
-    return absl::InvalidArgumentError("CSR public key cannot be decoded");
-  }
-  // Classify before verifying: never spend a verification on a key type we
-  // would refuse anyway.
-  absl::StatusOr<std::string> key_type = ClassifyCsrKey(key);
-  if (!key_type.ok()) return key_type.status();
-  if (absl::Status s = CheckCsrSignatureAlgorithm(req.get()); !s.ok()) {
-    return s;
-  }
-  if (X509_REQ_verify(req.get(), key) != 1) {
-    ERR_clear_error();
-    return absl::InvalidArgumentError(
-        "CSR self-signature does not verify (no proof of possession)");
-  }
-  CsrInfo info;
-  if (EVP_PKEY_up_ref(key) != 1) {
-    return absl::InternalError("EVP_PKEY_up_ref failed");
-  }
-  info.public_key.reset(key);
-  info.key_type = *std::move(key_type);
-  return info;
-}
-
-}  // namespace internal
 
 // ---- Certificates --------------------------------------------------------
 
@@ -741,7 +395,7 @@ absl::Status VerifyChain(X509* leaf, const std::vector<X509*>& intermediates,
                    X509_verify_cert_error_string(err)));
 }
 
-namespace {
+namespace internal {
 
 CertInfo DescribeParts(const X509_NAME* subject, const X509_NAME* issuer,
                        const ASN1_INTEGER* serial_number,
@@ -787,7 +441,7 @@ CertInfo DescribeParts(const X509_NAME* subject, const X509_NAME* issuer,
   return info;
 }
 
-}  // namespace
+}  // namespace internal
 
 CertInfo DescribeCert(X509* cert) {
   if (cert == nullptr) return CertInfo();
@@ -798,289 +452,10 @@ CertInfo DescribeCert(X509* cert) {
   std::unique_ptr<BASIC_CONSTRAINTS, OpenSslDeleter<BASIC_CONSTRAINTS_free>> bc(
       static_cast<BASIC_CONSTRAINTS*>(
           X509_get_ext_d2i(cert, NID_basic_constraints, nullptr, nullptr)));
-  return DescribeParts(X509_get_subject_name(cert), X509_get_issuer_name(cert),
-                       X509_get0_serialNumber(cert), X509_get0_notBefore(cert),
-                       X509_get0_notAfter(cert), names.get(),
-                       bc != nullptr && bc->ca != 0);
-}
-
-// ---- The agent's fast check of its new certificate ------------------------
-
-namespace {
-
-// Extensions a fast-path leaf may carry, each at most once.
-constexpr int kLeafExtensions[] = {NID_basic_constraints,
-                                   NID_key_usage,
-                                   NID_ext_key_usage,
-                                   NID_subject_key_identifier,
-                                   NID_authority_key_identifier,
-                                   NID_subject_alt_name,
-                                   NID_crl_distribution_points};
-
-// Extensions that make OpenSSL's verdict depend on more than this path
-// checks (name constraints, policies): their presence anywhere in the chain
-// sends the caller to the general path.
-bool HasConstraintExtensions(X509* cert) {
-  for (int nid :
-       {NID_name_constraints, NID_policy_constraints, NID_inhibit_any_policy,
-        NID_certificate_policies, NID_policy_mappings, NID_proxyCertInfo}) {
-    if (X509_get_ext_by_NID(cert, nid, -1) >= 0) return true;
-  }
-  return false;
-}
-
-bool ValidAt(X509* cert, time_t t) {
-  // As OpenSSL's check_cert_time: notBefore <= t <= notAfter.
-  return X509_cmp_time(X509_get0_notBefore(cert), &t) == -1 &&
-         X509_cmp_time(X509_get0_notAfter(cert), &t) == 1;
-}
-
-// The part of the chain that does not depend on the leaf: `issuer` chains
-// to `anchors` (OpenSSL's verdict, remembered; validity re-checked at every
-// call) and may issue client certificates.
-bool IssuerVerified(X509* issuer, const std::vector<X509*>& anchors,
-                    absl::Time at) {
-  const time_t t = absl::ToTimeT(at);
-  if (!ValidAt(issuer, t) || HasConstraintExtensions(issuer)) return false;
-  std::string key = ToString(CertToDer(issuer));
-  for (X509* a : anchors) {
-    if (a == nullptr || !ValidAt(a, t) || HasConstraintExtensions(a)) {
-      return false;
-    }
-    key += ToString(CertToDer(a));
-  }
-  static absl::Mutex mu(absl::kConstInit);
-  static auto* verified = new std::set<std::string>;
-  {
-    absl::MutexLock lock(&mu);
-    if (verified->contains(key)) return true;
-  }
-  // As X509_verify_cert checks the issuing CA of a "sslclient" leaf.
-  const bool ok =
-      X509_check_purpose(issuer, X509_PURPOSE_SSL_CLIENT, 1) > 0 &&
-      (X509_get_key_usage(issuer) & KU_KEY_CERT_SIGN) != 0 &&
-      X509_get0_subject_key_id(issuer) != nullptr &&
-      EVP_PKEY_get_base_id(X509_get0_pubkey(issuer)) == EVP_PKEY_EC &&
-      VerifyChain(issuer, {}, anchors, at, "").ok();
-  ERR_clear_error();
-  if (!ok) return false;
-  absl::MutexLock lock(&mu);
-  if (verified->size() >= 16) verified->clear();  // bounded
-  verified->insert(std::move(key));
-  return true;
-}
-
-void FreeEku(EXTENDED_KEY_USAGE* eku) {
-  sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
-}
-void FreeExtensions(STACK_OF(X509_EXTENSION) * exts) {
-  sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-}
-
-// Decodes extension `nid` of `exts`; false when it occurs more than once or
-// does not decode (OpenSSL then marks the certificate invalid).
-template <typename T, typename D>
-bool GetExt(const STACK_OF(X509_EXTENSION) * exts, int nid,
-            std::unique_ptr<T, D>* out, int* crit) {
-  T* v = static_cast<T*>(X509V3_get_d2i(exts, nid, crit, nullptr));
-  out->reset(v);
-  if (*crit == -2 || (*crit >= 0 && v == nullptr)) return false;
-  return true;
-}
-
-}  // namespace
-
-std::optional<CertInfo> VerifyP256LeafFast(const Bytes& der, EVP_PKEY* key,
-                                           X509* issuer,
-                                           const std::vector<X509*>& anchors,
-                                           absl::Time at) {
-  if (key == nullptr || issuer == nullptr || anchors.empty() ||
-      der.size() > kMaxPemSize) {
-    return std::nullopt;
-  }
-  // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, BIT STRING }
-  DerReader top(der.data(), der.data() + der.size());
-  const uint8_t* c;
-  size_t n;
-  if (!top.Next(0x30, &c, &n) || !top.AtEnd()) return std::nullopt;
-  DerReader cert(c, c + n);
-  const uint8_t *tbs, *tbs_whole;
-  size_t tbs_len, tbs_whole_len;
-  if (!cert.Next(0x30, &tbs, &tbs_len, &tbs_whole, &tbs_whole_len) ||
-      !cert.Next(0x30, &c, &n) || n != sizeof kEcdsaWithSha256 ||
-      std::memcmp(c, kEcdsaWithSha256, n) != 0 || !cert.Next(0x03, &c, &n) ||
-      n < 2 || c[0] != 0 || !cert.AtEnd()) {
-    return std::nullopt;
-  }
-  const uint8_t* sig = c + 1;
-  const size_t sig_len = n - 1;
-
-  DerReader f(tbs, tbs + tbs_len);
-  // version [0] EXPLICIT INTEGER v3
-  if (!f.Next(0xa0, &c, &n) || n != 3 || c[0] != 0x02 || c[1] != 0x01 ||
-      c[2] != 0x02) {
-    return std::nullopt;
-  }
-  const uint8_t *serial, *issuer_name, *validity, *subject, *spki, *exts;
-  size_t serial_len, issuer_len, validity_len, subject_len, spki_len, exts_len;
-  if (!f.Next(0x02, &c, &n, &serial, &serial_len) || n < 1 || n > 20 ||
-      (c[0] & 0x80) != 0 || (n > 1 && c[0] == 0 && (c[1] & 0x80) == 0) ||
-      !f.Next(0x30, &c, &n) || n != sizeof kEcdsaWithSha256 ||
-      std::memcmp(c, kEcdsaWithSha256, n) != 0 ||
-      !f.Next(0x30, &c, &n, &issuer_name, &issuer_len) ||
-      !f.Next(0x30, &validity, &validity_len) ||
-      !f.Next(0x30, &c, &n, &subject, &subject_len) ||
-      !f.Next(0x30, &c, &n, &spki, &spki_len) || !f.Next(0xa3, &c, &n) ||
-      !f.AtEnd()) {
-    return std::nullopt;
-  }
-  DerReader ext_wrapper(c, c + n);
-  if (!ext_wrapper.Next(0x30, &c, &n, &exts, &exts_len) ||
-      !ext_wrapper.AtEnd()) {
-    return std::nullopt;
-  }
-
-  // The key this device generated.
-  uint8_t point[kP256PointSize];
-  size_t point_len = 0;
-  char group[32];
-  size_t group_len = 0;
-  if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC ||
-      EVP_PKEY_get_group_name(key, group, sizeof group, &group_len) != 1 ||
-      std::string_view(group, group_len) != "prime256v1" ||
-      EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
-                                      point, sizeof point, &point_len) != 1 ||
-      point_len != kP256PointSize ||
-      spki_len != sizeof kP256SpkiPrefix + kP256PointSize - 1 ||
-      std::memcmp(spki, kP256SpkiPrefix, sizeof kP256SpkiPrefix - 1) != 0 ||
-      std::memcmp(spki + sizeof kP256SpkiPrefix - 1, point, point_len) != 0) {
-    ERR_clear_error();
-    return std::nullopt;
-  }
-
-  // Issued by `issuer`: its exact subject, not self-issued.
-  const X509_NAME* issuer_subject = X509_get_subject_name(issuer);
-  const unsigned char* issuer_enc = nullptr;
-  size_t issuer_enc_len = 0;
-  if (X509_NAME_get0_der(issuer_subject, &issuer_enc, &issuer_enc_len) != 1 ||
-      issuer_enc_len != issuer_len ||
-      std::memcmp(issuer_enc, issuer_name, issuer_len) != 0 ||
-      (subject_len == issuer_len &&
-       std::memcmp(subject, issuer_name, issuer_len) == 0)) {
-    return std::nullopt;
-  }
-
-  // The parts OpenSSL decodes, by OpenSSL's own decoders.
-  const unsigned char* p = subject;
-  X509NamePtr subject_name(
-      d2i_X509_NAME(nullptr, &p, static_cast<long>(subject_len)));
-  if (subject_name == nullptr || p != subject + subject_len) {
-    ERR_clear_error();
-    return std::nullopt;
-  }
-  p = serial;
-  Asn1IntegerPtr serial_number(
-      d2i_ASN1_INTEGER(nullptr, &p, static_cast<long>(serial_len)));
-  DerReader times(validity, validity + validity_len);
-  const uint8_t *nb, *na;
-  size_t nb_len, na_len;
-  const auto next_time = [&times](const uint8_t** whole, size_t* len) {
-    const uint8_t* tc;
-    size_t tn;
-    return times.Next(0x17, &tc, &tn, whole, len) ||
-           times.Next(0x18, &tc, &tn, whole, len);
-  };
-  if (serial_number == nullptr || !next_time(&nb, &nb_len) ||
-      !next_time(&na, &na_len) || !times.AtEnd()) {
-    ERR_clear_error();
-    return std::nullopt;
-  }
-  p = nb;
-  Asn1TimePtr not_before(d2i_ASN1_TIME(nullptr, &p, static_cast<long>(nb_len)));
-  p = na;
-  Asn1TimePtr not_after(d2i_ASN1_TIME(nullptr, &p, static_cast<long>(na_len)));
-  p = exts;
-  std::unique_ptr<STACK_OF(X509_EXTENSION), OpenSslDeleter<FreeExtensions>>
-      extensions(d2i_X509_EXTENSIONS(nullptr, &p, static_cast<long>(exts_len)));
-  time_t t = absl::ToTimeT(at);
-  if (not_before == nullptr || not_after == nullptr || extensions == nullptr ||
-      p != exts + exts_len || X509_cmp_time(not_before.get(), &t) != -1 ||
-      X509_cmp_time(not_after.get(), &t) != 1) {
-    ERR_clear_error();
-    return std::nullopt;
-  }
-
-  // Extensions: only known ones, each once, each decoding; what
-  // X509_verify_cert checks of a "sslclient" leaf.
-  for (int i = 0; i < sk_X509_EXTENSION_num(extensions.get()); ++i) {
-    const int nid = OBJ_obj2nid(X509_EXTENSION_get_object(
-        sk_X509_EXTENSION_value(extensions.get(), i)));
-    if (std::find(std::begin(kLeafExtensions), std::end(kLeafExtensions),
-                  nid) == std::end(kLeafExtensions)) {
-      return std::nullopt;
-    }
-  }
-  const STACK_OF(X509_EXTENSION)* e = extensions.get();
-  std::unique_ptr<BASIC_CONSTRAINTS, OpenSslDeleter<BASIC_CONSTRAINTS_free>> bc;
-  std::unique_ptr<ASN1_BIT_STRING, OpenSslDeleter<ASN1_BIT_STRING_free>> ku;
-  std::unique_ptr<EXTENDED_KEY_USAGE, OpenSslDeleter<FreeEku>> eku;
-  std::unique_ptr<ASN1_OCTET_STRING, OpenSslDeleter<ASN1_OCTET_STRING_free>>
-      ski;
-  std::unique_ptr<AUTHORITY_KEYID, OpenSslDeleter<AUTHORITY_KEYID_free>> aki;
-  std::unique_ptr<CRL_DIST_POINTS, OpenSslDeleter<CRL_DIST_POINTS_free>> crldp;
-  GeneralNamesPtr sans;
-  int bc_crit, ku_crit, eku_crit, ski_crit, aki_crit, crldp_crit, san_crit;
-  const bool decoded =
-      GetExt(e, NID_basic_constraints, &bc, &bc_crit) &&
-      GetExt(e, NID_key_usage, &ku, &ku_crit) &&
-      GetExt(e, NID_ext_key_usage, &eku, &eku_crit) &&
-      GetExt(e, NID_subject_key_identifier, &ski, &ski_crit) &&
-      GetExt(e, NID_authority_key_identifier, &aki, &aki_crit) &&
-      GetExt(e, NID_crl_distribution_points, &crldp, &crldp_crit) &&
-      GetExt(e, NID_subject_alt_name, &sans, &san_crit);
-  ERR_clear_error();
-  if (!decoded) return std::nullopt;
-  // Not a CA; OpenSSL knows no critical SKI or AKI.
-  if ((bc != nullptr && (bc->ca != 0 || bc->pathlen != nullptr)) ||
-      ski_crit == 1 || aki_crit == 1) {
-    return std::nullopt;
-  }
-  // keyUsage: digitalSignature or keyAgreement; extendedKeyUsage: clientAuth.
-  if (ku != nullptr && ASN1_BIT_STRING_get_bit(ku.get(), 0) != 1 &&
-      ASN1_BIT_STRING_get_bit(ku.get(), 4) != 1) {
-    return std::nullopt;
-  }
-  if (eku != nullptr) {
-    bool client = false;
-    for (int i = 0; i < sk_ASN1_OBJECT_num(eku.get()); ++i) {
-      client |=
-          OBJ_obj2nid(sk_ASN1_OBJECT_value(eku.get(), i)) == NID_client_auth;
-    }
-    if (!client) return std::nullopt;
-  }
-  // authorityKeyIdentifier: exactly the issuer's key identifier.
-  const ASN1_OCTET_STRING* issuer_ski = X509_get0_subject_key_id(issuer);
-  if (aki == nullptr || aki->keyid == nullptr || aki->issuer != nullptr ||
-      aki->serial != nullptr || issuer_ski == nullptr ||
-      ASN1_OCTET_STRING_cmp(aki->keyid, issuer_ski) != 0) {
-    return std::nullopt;
-  }
-
-  if (!IssuerVerified(issuer, anchors, at)) return std::nullopt;
-
-  // The signature, by the issuer's key.
-  EvpMdCtxPtr md(EVP_MD_CTX_new());
-  const bool signed_by_issuer =
-      md != nullptr &&
-      EVP_DigestVerifyInit(md.get(), nullptr, EVP_sha256(), nullptr,
-                           X509_get0_pubkey(issuer)) == 1 &&
-      EVP_DigestVerify(md.get(), sig, sig_len, tbs_whole, tbs_whole_len) == 1;
-  ERR_clear_error();
-  if (!signed_by_issuer) return std::nullopt;
-
-  return DescribeParts(subject_name.get(), issuer_subject, serial_number.get(),
-                       not_before.get(), not_after.get(), sans.get(),
-                       /*is_ca=*/false);
+  return internal::DescribeParts(
+      X509_get_subject_name(cert), X509_get_issuer_name(cert),
+      X509_get0_serialNumber(cert), X509_get0_notBefore(cert),
+      X509_get0_notAfter(cert), names.get(), bc != nullptr && bc->ca != 0);
 }
 
 std::string CertDerToPem(const Bytes& der) {
@@ -1091,36 +466,4 @@ std::string CertDerToPem(const Bytes& der) {
   }
   return BioContents(bio.get());
 }
-
-// ---- Digests -------------------------------------------------------------
-
-const EVP_MD* SigningDigestFor(EVP_PKEY* key) {
-  if (EVP_PKEY_is_a(key, "ED25519") || EVP_PKEY_is_a(key, "ED448")) {
-    return nullptr;
-  }
-  return EVP_sha256();
-}
-
-Bytes Sha256(const Bytes& data) {
-  Bytes out(32);
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(),
-                 nullptr) != 1 ||
-      len != out.size()) {
-    return Bytes();
-  }
-  return out;
-}
-
-Bytes CertSha256(X509* cert) {
-  Bytes out(32);
-  unsigned int len = 0;
-  if (cert == nullptr ||
-      X509_digest(cert, EVP_sha256(), out.data(), &len) != 1 ||
-      len != out.size()) {
-    return Bytes();
-  }
-  return out;
-}
-
 }  // namespace simprov

@@ -1,4 +1,7 @@
-// Keys, CSRs and certificates: the X.509 helpers shared by agent and broker.
+// Keys and certificates: the X.509 helpers shared by agent and broker (PEM,
+// DER and PKCS#8 encodings, chain verification, certificate summaries).
+// CSRs are common/csr.h, the agent's fast leaf check common/leaf_check.h,
+// digests and fingerprints common/digest.h.
 //
 // Guarantees:
 //  - Every OpenSSL object crossing this API is owned by an RAII pointer
@@ -7,18 +10,13 @@
 //  - Parsers take untrusted input: they bound its size, require DER to be
 //    consumed exactly, never prompt for passphrases, and report failures as
 //    absl::Status with a reason (never the input itself).
-//  - ParseAndVerifyCsr accepts only the key types the broker will certify
-//    (EC P-256, EC P-384, Ed25519, RSA 2048..8192 bits) and only after the
-//    CSR's self-signature verifies.
-//  - Signing uses SHA-256 (no digest for Ed25519/Ed448, which hash
-//    internally). Only OpenSSL 3 non-deprecated APIs are used.
+//  - Only OpenSSL 3 non-deprecated APIs are used.
 //  - All functions are thread-safe as long as the caller does not mutate the
 //    objects passed in concurrently.
 #ifndef SIMPROV_COMMON_X509_H_
 #define SIMPROV_COMMON_X509_H_
 
 #include <cstddef>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,8 +29,6 @@
 
 namespace simprov {
 
-// Upper bound on a CSR accepted by ParseAndVerifyCsr, in bytes.
-inline constexpr size_t kMaxCsrDerSize = 16 * 1024;
 // Upper bound on PEM/DER text accepted by the key and certificate parsers,
 // in bytes (a generous bound for a bundle of a few dozen certificates).
 inline constexpr size_t kMaxPemSize = 1024 * 1024;
@@ -56,33 +52,13 @@ absl::StatusOr<Bytes> PublicKeyToDer(EVP_PKEY* key);
 // (EVP_PKEY_eq). False if either is null.
 bool SamePublicKey(EVP_PKEY* a, EVP_PKEY* b);
 
-// ---- CSRs ----------------------------------------------------------------
-
-// A DER PKCS#10 CertificationRequest (version 1) with subject CN=common_name,
-// the public half of `key`, no attributes, self-signed with `key` using
-// SHA-256 (no digest for Ed25519/Ed448).
-absl::StatusOr<Bytes> CreateCsr(EVP_PKEY* key, std::string_view common_name);
-
-struct CsrInfo {
-  // The CSR's subject public key (public half only).
-  EvpPkeyPtr public_key;
-  // "P-256", "P-384", "Ed25519" or "RSA-<bits>" (e.g. "RSA-2048").
-  std::string key_type;
-};
-
-// Parses a DER PKCS#10 CSR and verifies its self-signature (proof of
-// possession). InvalidArgument with a reason when: larger than
-// kMaxCsrDerSize, not exactly one DER CSR, not version 1, the key type is
-// unsupported (the message names it, e.g. "EC P-224", "RSA-1024"), or the
-// signature does not verify. The CSR subject is deliberately not returned:
-// the broker decides the subject, not the device.
-absl::StatusOr<CsrInfo> ParseAndVerifyCsr(const Bytes& der);
-
-namespace internal {
-// The general path of ParseAndVerifyCsr, without the P-256 fast path; for
-// tests that check the two agree.
-absl::StatusOr<CsrInfo> ParseAndVerifyCsrGeneral(const Bytes& der);
-}  // namespace internal
+// Writes an EC named-curve public key into `dst` (the SubjectPublicKeyInfo
+// of a certificate or CSR being built) directly from its encoded point.
+// OpenSSL 3.0's X509_set_pubkey encodes and decodes the key through its
+// provider machinery (~165 us, most of a bootstrap's key handling); this
+// costs ~1 us. The object then has no cached EVP_PKEY: read the key back
+// from its DER encoding. False (nothing changed) for other key types.
+bool SetEcPublicKeyDirect(X509_PUBKEY* dst, EVP_PKEY* key);
 
 // ---- Certificates --------------------------------------------------------
 
@@ -128,44 +104,22 @@ struct CertInfo {
   // basicConstraints CA:TRUE.
   bool is_ca = false;
 };
-// Writes an EC named-curve public key into `dst` (the SubjectPublicKeyInfo
-// of a certificate or CSR being built) directly from its encoded point.
-// OpenSSL 3.0's X509_set_pubkey encodes and decodes the key through its
-// provider machinery (~165 us, most of a bootstrap's key handling); this
-// costs ~1 us. The object then has no cached EVP_PKEY: read the key back
-// from its DER encoding. False (nothing changed) for other key types.
-bool SetEcPublicKeyDirect(X509_PUBKEY* dst, EVP_PKEY* key);
 
 // A summary of `cert` for logs, tests and policy checks.
 CertInfo DescribeCert(X509* cert);
 
-// The agent's check of the certificate a broker issued for its P-256 `key`,
-// for the shape simprov's CA issues (v3, ecdsa-with-SHA256, known
-// extensions, issued by `issuer` under `anchors`). When it returns a value,
-// CertFromDer + SamePublicKey + VerifyChain(leaf, {issuer}, anchors, at,
-// "sslclient") + DescribeCert would have returned the same; it does so
-// without OpenSSL 3.0's decoding of the leaf's key and re-verifying the
-// issuer (0.3 ms of a bootstrap's agent CPU), remembering that `issuer`
-// chains to `anchors` (validity is checked at every call). nullopt for any
-// other shape and for anything that does not check out: the caller then
-// takes the general path, which also words the error.
-std::optional<CertInfo> VerifyP256LeafFast(const Bytes& der, EVP_PKEY* key,
-                                           X509* issuer,
-                                           const std::vector<X509*>& anchors,
-                                           absl::Time at);
-
 // PEM of a DER certificate, as CertToPem writes it, without parsing it.
 std::string CertDerToPem(const Bytes& der);
 
-// ---- Digests -------------------------------------------------------------
-
-// SHA-256 of `data` (32 bytes).
-Bytes Sha256(const Bytes& data);
-// The digest to sign with `key`: SHA-256, or none for the EdDSA keys, which
-// hash internally (EVP_DigestSignInit's md argument).
-const EVP_MD* SigningDigestFor(EVP_PKEY* key);
-// SHA-256 of the certificate's DER encoding (32 bytes): its fingerprint.
-Bytes CertSha256(X509* cert);
+namespace internal {
+// The CertInfo of a certificate's decoded parts: DescribeCert's summary,
+// shared with VerifyP256LeafFast (common/leaf_check.h), which decodes the
+// parts itself.
+CertInfo DescribeParts(const X509_NAME* subject, const X509_NAME* issuer,
+                       const ASN1_INTEGER* serial_number,
+                       const ASN1_TIME* not_before, const ASN1_TIME* not_after,
+                       const GENERAL_NAMES* names, bool is_ca);
+}  // namespace internal
 
 }  // namespace simprov
 

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
+#include "common/digest.h"
 #include "common/x509.h"
 
 namespace simprov {

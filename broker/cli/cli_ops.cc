@@ -1,6 +1,5 @@
 // simprov backup | keys rotate-kek (docs/operations.md).
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,9 +14,9 @@
 #include "broker/cli/cli_common.h"
 #include "common/atomic_file.h"
 #include "common/bytes.h"
+#include "common/digest.h"
 #include "common/exit_codes.h"
 #include "common/grpc_status.h"
-#include "common/openssl_ptr.h"
 #include "simprov/v1/ops.grpc.pb.h"
 
 namespace simprov {
@@ -56,10 +55,7 @@ absl::StatusOr<v1::BackupDone> ReceiveBackup(
   // A large store takes a while to snapshot and send; leave room.
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::hours(1));
   auto reader = stub->Backup(&ctx, v1::BackupRequest());
-  EvpMdCtxPtr sha(EVP_MD_CTX_new());
-  if (!sha || EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr) != 1) {
-    return absl::InternalError("cannot start SHA-256");
-  }
+  Sha256Hasher sha;
   uint64_t size = 0;
   std::optional<v1::BackupDone> done;
   absl::Status s;
@@ -73,7 +69,7 @@ absl::StatusOr<v1::BackupDone> ReceiveBackup(
       done = chunk.done();
     } else if (chunk.part_case() == v1::BackupChunk::kData) {
       const std::string& data = chunk.data();
-      EVP_DigestUpdate(sha.get(), data.data(), data.size());
+      sha.Update(data);
       size += data.size();
       s = WriteAll(fd, data, tmp);
     } else {
@@ -96,10 +92,7 @@ absl::StatusOr<v1::BackupDone> ReceiveBackup(
         "the backup stream ended before the broker completed it; nothing "
         "written");
   }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int md_len = 0;
-  EVP_DigestFinal_ex(sha.get(), md, &md_len);
-  const std::string got = HexEncode(md, md_len);
+  const std::string got = HexEncode(sha.Final());
   if (size != done->archive_size() || got != done->sha256()) {
     return absl::DataLossError(absl::StrCat(
         "the backup arrived damaged (", size, " bytes with SHA-256 ", got,

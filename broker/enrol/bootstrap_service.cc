@@ -5,6 +5,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/aka.h"
+#include "common/csr.h"
+#include "common/digest.h"
 #include "common/grpc_status.h"
 #include "common/imsi.h"
 #include "common/log.h"
@@ -352,13 +354,13 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
   }
   if (time_only) {
     v1::Answer answer;
-    answer.set_request_hash(ToString(Sha256Digest(encoded)));
+    answer.set_request_hash(ToString(Sha256(encoded)));
     answer.set_server_time_unix_ms(absl::ToUnixMillis(clock_.Now()));
     std::string plain;
     answer.SerializeToString(&plain);
     v1::EnrolResponse resp;
-    resp.set_sealed_answer(ToString(
-        SealAnswer(keys, Sha256Digest(encoded), ToBytes(plain), random_)));
+    resp.set_sealed_answer(
+        ToString(SealAnswer(keys, Sha256(encoded), ToBytes(plain), random_)));
     LogInfo("time: IMSI %s authenticated", imsi);
     if (options_.metrics) options_.metrics->Succeeded("time");
     return resp;
@@ -376,7 +378,7 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
   const std::string& device_id = record.device_id;
 
   v1::Answer answer;
-  answer.set_request_hash(ToString(Sha256Digest(encoded)));
+  answer.set_request_hash(ToString(Sha256(encoded)));
   answer.add_chain(ToString(record.der));
   for (const Bytes& der : ca_.ChainDer()) answer.add_chain(ToString(der));
   for (const Bytes& der : ca_.TrustAnchorsDer()) {
@@ -390,8 +392,8 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
   std::string plain;
   answer.SerializeToString(&plain);
   v1::EnrolResponse resp;
-  resp.set_sealed_answer(ToString(
-      SealAnswer(keys, Sha256Digest(encoded), ToBytes(plain), random_)));
+  resp.set_sealed_answer(
+      ToString(SealAnswer(keys, Sha256(encoded), ToBytes(plain), random_)));
   LogInfo("enrol: IMSI %s issued serial %s (device %s)", imsi, record.serial,
           device_id);
   if (options_.metrics) options_.metrics->Succeeded("bootstrap");

@@ -22,6 +22,7 @@
 #include "broker/keys/kek_rotation.h"
 #include "common/atomic_file.h"
 #include "common/bytes.h"
+#include "common/digest.h"
 #include "common/openssl_ptr.h"
 #include "common/sealed_box.h"
 
@@ -50,23 +51,6 @@ bool Skipped(const std::string& rel) {
   }
   return absl::StrContains(rel, ".tmp.");
 }
-
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) {
-    EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr);
-  }
-  void Update(const void* p, size_t n) { EVP_DigestUpdate(ctx_.get(), p, n); }
-  std::string HexFinal() {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(ctx_.get(), md, &len);
-    return HexEncode(md, len);
-  }
-
- private:
-  EvpMdCtxPtr ctx_;
-};
 
 // ---- ustar.
 
@@ -171,7 +155,7 @@ absl::StatusOr<EntryInfo> AddFile(ArchiveWriter& w, const std::string& src,
   e.mode = st.st_mode & 0777;
   absl::Status s =
       w.Write(TarHeader(rel, e.size, e.mode, mtime, '0').data(), kBlock);
-  Sha256 sha;
+  Sha256Hasher sha;
   std::vector<char> buf(1 << 20);
   uint64_t left = e.size;
   while (s.ok() && left > 0) {
@@ -183,14 +167,14 @@ absl::StatusOr<EntryInfo> AddFile(ArchiveWriter& w, const std::string& src,
           absl::StrCat(src, " changed during the backup; retry"));
       break;
     }
-    sha.Update(buf.data(), static_cast<size_t>(n));
+    sha.Update(absl::string_view(buf.data(), static_cast<size_t>(n)));
     s = w.Write(buf.data(), static_cast<size_t>(n));
     left -= static_cast<uint64_t>(n);
   }
   close(fd);
   if (!s.ok()) return s;
   if (absl::Status p = w.Pad(e.size); !p.ok()) return p;
-  e.sha256 = sha.HexFinal();
+  e.sha256 = HexEncode(sha.Final());
   return e;
 }
 
@@ -454,13 +438,13 @@ absl::StatusOr<RestoreSummary> ExtractAndVerify(const std::string& archive,
       // The original mode (the umask narrowed it); never group/other write.
       fchmod(out, static_cast<mode_t>(*mode & 0755));
       ArchiveWriter w(out);
-      Sha256 sha;
+      Sha256Hasher sha;
       uint64_t left = *size;
       while (s.ok() && left > 0) {
         size_t n = std::min<uint64_t>(buf.size(), left);
         s = r.ReadExactly(buf.data(), n);
         if (!s.ok()) break;
-        sha.Update(buf.data(), n);
+        sha.Update(absl::string_view(buf.data(), n));
         s = w.Write(buf.data(), n);
         left -= n;
       }
@@ -470,7 +454,7 @@ absl::StatusOr<RestoreSummary> ExtractAndVerify(const std::string& archive,
       e.path = name;
       e.size = *size;
       e.mode = static_cast<mode_t>(*mode & 0777);
-      e.sha256 = sha.HexFinal();
+      e.sha256 = HexEncode(sha.Final());
       seen[name] = e;
     }
     if (!s.ok()) break;
@@ -612,7 +596,7 @@ absl::StatusOr<StreamedBackup> StreamBackup(
   } else {
     StreamedBackup out;
     out.summary = *built;
-    Sha256 sha;
+    Sha256Hasher sha;
     std::string buf(chunk_size, '\0');
     absl::Status s;
     while (s.ok()) {
@@ -624,14 +608,14 @@ absl::StatusOr<StreamedBackup> StreamBackup(
       }
       if (n == 0) break;
       const absl::string_view piece(buf.data(), static_cast<size_t>(n));
-      sha.Update(piece.data(), piece.size());
+      sha.Update(piece);
       out.archive_size += piece.size();
       if (!sink(piece)) {
         s = absl::CancelledError("the receiver of the backup went away");
       }
     }
     close(fd);
-    out.sha256 = sha.HexFinal();
+    out.sha256 = HexEncode(sha.Final());
     if (s.ok()) {
       result = std::move(out);
     } else {

@@ -8,14 +8,14 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/bytes.h"
-#include "common/transcript.h"
+#include "common/digest.h"
 
 namespace simprov {
 
 namespace {
 
 std::string Sha256Hex(absl::string_view s) {
-  return HexEncode(Sha256Digest(ToBytes(std::string(s))));
+  return HexEncode(Sha256(ToBytes(std::string(s))));
 }
 
 Bytes Hmac(const Bytes& key, absl::string_view data) {

@@ -6,8 +6,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/digest.h"
 #include "common/log.h"
-#include "common/transcript.h"
 #include "nlohmann/json.hpp"
 
 namespace simprov {

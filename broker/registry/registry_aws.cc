@@ -20,6 +20,7 @@
 #include "broker/registry/aws_sigv4.h"
 #include "broker/registry/registry.h"
 #include "common/atomic_file.h"
+#include "common/digest.h"
 #include "common/x509.h"
 
 namespace simprov {

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "broker/admin/admin_auth.h"
+#include "common/digest.h"
 #include "common/grpc_status.h"
 #include "common/imsi.h"
 #include "common/log.h"

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "common/bytes.h"
+#include "common/digest.h"
 #include "common/token/jose.h"
 #include "common/x509.h"
 
@@ -81,7 +82,7 @@ std::string JwkThumbprint(const nlohmann::json& jwk) {
   for (const char* m : {"crv", "kty", "x", "y"}) {
     if (jwk.contains(m)) members[m] = jwk[m];
   }
-  const Bytes digest = Sha256(ToBytes(members.dump()));
+  const Bytes digest = Sha256(members.dump());
   return jose::Base64UrlEncode(std::string_view(
       reinterpret_cast<const char*>(digest.data()), digest.size()));
 }

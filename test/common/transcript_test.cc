@@ -10,6 +10,7 @@
 
 #include "common/bytes.h"
 #include "common/clock.h"
+#include "common/digest.h"
 #include "common/kdf.h"
 
 namespace simprov {
@@ -125,7 +126,7 @@ TEST(TranscriptTest, MacAndHashMatchIndependentValues) {
   const Bytes enc = EncodeTranscript(SmallTranscript());
   EXPECT_EQ(HexEncode(TranscriptMac(keys, enc)),
             "16c89d38d6791262e02f0d260510ff827db7a990784705410cf66e428d88b033");
-  EXPECT_EQ(HexEncode(Sha256Digest(enc)),
+  EXPECT_EQ(HexEncode(Sha256(enc)),
             "1d5739e896767622f72eece9ece1cc0814ff0c90c0d93aab3ba598f397dddabe");
   EXPECT_EQ(TranscriptMac(keys, enc).size(), kMacSize);
 }
@@ -167,7 +168,7 @@ TEST(TranscriptTest, ChangingAnyFieldChangesTheMac) {
     const Bytes enc = EncodeTranscript(t);
     EXPECT_NE(enc, base_enc);
     EXPECT_NE(TranscriptMac(keys, enc), base_mac);
-    EXPECT_NE(Sha256Digest(enc), Sha256Digest(base_enc));
+    EXPECT_NE(Sha256(enc), Sha256(base_enc));
   }
 }
 
@@ -245,7 +246,7 @@ TEST(TranscriptTest, EmptyFieldIsNotSkipped) {
 // Reads the answer layout by hand: 0x01 || IV (16) || ct || tag (32).
 TEST(AnswerTest, LayoutIsEncryptThenMac) {
   const SessionKeys keys = TestKeys();
-  const Bytes request_hash = Sha256Digest(EncodeTranscript(FullTranscript()));
+  const Bytes request_hash = Sha256(EncodeTranscript(FullTranscript()));
   const Bytes plain = ToBytes("-----BEGIN CERTIFICATE-----\nMIIB...\n");
   DeterministicRandom random(1);
   const Bytes box = SealAnswer(keys, request_hash, plain, random);
@@ -280,7 +281,7 @@ TEST(AnswerTest, LayoutIsEncryptThenMac) {
 
 TEST(AnswerTest, RoundTrip) {
   const SessionKeys keys = TestKeys();
-  const Bytes request_hash = Sha256Digest(EncodeTranscript(FullTranscript()));
+  const Bytes request_hash = Sha256(EncodeTranscript(FullTranscript()));
   DeterministicRandom random(2);
   for (size_t len : {0u, 1u, 15u, 16u, 17u, 1000u}) {
     Bytes plain(len);
@@ -313,7 +314,7 @@ void ExpectUnauthenticated(const absl::StatusOr<Bytes>& r) {
 
 TEST(AnswerTest, FlippedByteAnywhereFails) {
   const SessionKeys keys = TestKeys();
-  const Bytes request_hash = Sha256Digest(EncodeTranscript(FullTranscript()));
+  const Bytes request_hash = Sha256(EncodeTranscript(FullTranscript()));
   DeterministicRandom random(4);
   const Bytes box =
       SealAnswer(keys, request_hash, ToBytes("certificate chain"), random);
@@ -329,7 +330,7 @@ TEST(AnswerTest, FlippedByteAnywhereFails) {
 
 TEST(AnswerTest, OtherRequestHashFails) {
   const SessionKeys keys = TestKeys();
-  const Bytes request_hash = Sha256Digest(EncodeTranscript(FullTranscript()));
+  const Bytes request_hash = Sha256(EncodeTranscript(FullTranscript()));
   DeterministicRandom random(5);
   const Bytes box = SealAnswer(keys, request_hash, ToBytes("answer"), random);
   for (size_t i = 0; i < request_hash.size(); ++i) {
@@ -339,8 +340,7 @@ TEST(AnswerTest, OtherRequestHashFails) {
   }
   EnrolTranscript t = FullTranscript();
   t.nonce[0] ^= 1;
-  ExpectUnauthenticated(
-      OpenAnswer(keys, Sha256Digest(EncodeTranscript(t)), box));
+  ExpectUnauthenticated(OpenAnswer(keys, Sha256(EncodeTranscript(t)), box));
   ExpectUnauthenticated(OpenAnswer(keys, Bytes{}, box));
   Bytes shorter(request_hash.begin(), request_hash.end() - 1);
   ExpectUnauthenticated(OpenAnswer(keys, shorter, box));

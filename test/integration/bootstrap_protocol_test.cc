@@ -19,6 +19,8 @@
 #include "broker/enrol/bootstrap_service.h"
 #include "broker/store/sqlite/sqlite_store.h"
 #include "common/aka.h"
+#include "common/csr.h"
+#include "common/digest.h"
 #include "common/kdf.h"
 #include "common/transcript.h"
 #include "common/x509.h"
@@ -162,7 +164,7 @@ TEST_F(ProtocolTest, IssuesCertificateNamedByPolicyNotByCsr) {
   v1::EnrolResponse resp;
   grpc::Status s = Enrol(p.request, &resp);
   ASSERT_TRUE(s.ok()) << s.error_message();
-  auto plain = OpenAnswer(*p.keys, Sha256Digest(EncodeTranscript(p.transcript)),
+  auto plain = OpenAnswer(*p.keys, Sha256(EncodeTranscript(p.transcript)),
                           ToBytes(resp.sealed_answer()));
   ASSERT_TRUE(plain.ok()) << plain.status();
   v1::Answer answer;

@@ -21,7 +21,7 @@
 #include "absl/strings/strip.h"
 #include "common/atomic_file.h"
 #include "common/bytes.h"
-#include "common/transcript.h"
+#include "common/digest.h"
 #include "test/testing/broker_fixture.h"
 
 namespace simprov {

@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "common/bytes.h"
 #include "common/clock.h"
+#include "common/leaf_check.h"
 #include "common/openssl_ptr.h"
 #include "common/x509.h"
 #include "test/broker/ca/ca_test_support.h"

@@ -19,7 +19,7 @@
 #include "broker/registry/issue_hook.h"
 #include "broker/registry/registry_outbox.h"
 #include "broker/store/sqlite/sqlite_store.h"
-#include "common/transcript.h"
+#include "common/digest.h"
 #include "common/x509.h"
 #include "test/testing/process.h"
 
@@ -379,7 +379,7 @@ class FakeAwsIot {
     if (req.method == "POST" && req.path == "/certificate/register-no-ca") {
       nlohmann::json j = nlohmann::json::parse(req.body);
       std::string pem = j["certificatePem"];
-      std::string id = HexEncode(Sha256Digest(ToBytes(pem)));
+      std::string id = HexEncode(Sha256(ToBytes(pem)));
       std::string arn = "arn:aws:iot:eu-west-1:123456789012:cert/" + id;
       if (certs_.count(id)) {
         res.status = 409;
@@ -452,7 +452,7 @@ TEST_F(AwsIotTest, RegistersWithTheDocumentedCallsInOrder) {
   EXPECT_EQ(fake_.bad_signatures(), 0);
   auto calls = fake_.calls();
   ASSERT_EQ(calls.size(), 4u);
-  const std::string id = HexEncode(Sha256Digest(ToBytes(d.cert_pem)));
+  const std::string id = HexEncode(Sha256(ToBytes(d.cert_pem)));
   const std::string arn = "arn:aws:iot:eu-west-1:123456789012:cert/" + id;
   EXPECT_EQ(calls[0].method, "POST");
   EXPECT_EQ(calls[0].path, "/certificate/register-no-ca");
@@ -558,7 +558,7 @@ TEST_F(AwsIotTest, OutboxRegistersAndRevokesThroughAws) {
   EXPECT_EQ(*outbox.RunOnce(), 1);
   auto calls = fake_.calls();
   ASSERT_EQ(calls.size(), 5u);
-  const std::string id = HexEncode(Sha256Digest(ToBytes(d.cert_pem)));
+  const std::string id = HexEncode(Sha256(ToBytes(d.cert_pem)));
   EXPECT_EQ(calls[4].method, "PUT");
   EXPECT_EQ(calls[4].path, "/certificates/" + id);
   EXPECT_EQ(calls[4].new_status, "INACTIVE");
