@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/bytes.h"
+#include "common/digest.h"
 #include "common/exit_codes.h"
 #include "simprov/v1/ops.grpc.pb.h"
 #include "test/testing/broker_fixture.h"
@@ -30,13 +31,6 @@ using ::simprov::testing::ReadFileOrEmpty;
 using ::simprov::testing::RemoveTree;
 using ::simprov::testing::RunProcess;
 using ::simprov::testing::WriteFileOrDie;
-
-std::string Sha256Hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  return HexEncode(md, len);
-}
 
 // What the scripted broker does with one Backup call.
 struct Script {
@@ -90,8 +84,9 @@ class ScriptedOps final : public v1::Ops::Service {
       done->set_kek_included(script_.kek_included);
       done->set_archive_size(script_.done_size != 0 ? script_.done_size
                                                     : script_.archive.size());
-      done->set_sha256(script_.done_sha256.empty() ? Sha256Hex(script_.archive)
-                                                   : script_.done_sha256);
+      done->set_sha256(script_.done_sha256.empty()
+                           ? HexEncode(Sha256(script_.archive))
+                           : script_.done_sha256);
       done->set_data_dir("/var/lib/simprov");
       writer->Write(chunk);
     }
@@ -185,16 +180,16 @@ TEST_F(BackupClientTest, WithoutTheKekItSaysSoOnStderr) {
 TEST_F(BackupClientTest, AChecksumMismatchWritesNothing) {
   Script s;
   s.archive = archive_;
-  s.done_sha256 = Sha256Hex("something else");
+  s.done_sha256 = HexEncode(Sha256("something else"));
   Serve(s);
   ProcessResult r = Backup();
   EXPECT_EQ(r.exit_code, kExitError);
   EXPECT_EQ(r.err,
-            absl::StrCat("simprov: the backup arrived damaged (",
-                         archive_.size(), " bytes with SHA-256 ",
-                         Sha256Hex(archive_), "; the broker sent ",
-                         archive_.size(), " bytes with SHA-256 ",
-                         Sha256Hex("something else"), "); nothing written\n"));
+            absl::StrCat(
+                "simprov: the backup arrived damaged (", archive_.size(),
+                " bytes with SHA-256 ", HexEncode(Sha256(archive_)),
+                "; the broker sent ", archive_.size(), " bytes with SHA-256 ",
+                HexEncode(Sha256("something else")), "); nothing written\n"));
   EXPECT_EQ(r.out, "");
   ExpectNothingWritten();
 }

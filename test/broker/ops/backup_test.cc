@@ -17,6 +17,7 @@
 #include "broker/store/sqlite/sqlite_store.h"
 #include "common/atomic_file.h"
 #include "common/bytes.h"
+#include "common/digest.h"
 #include "common/sealed_box.h"
 #include "test/testing/process.h"
 
@@ -27,13 +28,6 @@ using ::simprov::testing::MakeTempDir;
 using ::simprov::testing::ReadFileOrEmpty;
 using ::simprov::testing::RemoveTree;
 using ::simprov::testing::WriteFileOrDie;
-
-std::string Sha256Hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  return HexEncode(md, len);
-}
 
 StoreOpener SqliteOpener() {
   return [](const std::string& path) -> absl::StatusOr<std::unique_ptr<Store>> {
@@ -107,7 +101,7 @@ TEST_F(BackupTest, StreamsBoundedPiecesWithTheirChecksumAndRestores) {
   EXPECT_EQ(largest, 4096u);
   EXPECT_EQ(pieces, (archive.size() + 4095) / 4096);
   EXPECT_EQ(r->archive_size, archive.size());
-  EXPECT_EQ(r->sha256, Sha256Hex(archive));
+  EXPECT_EQ(r->sha256, HexEncode(Sha256(archive)));
   EXPECT_EQ(archive.size() % 512, 0u);
   // simprov.db, kek, ca.pem, ca/issuing.key; not listen-address.
   EXPECT_EQ(r->summary.entries, 4u);
