@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "broker/admin/admin_auth.h"
+#include "broker/policy/policy.h"
 #include "common/grpc_status.h"
 #include "common/imsi.h"
 #include "common/log.h"
@@ -19,17 +20,6 @@ namespace {
 bool AllDigits(absl::string_view s) {
   for (char c : s) {
     if (c < '0' || c > '9') return false;
-  }
-  return true;
-}
-
-bool ValidGroupName(absl::string_view s) {
-  if (s.empty() || s.size() > 64) return false;
-  for (char c : s) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' &&
-        c != '_' && c != '.') {
-      return false;
-    }
   }
   return true;
 }
@@ -90,7 +80,7 @@ absl::StatusOr<NewSubscriber> ValidateImportRow(const v1::ImportRow& row,
     s.sqn.next_ind = (IndOf(sqn) + 1) % kIndSlots;
   }
   if (!row.group().empty()) {
-    if (!ValidGroupName(row.group())) {
+    if (!IsValidGroupName(row.group())) {
       return LineError(line,
                        "group must be 1-64 letters, digits, '-', '_' or '.'");
     }
