@@ -116,7 +116,7 @@ absl::StatusOr<NewSubscriber> ValidateImportRow(const v1::ImportRow& row,
 grpc::Status AdminGrpcService::ImportSubscribers(
     grpc::ServerContext* ctx, grpc::ServerReader<v1::ImportBatch>* reader,
     v1::ImportResult* result) {
-  auto actor = Authorize(ctx, "Admin.ImportSubscribers");
+  auto actor = auth_.Authorize(ctx, "Admin.ImportSubscribers");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   auto import = store_.BeginImport();
   if (!import.ok()) return ToGrpcStatus(import.status());
@@ -185,7 +185,7 @@ grpc::Status AdminGrpcService::ImportSubscribers(
 grpc::Status AdminGrpcService::ListSubscribers(
     grpc::ServerContext* ctx, const v1::ListSubscribersRequest* req,
     grpc::ServerWriter<v1::Subscriber>* writer) {
-  auto actor = Authorize(ctx, "Admin.ListSubscribers");
+  auto actor = auth_.Authorize(ctx, "Admin.ListSubscribers");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   SubscriberFilter filter;
   filter.group = req->group();
@@ -203,7 +203,7 @@ grpc::Status AdminGrpcService::ListSubscribers(
 grpc::Status AdminGrpcService::GetSubscriber(
     grpc::ServerContext* ctx, const v1::GetSubscriberRequest* req,
     v1::Subscriber* resp) {
-  auto actor = Authorize(ctx, "Admin.GetSubscriber");
+  auto actor = auth_.Authorize(ctx, "Admin.GetSubscriber");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   if (!IsValidImsi(req->imsi())) {
     return ToGrpcStatus(

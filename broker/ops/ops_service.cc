@@ -8,7 +8,7 @@ namespace simprov {
 grpc::Status OpsGrpcService::RotateKek(grpc::ServerContext* ctx,
                                        const v1::RotateKekRequest*,
                                        v1::RotateKekResponse* resp) {
-  auto actor = Authorize(ctx, "Ops.RotateKek");
+  auto actor = auth_.Authorize(ctx, "Ops.RotateKek");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   auto r = rotator_.Rotate(*actor);
   if (!r.ok()) return ToGrpcStatus(r.status());

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "broker/admin/admin_auth.h"
 #include "broker/keys/kek_rotation.h"
 #include "simprov/v1/ops.grpc.pb.h"
 
@@ -13,14 +14,16 @@ namespace simprov {
 
 class OpsGrpcService final : public v1::Ops::Service {
  public:
-  OpsGrpcService(KekRotator& rotator, std::string kek_path)
-      : rotator_(rotator), kek_path_(std::move(kek_path)) {}
+  OpsGrpcService(const AdminAuthorizer& auth, KekRotator& rotator,
+                 std::string kek_path)
+      : auth_(auth), rotator_(rotator), kek_path_(std::move(kek_path)) {}
 
   grpc::Status RotateKek(grpc::ServerContext* ctx,
                          const v1::RotateKekRequest* req,
                          v1::RotateKekResponse* resp) override;
 
  private:
+  const AdminAuthorizer& auth_;
   KekRotator& rotator_;
   const std::string kek_path_;
 };
