@@ -29,7 +29,7 @@ void FillState(const CaState& st, v1::CaStateResponse* resp) {
 grpc::Status AccessGrpcService::IssueAdminCertificate(
     grpc::ServerContext* ctx, const v1::IssueAdminCertificateRequest* req,
     v1::IssueAdminCertificateResponse* resp) {
-  auto actor = Authorize(ctx, "Access.IssueAdminCertificate");
+  auto actor = auth_.Authorize(ctx, "Access.IssueAdminCertificate");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   auto role = ParseRole(req->role());
   if (!role) {
@@ -82,7 +82,7 @@ grpc::Status AccessGrpcService::IssueAdminCertificate(
 grpc::Status AccessGrpcService::RevokeAdminCertificate(
     grpc::ServerContext* ctx, const v1::RevokeAdminCertificateRequest* req,
     v1::RevokeAdminCertificateResponse* resp) {
-  auto actor = Authorize(ctx, "Access.RevokeAdminCertificate");
+  auto actor = auth_.Authorize(ctx, "Access.RevokeAdminCertificate");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   auto serial = NormalizeSerial(req->serial());
   if (!serial.ok()) return ToGrpcStatus(serial.status());
@@ -104,9 +104,9 @@ grpc::Status AccessGrpcService::RevokeAdminCertificate(
 grpc::Status AccessGrpcService::WhoAmI(grpc::ServerContext* ctx,
                                        const v1::WhoAmIRequest*,
                                        v1::WhoAmIResponse* resp) {
-  auto actor = Authorize(ctx, "Access.WhoAmI");
+  auto actor = auth_.Authorize(ctx, "Access.WhoAmI");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
-  auto who = CallerIdentity(ctx);
+  auto who = auth_.CallerIdentity(ctx);
   if (!who.ok()) return ToGrpcStatus(who.status());
   resp->set_name(who->name);
   resp->set_role(std::string(RoleName(who->role)));
@@ -116,7 +116,7 @@ grpc::Status AccessGrpcService::WhoAmI(grpc::ServerContext* ctx,
 grpc::Status AccessGrpcService::GetCaState(grpc::ServerContext* ctx,
                                            const v1::GetCaStateRequest*,
                                            v1::CaStateResponse* resp) {
-  auto actor = Authorize(ctx, "Access.GetCaState");
+  auto actor = auth_.Authorize(ctx, "Access.GetCaState");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   FillState(device_ca_.State(), resp);
   return grpc::Status::OK;
@@ -125,7 +125,7 @@ grpc::Status AccessGrpcService::GetCaState(grpc::ServerContext* ctx,
 grpc::Status AccessGrpcService::ActivateCa(grpc::ServerContext* ctx,
                                            const v1::ActivateCaRequest*,
                                            v1::CaStateResponse* resp) {
-  auto actor = Authorize(ctx, "Access.ActivateCa");
+  auto actor = auth_.Authorize(ctx, "Access.ActivateCa");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   auto activated = device_ca_.MaybeActivateStaged(/*force=*/true);
   if (!activated.ok()) return ToGrpcStatus(activated.status());

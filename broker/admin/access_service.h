@@ -17,10 +17,12 @@ inline constexpr absl::Duration kMaxAdminCertTtl = absl::Hours(24 * 731);
 
 class AccessGrpcService final : public v1::Access::Service {
  public:
-  AccessGrpcService(CertificateAuthority& device_ca,
+  AccessGrpcService(const AdminAuthorizer& auth,
+                    CertificateAuthority& device_ca,
                     CertificateAuthority& admin_ca,
                     AdminRevocations& revocations, Store& store, Clock& clock)
-      : device_ca_(device_ca),
+      : auth_(auth),
+        device_ca_(device_ca),
         admin_ca_(admin_ca),
         revocations_(revocations),
         store_(store),
@@ -42,6 +44,7 @@ class AccessGrpcService final : public v1::Access::Service {
                           v1::CaStateResponse* resp) override;
 
  private:
+  const AdminAuthorizer& auth_;
   CertificateAuthority& device_ca_;
   CertificateAuthority& admin_ca_;
   AdminRevocations& revocations_;

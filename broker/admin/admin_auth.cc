@@ -3,8 +3,6 @@
 #include <grpcpp/security/auth_context.h>
 #include <openssl/x509v3.h>
 
-#include <atomic>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -148,15 +146,8 @@ absl::StatusOr<bool> AdminRevocations::Revoke(absl::string_view serial_hex) {
   return true;
 }
 
-namespace {
-std::atomic<const AdminRevocations*> g_admin_revocations{nullptr};
-}  // namespace
-
-void SetAdminRevocations(const AdminRevocations* revocations) {
-  g_admin_revocations = revocations;
-}
-
-absl::StatusOr<AdminIdentity> CallerIdentity(const grpc::ServerContext* ctx) {
+absl::StatusOr<AdminIdentity> AdminAuthorizer::CallerIdentity(
+    const grpc::ServerContext* ctx) const {
   std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
   std::string security;
   if (auth != nullptr) {
@@ -176,13 +167,10 @@ absl::StatusOr<AdminIdentity> CallerIdentity(const grpc::ServerContext* ctx) {
     if (!cert.ok()) {
       return absl::PermissionDeniedError("client certificate does not parse");
     }
-    const AdminRevocations* revoked = g_admin_revocations;
-    if (revoked != nullptr) {
-      const std::string serial = DescribeCert(cert->get()).serial_hex;
-      if (revoked->IsRevoked(serial)) {
-        return absl::PermissionDeniedError(
-            absl::StrCat("admin certificate ", serial, " is revoked"));
-      }
+    const std::string serial = DescribeCert(cert->get()).serial_hex;
+    if (revocations_.IsRevoked(serial)) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("admin certificate ", serial, " is revoked"));
     }
     return AdminIdentityFromCert(cert->get());
   }
@@ -227,8 +215,8 @@ const std::vector<AdminMethodRole>& AdminMethodRoles() {
   return *table;
 }
 
-absl::StatusOr<std::string> Authorize(const grpc::ServerContext* ctx,
-                                      absl::string_view method) {
+absl::StatusOr<std::string> AdminAuthorizer::Authorize(
+    const grpc::ServerContext* ctx, absl::string_view method) const {
   std::optional<AdminRole> needed;
   for (const AdminMethodRole& m : AdminMethodRoles()) {
     if (m.method == method) needed = m.role;

@@ -11,9 +11,11 @@
 //
 // Roles are ordered: viewer (read) < operator (lifecycle) < admin
 // (everything, including issuing admin certificates). Every admin RPC
-// handler starts with Authorize(ctx, "Service.Method"), which looks the
-// method up in AdminMethodRoles() — a method missing from the table is
-// refused (default deny) — and returns the actor name for the audit trail.
+// handler starts with AdminAuthorizer::Authorize(ctx, "Service.Method"),
+// which looks the method up in AdminMethodRoles() — a method missing from
+// the table is refused (default deny) — and returns the actor name for the
+// audit trail. The broker builds one AdminAuthorizer over its
+// AdminRevocations and hands it to every admin service's constructor.
 #ifndef SIMPROV_BROKER_ADMIN_ADMIN_AUTH_H_
 #define SIMPROV_BROKER_ADMIN_ADMIN_AUTH_H_
 
@@ -78,15 +80,6 @@ class AdminRevocations {
 // of hex.
 absl::StatusOr<std::string> NormalizeSerial(absl::string_view serial);
 
-// The revocations CallerIdentity checks for callers over TLS; null (the
-// default) checks none. Not owned; set once at start.
-void SetAdminRevocations(const AdminRevocations* revocations);
-
-// The caller of an admin RPC: "local"/admin on the Unix socket, the
-// certificate's identity over TLS (PermissionDenied for a revoked admin
-// certificate). PermissionDenied otherwise.
-absl::StatusOr<AdminIdentity> CallerIdentity(const grpc::ServerContext* ctx);
-
 // Every admin RPC method ("Service.Method", e.g. "Fleet.RevokeDevice") and
 // the least role that may call it.
 struct AdminMethodRole {
@@ -95,11 +88,29 @@ struct AdminMethodRole {
 };
 const std::vector<AdminMethodRole>& AdminMethodRoles();
 
-// Checks that the caller's role reaches the one `method` needs; returns the
-// actor name for the audit trail. PermissionDenied (naming the caller, the
-// method and the role it needs) otherwise.
-absl::StatusOr<std::string> Authorize(const grpc::ServerContext* ctx,
-                                      absl::string_view method);
+// Who is calling an admin RPC, and whether they may. Holds the admin
+// certificate revocations it checks callers over TLS against (not owned:
+// they outlive every service that holds this authorizer).
+class AdminAuthorizer {
+ public:
+  explicit AdminAuthorizer(const AdminRevocations& revocations)
+      : revocations_(revocations) {}
+
+  // The caller of an admin RPC: "local"/admin on the Unix socket, the
+  // certificate's identity over TLS (PermissionDenied for a revoked admin
+  // certificate). PermissionDenied otherwise.
+  absl::StatusOr<AdminIdentity> CallerIdentity(
+      const grpc::ServerContext* ctx) const;
+
+  // Checks that the caller's role reaches the one `method` needs; returns
+  // the actor name for the audit trail. PermissionDenied (naming the
+  // caller, the method and the role it needs) otherwise.
+  absl::StatusOr<std::string> Authorize(const grpc::ServerContext* ctx,
+                                        absl::string_view method) const;
+
+ private:
+  const AdminRevocations& revocations_;
+};
 
 }  // namespace simprov
 

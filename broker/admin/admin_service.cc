@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "broker/admin/admin_auth.h"
+#include "broker/policy/policy.h"
 #include "common/grpc_status.h"
 #include "common/imsi.h"
 #include "common/log.h"
@@ -19,17 +20,6 @@ namespace {
 bool AllDigits(absl::string_view s) {
   for (char c : s) {
     if (c < '0' || c > '9') return false;
-  }
-  return true;
-}
-
-bool ValidGroupName(absl::string_view s) {
-  if (s.empty() || s.size() > 64) return false;
-  for (char c : s) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' &&
-        c != '_' && c != '.') {
-      return false;
-    }
   }
   return true;
 }
@@ -90,7 +80,7 @@ absl::StatusOr<NewSubscriber> ValidateImportRow(const v1::ImportRow& row,
     s.sqn.next_ind = (IndOf(sqn) + 1) % kIndSlots;
   }
   if (!row.group().empty()) {
-    if (!ValidGroupName(row.group())) {
+    if (!IsValidGroupName(row.group())) {
       return LineError(line,
                        "group must be 1-64 letters, digits, '-', '_' or '.'");
     }
@@ -126,7 +116,7 @@ absl::StatusOr<NewSubscriber> ValidateImportRow(const v1::ImportRow& row,
 grpc::Status AdminGrpcService::ImportSubscribers(
     grpc::ServerContext* ctx, grpc::ServerReader<v1::ImportBatch>* reader,
     v1::ImportResult* result) {
-  auto actor = Authorize(ctx, "Admin.ImportSubscribers");
+  auto actor = auth_.Authorize(ctx, "Admin.ImportSubscribers");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   auto import = store_.BeginImport();
   if (!import.ok()) return ToGrpcStatus(import.status());
@@ -195,7 +185,7 @@ grpc::Status AdminGrpcService::ImportSubscribers(
 grpc::Status AdminGrpcService::ListSubscribers(
     grpc::ServerContext* ctx, const v1::ListSubscribersRequest* req,
     grpc::ServerWriter<v1::Subscriber>* writer) {
-  auto actor = Authorize(ctx, "Admin.ListSubscribers");
+  auto actor = auth_.Authorize(ctx, "Admin.ListSubscribers");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   SubscriberFilter filter;
   filter.group = req->group();
@@ -213,7 +203,7 @@ grpc::Status AdminGrpcService::ListSubscribers(
 grpc::Status AdminGrpcService::GetSubscriber(
     grpc::ServerContext* ctx, const v1::GetSubscriberRequest* req,
     v1::Subscriber* resp) {
-  auto actor = Authorize(ctx, "Admin.GetSubscriber");
+  auto actor = auth_.Authorize(ctx, "Admin.GetSubscriber");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   if (!IsValidImsi(req->imsi())) {
     return ToGrpcStatus(

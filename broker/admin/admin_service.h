@@ -4,6 +4,7 @@
 #ifndef SIMPROV_BROKER_ADMIN_ADMIN_SERVICE_H_
 #define SIMPROV_BROKER_ADMIN_ADMIN_SERVICE_H_
 
+#include "broker/admin/admin_auth.h"
 #include "broker/keys/kek_rotation.h"
 #include "broker/store/store.h"
 #include "common/clock.h"
@@ -21,15 +22,18 @@ absl::StatusOr<NewSubscriber> ValidateImportRow(const v1::ImportRow& row,
 
 class AdminGrpcService final : public v1::Admin::Service {
  public:
-  AdminGrpcService(Store& store, Bytes kek, Clock& clock, Random& random)
-      : owned_kek_(std::make_unique<KekRing>(std::move(kek))),
+  AdminGrpcService(const AdminAuthorizer& auth, Store& store, Bytes kek,
+                   Clock& clock, Random& random)
+      : auth_(auth),
+        owned_kek_(std::make_unique<KekRing>(std::move(kek))),
         store_(store),
         kek_(*owned_kek_),
         clock_(clock),
         random_(random) {}
   // With a KEK ring that a rotation may switch (broker/keys/kek_rotation.h).
-  AdminGrpcService(Store& store, KekRing& kek, Clock& clock, Random& random)
-      : store_(store), kek_(kek), clock_(clock), random_(random) {}
+  AdminGrpcService(const AdminAuthorizer& auth, Store& store, KekRing& kek,
+                   Clock& clock, Random& random)
+      : auth_(auth), store_(store), kek_(kek), clock_(clock), random_(random) {}
 
   grpc::Status ImportSubscribers(grpc::ServerContext* ctx,
                                  grpc::ServerReader<v1::ImportBatch>* reader,
@@ -42,6 +46,7 @@ class AdminGrpcService final : public v1::Admin::Service {
                              v1::Subscriber* resp) override;
 
  private:
+  const AdminAuthorizer& auth_;
   std::unique_ptr<KekRing> owned_kek_;  // set by the Bytes constructor
   Store& store_;
   KekRing& kek_;

@@ -1,4 +1,5 @@
-// Where other parts of the broker react to fleet lifecycle events.
+// Where other parts of the broker react to fleet lifecycle events: the
+// event FleetGrpcService reports, and the listener it is built with.
 #ifndef SIMPROV_BROKER_FLEET_FLEET_HOOKS_H_
 #define SIMPROV_BROKER_FLEET_FLEET_HOOKS_H_
 
@@ -19,13 +20,12 @@ struct DeviceRevocation {
 
 // Called once per `devices revoke` / `devices replace`, after the store
 // recorded the revocation and the CRL was regenerated, before the admin
-// command returns.
-void OnDeviceRevoked(const DeviceRevocation& revocation);
-
-// Registers a listener OnDeviceRevoked calls too (the registry outbox);
-// null removes it. Set once at startup, before serving.
-void SetDeviceRevokedListener(
-    std::function<void(const DeviceRevocation&)> listener);
+// command returns. Tokens need nothing here: they are revoked with the
+// certificates, in the store's transaction. The broker wakes the registry
+// outbox, which queues a removal for every delivered registration of a
+// revoked certificate (the new SIM of a replacement registers itself with
+// the same device id and topics).
+using DeviceRevokedListener = std::function<void(const DeviceRevocation&)>;
 
 }  // namespace simprov
 

@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "broker/admin/admin_auth.h"
-#include "broker/fleet/fleet_hooks.h"
 #include "broker/policy/policy.h"
 #include "broker/registry/registry_outbox.h"
 #include "common/bytes.h"
@@ -34,10 +34,16 @@ AuditEvent AdminEvent(const std::string& actor, absl::Time at,
 
 }  // namespace
 
+void FleetGrpcService::Revoked(const DeviceRevocation& r) {
+  LogInfo("revoked device %s (IMSI %s): %s [%s] by %s", r.device_id, r.imsi,
+          absl::StrJoin(r.serials, ","), r.reason, r.actor);
+  if (on_revoked_) on_revoked_(r);
+}
+
 grpc::Status FleetGrpcService::ApplyGroups(grpc::ServerContext* ctx,
                                            const v1::ApplyGroupsRequest* req,
                                            v1::ApplyGroupsResponse* resp) {
-  auto actor = Authorize(ctx, "Fleet.ApplyGroups");
+  auto actor = auth_.Authorize(ctx, "Fleet.ApplyGroups");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   if (req->groups_json().size() > kMaxGroupsJson) {
     return ToGrpcStatus(
@@ -65,7 +71,7 @@ grpc::Status FleetGrpcService::ApplyGroups(grpc::ServerContext* ctx,
 grpc::Status FleetGrpcService::ListGroups(
     grpc::ServerContext* ctx, const v1::ListGroupsRequest* req,
     grpc::ServerWriter<v1::Group>* writer) {
-  auto actor = Authorize(ctx, "Fleet.ListGroups");
+  auto actor = auth_.Authorize(ctx, "Fleet.ListGroups");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   std::vector<GroupRow> rows;
   // The default group is listed first, stored or not.
@@ -107,7 +113,7 @@ grpc::Status FleetGrpcService::ListGroups(
 grpc::Status FleetGrpcService::GetGroup(grpc::ServerContext* ctx,
                                         const v1::GetGroupRequest* req,
                                         v1::Group* resp) {
-  auto actor = Authorize(ctx, "Fleet.GetGroup");
+  auto actor = auth_.Authorize(ctx, "Fleet.GetGroup");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   auto g = store_.GetGroup(req->name());
   if (!g.ok() && !(g.status().code() == absl::StatusCode::kNotFound &&
@@ -127,7 +133,7 @@ grpc::Status FleetGrpcService::GetGroup(grpc::ServerContext* ctx,
 grpc::Status FleetGrpcService::DeleteGroup(grpc::ServerContext* ctx,
                                            const v1::DeleteGroupRequest* req,
                                            v1::DeleteGroupResponse*) {
-  auto actor = Authorize(ctx, "Fleet.DeleteGroup");
+  auto actor = auth_.Authorize(ctx, "Fleet.DeleteGroup");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   if (req->name() == kDefaultGroup) {
     return ToGrpcStatus(absl::FailedPreconditionError(
@@ -143,7 +149,7 @@ grpc::Status FleetGrpcService::DeleteGroup(grpc::ServerContext* ctx,
 grpc::Status FleetGrpcService::SetSubscriberGroup(
     grpc::ServerContext* ctx, const v1::SetSubscriberGroupRequest* req,
     v1::LifecycleResponse* resp) {
-  auto actor = Authorize(ctx, "Fleet.SetSubscriberGroup");
+  auto actor = auth_.Authorize(ctx, "Fleet.SetSubscriberGroup");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   if (absl::Status s = CheckImsi(req->imsi()); !s.ok()) return ToGrpcStatus(s);
   if (!IsValidGroupName(req->group())) {
@@ -163,7 +169,7 @@ grpc::Status FleetGrpcService::SetSubscriberGroup(
 grpc::Status FleetGrpcService::SetSubscriberStatus(
     grpc::ServerContext* ctx, const v1::SetSubscriberStatusRequest* req,
     v1::LifecycleResponse* resp) {
-  auto actor = Authorize(ctx, "Fleet.SetSubscriberStatus");
+  auto actor = auth_.Authorize(ctx, "Fleet.SetSubscriberStatus");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   if (absl::Status s = CheckImsi(req->imsi()); !s.ok()) return ToGrpcStatus(s);
   std::vector<std::string> from;
@@ -204,7 +210,7 @@ grpc::Status FleetGrpcService::SetSubscriberStatus(
 grpc::Status FleetGrpcService::ClearImeiLock(
     grpc::ServerContext* ctx, const v1::ClearImeiLockRequest* req,
     v1::LifecycleResponse* resp) {
-  auto actor = Authorize(ctx, "Fleet.ClearImeiLock");
+  auto actor = auth_.Authorize(ctx, "Fleet.ClearImeiLock");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   if (absl::Status s = CheckImsi(req->imsi()); !s.ok()) return ToGrpcStatus(s);
   auto sub = store_.GetSubscriber(req->imsi());
@@ -220,7 +226,7 @@ grpc::Status FleetGrpcService::ClearImeiLock(
 grpc::Status FleetGrpcService::RevokeDevice(grpc::ServerContext* ctx,
                                             const v1::RevokeDeviceRequest* req,
                                             v1::RevokeDeviceResponse* resp) {
-  auto actor = Authorize(ctx, "Fleet.RevokeDevice");
+  auto actor = auth_.Authorize(ctx, "Fleet.RevokeDevice");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   if (req->imsi().empty() == req->serial().empty()) {
     return ToGrpcStatus(
@@ -260,14 +266,14 @@ grpc::Status FleetGrpcService::RevokeDevice(grpc::ServerContext* ctx,
     hook.imsi = c.imsi;
     hook.device_id = c.device_id;
   }
-  if (!revoked->empty()) OnDeviceRevoked(hook);
+  if (!revoked->empty()) Revoked(hook);
   return grpc::Status::OK;
 }
 
 grpc::Status FleetGrpcService::ReplaceDevice(
     grpc::ServerContext* ctx, const v1::ReplaceDeviceRequest* req,
     v1::ReplaceDeviceResponse* resp) {
-  auto actor = Authorize(ctx, "Fleet.ReplaceDevice");
+  auto actor = auth_.Authorize(ctx, "Fleet.ReplaceDevice");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   for (const std::string* imsi : {&req->old_imsi(), &req->new_imsi()}) {
     if (absl::Status s = CheckImsi(*imsi); !s.ok()) return ToGrpcStatus(s);
@@ -301,7 +307,7 @@ grpc::Status FleetGrpcService::ReplaceDevice(
     hook.serials.push_back(c.serial);
     resp->add_revoked_serials(c.serial);
   }
-  OnDeviceRevoked(hook);
+  Revoked(hook);
   resp->set_device_id(device_id);
   LogInfo("device %s: SIM %s replaced by %s", device_id, req->old_imsi(),
           req->new_imsi());
@@ -340,7 +346,7 @@ absl::Status FleetGrpcService::FillDevice(const SubscriberRecord& r,
 grpc::Status FleetGrpcService::ListDevices(
     grpc::ServerContext* ctx, const v1::ListDevicesRequest* req,
     grpc::ServerWriter<v1::Device>* writer) {
-  auto actor = Authorize(ctx, "Fleet.ListDevices");
+  auto actor = auth_.Authorize(ctx, "Fleet.ListDevices");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   // Collected first: FillDevice reads the store too.
   std::vector<SubscriberRecord> page;
@@ -379,7 +385,7 @@ grpc::Status FleetGrpcService::ListDevices(
 grpc::Status FleetGrpcService::GetDevice(grpc::ServerContext* ctx,
                                          const v1::GetDeviceRequest* req,
                                          v1::Device* resp) {
-  auto actor = Authorize(ctx, "Fleet.GetDevice");
+  auto actor = auth_.Authorize(ctx, "Fleet.GetDevice");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   // A device id first: after `devices replace` the device keeps the old
   // SIM's IMSI as its id, and the device is what this command shows (the
@@ -403,7 +409,7 @@ grpc::Status FleetGrpcService::GetDevice(grpc::ServerContext* ctx,
 grpc::Status FleetGrpcService::QueryAudit(
     grpc::ServerContext* ctx, const v1::QueryAuditRequest* req,
     grpc::ServerWriter<v1::AuditRecord>* writer) {
-  auto actor = Authorize(ctx, "Fleet.QueryAudit");
+  auto actor = auth_.Authorize(ctx, "Fleet.QueryAudit");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   AuditQuery q;
   q.imsi = req->imsi();

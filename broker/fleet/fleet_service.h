@@ -1,11 +1,15 @@
 // The fleet lifecycle admin API (proto/simprov/v1/fleet.proto): group
 // policies, suspend/resume/terminate, revocation with CRL regeneration,
 // device replacement, IMEI lock, devices and the audit trail. Every action
-// is audited with the caller from Authorize() (admin_auth.h).
+// is audited with the caller from AdminAuthorizer::Authorize()
+// (admin_auth.h); revocations are reported to the DeviceRevokedListener
+// (fleet_hooks.h) the service is built with.
 #ifndef SIMPROV_BROKER_FLEET_FLEET_SERVICE_H_
 #define SIMPROV_BROKER_FLEET_FLEET_SERVICE_H_
 
+#include "broker/admin/admin_auth.h"
 #include "broker/ca/crl_publisher.h"
+#include "broker/fleet/fleet_hooks.h"
 #include "broker/policy/group_policies.h"
 #include "broker/store/store.h"
 #include "common/clock.h"
@@ -15,13 +19,17 @@ namespace simprov {
 
 class FleetGrpcService final : public v1::Fleet::Service {
  public:
-  FleetGrpcService(Store& store, GroupPolicies& policies, CrlPublisher& crl,
-                   Clock& clock, Random& random)
-      : store_(store),
+  // `on_revoked` may be empty (nothing listens).
+  FleetGrpcService(const AdminAuthorizer& auth, Store& store,
+                   GroupPolicies& policies, CrlPublisher& crl, Clock& clock,
+                   Random& random, DeviceRevokedListener on_revoked)
+      : auth_(auth),
+        store_(store),
         policies_(policies),
         crl_(crl),
         clock_(clock),
-        random_(random) {}
+        random_(random),
+        on_revoked_(std::move(on_revoked)) {}
 
   grpc::Status ApplyGroups(grpc::ServerContext* ctx,
                            const v1::ApplyGroupsRequest* req,
@@ -62,12 +70,16 @@ class FleetGrpcService final : public v1::Fleet::Service {
 
  private:
   absl::Status FillDevice(const SubscriberRecord& r, v1::Device* out);
+  // Logs the revocation and tells the listener.
+  void Revoked(const DeviceRevocation& r);
 
+  const AdminAuthorizer& auth_;
   Store& store_;
   GroupPolicies& policies_;
   CrlPublisher& crl_;
   Clock& clock_;
   Random& random_;
+  const DeviceRevokedListener on_revoked_;
 };
 
 }  // namespace simprov

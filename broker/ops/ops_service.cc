@@ -10,7 +10,7 @@ namespace simprov {
 grpc::Status OpsGrpcService::RotateKek(grpc::ServerContext* ctx,
                                        const v1::RotateKekRequest*,
                                        v1::RotateKekResponse* resp) {
-  auto actor = Authorize(ctx, "Ops.RotateKek");
+  auto actor = auth_.Authorize(ctx, "Ops.RotateKek");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   auto r = rotator_.Rotate(*actor);
   if (!r.ok()) return ToGrpcStatus(r.status());
@@ -24,7 +24,7 @@ grpc::Status OpsGrpcService::RotateKek(grpc::ServerContext* ctx,
 grpc::Status OpsGrpcService::Backup(
     grpc::ServerContext* ctx, const v1::BackupRequest*,
     grpc::ServerWriter<v1::BackupChunk>* writer) {
-  auto actor = Authorize(ctx, "Ops.Backup");
+  auto actor = auth_.Authorize(ctx, "Ops.Backup");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   // Tells the client that the broker took the call: a failure from here on
   // is the broker's answer, not an unreachable broker.

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <string>
 
+#include "broker/admin/admin_auth.h"
 #include "broker/keys/kek_rotation.h"
 #include "broker/store/store.h"
 #include "common/clock.h"
@@ -22,9 +23,11 @@ inline constexpr char kBackupStartedMetadata[] = "simprov-backup-started";
 class OpsGrpcService final : public v1::Ops::Service {
  public:
   // `store` and `data_dir`: what a backup copies.
-  OpsGrpcService(KekRotator& rotator, std::string kek_path, Store& store,
-                 std::string data_dir, Clock& clock)
-      : rotator_(rotator),
+  OpsGrpcService(const AdminAuthorizer& auth, KekRotator& rotator,
+                 std::string kek_path, Store& store, std::string data_dir,
+                 Clock& clock)
+      : auth_(auth),
+        rotator_(rotator),
         kek_path_(std::move(kek_path)),
         store_(store),
         data_dir_(std::move(data_dir)),
@@ -37,6 +40,7 @@ class OpsGrpcService final : public v1::Ops::Service {
                       grpc::ServerWriter<v1::BackupChunk>* writer) override;
 
  private:
+  const AdminAuthorizer& auth_;
   KekRotator& rotator_;
   const std::string kek_path_;
   Store& store_;

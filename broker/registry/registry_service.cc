@@ -60,7 +60,7 @@ grpc::Status DeviceRegistryGrpcService::RegistrationStatus(
 grpc::Status RegistryAdminGrpcService::ListPending(
     grpc::ServerContext* ctx, const v1::ListPendingRequest* req,
     grpc::ServerWriter<v1::PendingRegistration>* writer) {
-  auto actor = Authorize(ctx, "RegistryAdmin.ListPending");
+  auto actor = auth_.Authorize(ctx, "RegistryAdmin.ListPending");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   int64_t count = 0;
   absl::Status s = store_.ListPendingIntents(

@@ -4,6 +4,7 @@
 #ifndef SIMPROV_BROKER_REGISTRY_REGISTRY_SERVICE_H_
 #define SIMPROV_BROKER_REGISTRY_REGISTRY_SERVICE_H_
 
+#include "broker/admin/admin_auth.h"
 #include "broker/ca/ca.h"
 #include "broker/registry/registry_outbox.h"
 #include "broker/store/store.h"
@@ -34,13 +35,15 @@ class DeviceRegistryGrpcService final : public v1::DeviceRegistry::Service {
 
 class RegistryAdminGrpcService final : public v1::RegistryAdmin::Service {
  public:
-  RegistryAdminGrpcService(Store& store, Clock& clock)
-      : store_(store), clock_(clock) {}
+  RegistryAdminGrpcService(const AdminAuthorizer& auth, Store& store,
+                           Clock& clock)
+      : auth_(auth), store_(store), clock_(clock) {}
   grpc::Status ListPending(
       grpc::ServerContext* ctx, const v1::ListPendingRequest* req,
       grpc::ServerWriter<v1::PendingRegistration>* writer) override;
 
  private:
+  const AdminAuthorizer& auth_;
   Store& store_;
   Clock& clock_;
 };

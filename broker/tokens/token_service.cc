@@ -510,7 +510,7 @@ grpc::Status TokenGrpcService::IssueToken(grpc::ServerContext* ctx,
 grpc::Status TokenAdminGrpcService::CreateApp(grpc::ServerContext* ctx,
                                               const v1::CreateAppRequest* req,
                                               v1::CreateAppResponse* resp) {
-  auto actor = Authorize(ctx, "TokenAdmin.CreateApp");
+  auto actor = auth_.Authorize(ctx, "TokenAdmin.CreateApp");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   auto r = s_.CreateApp(req->name(), *actor);
   if (!r.ok()) return ToGrpcStatus(r.status());
@@ -521,7 +521,7 @@ grpc::Status TokenAdminGrpcService::CreateApp(grpc::ServerContext* ctx,
 grpc::Status TokenAdminGrpcService::RevokeToken(
     grpc::ServerContext* ctx, const v1::RevokeTokenRequest* req,
     v1::RevokeTokenResponse*) {
-  auto actor = Authorize(ctx, "TokenAdmin.RevokeToken");
+  auto actor = auth_.Authorize(ctx, "TokenAdmin.RevokeToken");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   return ToGrpcStatus(s_.RevokeToken(req->jti(), *actor));
 }
@@ -529,7 +529,7 @@ grpc::Status TokenAdminGrpcService::RevokeToken(
 grpc::Status TokenAdminGrpcService::RevokeDeviceTokens(
     grpc::ServerContext* ctx, const v1::RevokeDeviceTokensRequest* req,
     v1::RevokeTokenResponse*) {
-  auto actor = Authorize(ctx, "TokenAdmin.RevokeDeviceTokens");
+  auto actor = auth_.Authorize(ctx, "TokenAdmin.RevokeDeviceTokens");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   return ToGrpcStatus(s_.RevokeDevice(req->imsi(), *actor));
 }

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "broker/admin/admin_auth.h"
 #include "broker/ca/ca.h"
 #include "broker/ops/broker_metrics.h"
 #include "broker/policy/group_policies.h"
@@ -148,7 +149,8 @@ class TokenGrpcService final : public v1::Tokens::Service {
 // Admin socket.
 class TokenAdminGrpcService final : public v1::TokenAdmin::Service {
  public:
-  explicit TokenAdminGrpcService(TokenService& s) : s_(s) {}
+  TokenAdminGrpcService(const AdminAuthorizer& auth, TokenService& s)
+      : auth_(auth), s_(s) {}
   grpc::Status CreateApp(grpc::ServerContext*, const v1::CreateAppRequest* req,
                          v1::CreateAppResponse* resp) override;
   grpc::Status RevokeToken(grpc::ServerContext*,
@@ -159,6 +161,7 @@ class TokenAdminGrpcService final : public v1::TokenAdmin::Service {
                                   v1::RevokeTokenResponse* resp) override;
 
  private:
+  const AdminAuthorizer& auth_;
   TokenService& s_;
 };
 

@@ -1,0 +1,511 @@
+#include "broker/broker_app.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "broker/admin/access_service.h"
+#include "broker/admin/admin_auth.h"
+#include "broker/admin/admin_listener.h"
+#include "broker/admin/admin_service.h"
+#include "broker/broker_http.h"
+#include "broker/ca/ca.h"
+#include "broker/ca/crl_http.h"
+#include "broker/ca/crl_publisher.h"
+#include "broker/enrol/bootstrap_service.h"
+#include "broker/fleet/fleet_service.h"
+#include "broker/keys/kek_rotation.h"
+#include "broker/ops/backup.h"
+#include "broker/ops/ops_service.h"
+#include "broker/policy/group_policies.h"
+#include "broker/registry/registry_service.h"
+#include "broker/store/sqlite/sqlite_store.h"
+#include "broker/tokens/token_keys.h"
+#include "broker/tokens/token_service.h"
+#include "common/atomic_file.h"
+#include "common/exit_codes.h"
+#include "common/log.h"
+
+namespace simprov {
+namespace {
+
+// Prints the error as one line; its exit code (never 0).
+int Fail(const absl::Status& s) {
+  std::cerr << "simprov-broker: " << s.message() << "\n";
+  return ExitCodeFor(s) == kExitOk ? kExitError : ExitCodeFor(s);
+}
+
+bool IsWildcard(const std::string& host) {
+  return host == "0.0.0.0" || host == "::" || host.empty();
+}
+
+// "HOST:PORT", with an IPv6 host in brackets.
+std::string JoinHostPort(const std::string& host, int port) {
+  return host.find(':') != std::string::npos
+             ? absl::StrCat("[", host, "]:", port)
+             : absl::StrCat(host, ":", port);
+}
+
+struct TokensConfig {
+  TokenOptions options;
+  std::unique_ptr<TokenKeyManager> keys;
+};
+
+absl::StatusOr<TokensConfig> ConfigureTokens(const BrokerConfig& f,
+                                             const DataDirPaths& paths,
+                                             Clock& clock) {
+  TokensConfig c;
+  auto ttl = ParseHumanDuration(f.token_ttl);
+  if (!ttl.ok()) return ttl.status();
+  auto max_ttl = ParseHumanDuration(f.token_max_ttl);
+  if (!max_ttl.ok()) return max_ttl.status();
+  auto rotation = ParseHumanDuration(f.token_rotation);
+  if (!rotation.ok()) return rotation.status();
+  if (*max_ttl < absl::Seconds(10) || *max_ttl > absl::Hours(1)) {
+    return absl::InvalidArgumentError(
+        "--token-max-ttl must be between 10s and 1h");
+  }
+  if (*ttl < absl::Seconds(10) || *ttl > *max_ttl) {
+    return absl::InvalidArgumentError(
+        "--token-ttl must be between 10s and --token-max-ttl");
+  }
+  if (*rotation < absl::Minutes(1)) {
+    return absl::InvalidArgumentError("--token-rotation must be at least 1m");
+  }
+  c.options.issuer = f.token_issuer;
+  c.options.audiences.insert(f.token_audiences.begin(),
+                             f.token_audiences.end());
+  c.options.default_ttl = *ttl;
+  c.options.max_ttl = *max_ttl;
+  if (absl::Status s = MakeDirectories(paths.root + "/tokens", 0700); !s.ok()) {
+    return s;
+  }
+  TokenKeyOptions ko;
+  ko.alg = f.token_alg;
+  ko.rotation_period = *rotation;
+  ko.max_token_lifetime = *max_ttl;
+  ko.path = paths.root + "/tokens/keys.json";
+  auto keys = TokenKeyManager::Open(ko, clock);
+  if (!keys.ok()) return keys.status();
+  c.keys = std::move(*keys);
+  return c;
+}
+
+}  // namespace
+
+BrokerApp::BrokerApp(const BrokerConfig& config)
+    : config_(config),
+      paths_(config.data_dir),
+      clock_(Clock::Real()),
+      random_(Random::Real()) {}
+
+BrokerApp::~BrokerApp() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<BrokerApp>> BrokerApp::Create(
+    const BrokerConfig& config) {
+  auto app = std::unique_ptr<BrokerApp>(new BrokerApp(config));
+  if (absl::Status s = app->Init(); !s.ok()) return s;
+  return app;
+}
+
+absl::Status BrokerApp::Init() {
+  const BrokerConfig& f = config_;
+  auto listen = ParseHostPort(f.listen);
+  if (!listen.ok()) return listen.status();
+  listen_ = *listen;
+  auto cert_ttl = ParseHumanDuration(f.cert_ttl);
+  if (!cert_ttl.ok()) return cert_ttl.status();
+  cert_ttl_ = *cert_ttl;
+  auto session_ttl = ParseHumanDuration(f.session_ttl);
+  if (!session_ttl.ok()) return session_ttl.status();
+  session_ttl_ = *session_ttl;
+  if (session_ttl_ <= absl::ZeroDuration() ||
+      session_ttl_ > absl::Seconds(60)) {
+    return absl::InvalidArgumentError(
+        "--session-ttl must be between 1ms and 60s");
+  }
+  if (cert_ttl_ < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("--cert-ttl must be at least 1s");
+  }
+  auto crl_validity = ParseHumanDuration(f.crl_validity);
+  if (!crl_validity.ok()) return crl_validity.status();
+  crl_validity_ = *crl_validity;
+  if (crl_validity_ < absl::Minutes(1)) {
+    return absl::InvalidArgumentError("--crl-validity must be >= 1m");
+  }
+  auto refill = ParseHumanDuration(f.rate_refill);
+  if (!refill.ok()) return refill.status();
+  rate_refill_ = *refill;
+  if (f.rate_burst < 1) {
+    return absl::InvalidArgumentError("--rate-burst must be at least 1");
+  }
+
+  // Bad operator CA files are refused before the data dir is touched.
+  if (!f.ca.empty()) {
+    if (auto m = ReadOperatorCa(f.ca, clock_.Now()); !m.ok()) {
+      return m.status();
+    }
+  }
+
+  // Every file the broker creates is private: keys, store, socket.
+  umask(077);
+  if (absl::Status s = MakeDirectories(paths_.root, 0700); !s.ok()) return s;
+  // The KEK lives in DIR/kek unless --kek-file keeps it elsewhere.
+  kek_path_ = f.kek_file.empty() ? paths_.kek() : f.kek_file;
+  if (!f.kek_file.empty() && PathExists(paths_.kek())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        paths_.kek(), " exists: this data dir keeps its own KEK; move it to ",
+        f.kek_file, " before starting with --kek-file"));
+  }
+  if (!f.kek_file.empty() && !PathExists(f.kek_file) &&
+      PathExists(paths_.store())) {
+    return absl::NotFoundError(
+        absl::StrCat("--kek-file ", f.kek_file,
+                     " does not exist, and the store already holds sealed "
+                     "keys (give the KEK they were sealed under)"));
+  }
+  auto kek = LoadKekRing(kek_path_, random_);
+  if (!kek.ok()) return kek.status();
+  kek_ = std::move(*kek);
+  auto activate_after = ParseHumanDuration(f.ca_activate_after);
+  if (!activate_after.ok()) return activate_after.status();
+  activate_after_ = *activate_after;
+  auto ca = LoadOrCreateCa(paths_, clock_, random_, f.ca, activate_after_);
+  if (!ca.ok()) return ca.status();
+  ca_ = std::move(*ca);
+  // A staged CA whose time has come signs from this start on.
+  if (auto a = ca_->MaybeActivateStaged(false); !a.ok()) return a.status();
+  auto admin_ca = LoadOrCreateAdminCa(paths_, clock_, random_);
+  if (!admin_ca.ok()) return admin_ca.status();
+  admin_ca_ = std::move(*admin_ca);
+  auto admin_revocations =
+      AdminRevocations::Load(paths_.admin_ca_dir() + "/revoked");
+  if (!admin_revocations.ok()) return admin_revocations.status();
+  admin_revocations_ = std::move(*admin_revocations);
+  // Every admin service asks this one who calls (admin_auth.h).
+  authorizer_ = std::make_unique<AdminAuthorizer>(*admin_revocations_);
+
+  auto store = SqliteStore::Open(paths_.store(), clock_);
+  if (!store.ok()) return store.status();
+  (*store)->SetWriteObserver(
+      [this](absl::Duration d) { metrics_.ObserveStoreWrite(d); });
+  store_ = std::move(*store);
+  rotator_ =
+      std::make_unique<KekRotator>(*store_, *kek_, kek_path_, clock_, random_);
+  KekRing* ring = kek_.get();
+  metrics_registry_.AddGauge(
+      "simprov_kek_rotation_in_progress",
+      "1 while a KEK rotation runs (KEKFILE.next exists), else 0",
+      [ring] { return ring->rotating() ? 1.0 : 0.0; });
+  if (auto resumed = rotator_->ResumePending(); !resumed.ok()) {
+    return resumed.status();
+  }
+  return InitServices();
+}
+
+absl::Status BrokerApp::InitServices() {
+  const BrokerConfig& f = config_;
+  policies_ = std::make_unique<GroupPolicies>(*store_);
+  auto tokens_config = ConfigureTokens(f, paths_, clock_);
+  if (!tokens_config.ok()) return tokens_config.status();
+  tokens_config->options.policies = policies_.get();
+  tokens_config->options.metrics = &metrics_;
+  token_keys_ = std::move(tokens_config->keys);
+  tokens_ = std::make_unique<TokenService>(tokens_config->options, *store_,
+                                           *ca_, *token_keys_, clock_, random_);
+  token_service_ = std::make_unique<TokenGrpcService>(*tokens_);
+  token_admin_service_ =
+      std::make_unique<TokenAdminGrpcService>(*authorizer_, *tokens_);
+
+  BootstrapOptions options;
+  if (!IsWildcard(listen_.host)) names_.push_back(listen_.host);
+  for (const std::string& n : f.public_names) names_.push_back(n);
+  if (names_.empty()) {
+    return absl::InvalidArgumentError(
+        "listening on a wildcard address needs at least one --public-name");
+  }
+  options.names.insert(names_.begin(), names_.end());
+  options.cert_ttl = cert_ttl_;
+  options.session_ttl = session_ttl_;
+  options.rate_burst = f.rate_burst;
+  options.rate_refill = rate_refill_;
+  auto tls = IssueTlsIdentity(paths_, *ca_, names_);
+  if (!tls.ok()) return tls.status();
+  tls_ = std::move(*tls);
+
+  crl_ = std::make_unique<CrlPublisher>(*store_, *ca_, clock_,
+                                        paths_.root + "/ca.crl", crl_validity_);
+  if (absl::Status s = crl_->Regenerate(); !s.ok()) return s;
+  options.policies = policies_.get();
+  options.crl = crl_.get();
+  options.metrics = &metrics_;
+  auto outbox = ConfigureRegistries(f.registry, *store_, clock_, random_);
+  if (!outbox.ok()) return outbox.status();
+  outbox_ = std::move(*outbox);
+  options.issuance = outbox_.get();
+  {
+    Store* st = store_.get();
+    Clock* clock = &clock_;
+    auto stat = [st, clock](auto field) {
+      return [st, clock, field] {
+        auto s = st->GetOutboxStats(clock->Now());
+        return s.ok() ? field(*s) : -1.0;  // -1: the store did not answer
+      };
+    };
+    metrics_.RegisterOutbox(
+        stat([](const OutboxStats& s) { return static_cast<double>(s.depth); }),
+        stat([](const OutboxStats& s) {
+          return absl::ToDoubleSeconds(s.oldest_age);
+        }));
+  }
+  device_registry_service_ = std::make_unique<DeviceRegistryGrpcService>(
+      *outbox_, *store_, *ca_, clock_);
+  registry_admin_service_ =
+      std::make_unique<RegistryAdminGrpcService>(*authorizer_, *store_, clock_);
+  bootstrapper_ = std::make_unique<Bootstrapper>(options, *store_, *ca_, *kek_,
+                                                 clock_, random_);
+  // A revocation wakes the outbox: it queues the registries' removals.
+  RegistryOutbox* outbox_ptr = outbox_.get();
+  fleet_service_ = std::make_unique<FleetGrpcService>(
+      *authorizer_, *store_, *policies_, *crl_, clock_, random_,
+      [outbox_ptr](const DeviceRevocation&) { outbox_ptr->Wake(); });
+  bootstrap_service_ = std::make_unique<BootstrapGrpcService>(*bootstrapper_);
+  admin_service_ = std::make_unique<AdminGrpcService>(*authorizer_, *store_,
+                                                      *kek_, clock_, random_);
+  access_service_ = std::make_unique<AccessGrpcService>(
+      *authorizer_, *ca_, *admin_ca_, *admin_revocations_, *store_, clock_);
+  ops_service_ = std::make_unique<OpsGrpcService>(
+      *authorizer_, *rotator_, kek_path_, *store_, paths_.root, clock_);
+  return absl::OkStatus();
+}
+
+absl::Status BrokerApp::Start() {
+  if (absl::Status s = StartGrpc(); !s.ok()) return s;
+  if (absl::Status s = StartHttp(); !s.ok()) return s;
+  // Written last: its presence means the broker serves.
+  if (absl::Status s = WriteFileAtomic(
+          paths_.listen_address(),
+          JoinHostPort(listen_.host, device_port_) + "\n", 0644);
+      !s.ok()) {
+    return s;
+  }
+  LogInfo(
+      "simprov-broker serving the device API on %s (names: %s), admin on %s",
+      JoinHostPort(listen_.host, device_port_), absl::StrJoin(names_, ", "),
+      paths_.admin_socket());
+
+  outbox_->Start();
+  outbox_started_ = true;
+  // Sweeper: expires sessions and idle rate-limit buckets.
+  sweeper_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(stop_mu_);
+    while (!stop_cv_.wait_for(lock, std::chrono::seconds(5),
+                              [this] { return stopping_; })) {
+      Sweep();
+    }
+  });
+  started_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status BrokerApp::StartGrpc() {
+  const BrokerConfig& f = config_;
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  grpc::SslServerCredentialsOptions ssl(
+      GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
+  ssl.pem_key_cert_pairs.push_back({tls_.key_pem, tls_.chain_pem});
+  grpc::ServerBuilder device_builder;
+  device_builder.AddListeningPort(f.listen, grpc::SslServerCredentials(ssl),
+                                  &device_port_);
+  device_builder.RegisterService(bootstrap_service_.get());
+  device_builder.RegisterService(token_service_.get());
+  device_builder.RegisterService(device_registry_service_.get());
+  // gRPC 1.51's sync server keeps at most 2 pollers by default and creates
+  // and destroys threads under load (~270 us of CPU per bootstrap measured).
+  device_builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
+  device_server_ = device_builder.BuildAndStart();
+  if (!device_server_ || device_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", f.listen));
+  }
+
+  unlink(paths_.admin_socket().c_str());
+  grpc::ServerBuilder admin_builder;
+  admin_builder.AddListeningPort("unix:" + paths_.admin_socket(),
+                                 grpc::InsecureServerCredentials());
+  // Remote admin: the same services over mTLS with admin certificates;
+  // admin_auth.h tells the two transports apart.
+  int admin_port = 0;
+  if (!f.admin_listen.empty()) {
+    auto creds = AdminServerCredentials(*admin_ca_, f.admin_listen);
+    if (!creds.ok()) return creds.status();
+    admin_builder.AddListeningPort(f.admin_listen, *creds, &admin_port);
+  }
+  for (grpc::Service* service : std::vector<grpc::Service*>{
+           admin_service_.get(), fleet_service_.get(),
+           token_admin_service_.get(), access_service_.get(),
+           registry_admin_service_.get(), ops_service_.get()}) {
+    admin_builder.RegisterService(service);
+  }
+  admin_server_ = admin_builder.BuildAndStart();
+  if (!admin_server_ || (!f.admin_listen.empty() && admin_port == 0)) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", paths_.admin_socket(),
+                     f.admin_listen.empty() ? "" : " or " + f.admin_listen));
+  }
+  chmod(paths_.admin_socket().c_str(), 0600);
+  if (admin_port != 0) {
+    const std::string admin_bound =
+        JoinHostPort(ParseHostPort(f.admin_listen)->host, admin_port);
+    if (absl::Status s =
+            WriteFileAtomic(paths_.admin_address(), admin_bound + "\n", 0644);
+        !s.ok()) {
+      return s;
+    }
+    LogInfo("remote admin (mTLS, admin certificates) on %s", admin_bound);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BrokerApp::StartHttp() {
+  const BrokerConfig& f = config_;
+  if (f.http_listen.empty()) {
+    crl_->SetUrl(CrlUrl(f.public_url, "", 0, ""));
+    return absl::OkStatus();
+  }
+  auto hp = ParseHostPort(f.http_listen);
+  if (!hp.ok()) return hp.status();
+  http_ = std::make_unique<httplib::Server>();
+  RegisterBrokerHttpRoutes(*http_, {.store = *store_,
+                                    .anchors_pem = ca_->TrustAnchorsPem(),
+                                    .metrics = metrics_registry_,
+                                    .crl = *crl_,
+                                    .tokens = *tokens_});
+  int http_port =
+      hp->port == 0 ? http_->bind_to_any_port(hp->host)
+                    : (http_->bind_to_port(hp->host, hp->port) ? hp->port : -1);
+  if (http_port <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", f.http_listen));
+  }
+  const std::string http_bound = absl::StrCat(hp->host, ":", http_port);
+  crl_->SetUrl(CrlUrl(f.public_url, hp->host, http_port, names_.front()));
+  if (f.token_issuer.empty()) {
+    tokens_->SetIssuer(hp->host.find(':') != std::string::npos
+                           ? absl::StrCat("http://[", hp->host, "]:", http_port)
+                           : "http://" + http_bound);
+  }
+  http_thread_ = std::thread([this] { http_->listen_after_bind(); });
+  if (absl::Status s =
+          WriteFileAtomic(paths_.http_address(), http_bound + "\n", 0644);
+      !s.ok()) {
+    return s;
+  }
+  LogInfo("HTTP (/healthz, /readyz, /metrics, /ca.pem, %s) on %s", kCrlHttpPath,
+          http_bound);
+  return absl::OkStatus();
+}
+
+void BrokerApp::Sweep() {
+  bootstrapper_->Sweep();
+  if (absl::Status s = crl_->MaybeRefresh(); !s.ok()) {
+    LogError("CRL refresh: %s", s.message());
+  }
+  tokens_->Sweep();
+  if (auto a = ca_->MaybeActivateStaged(false); !a.ok()) {
+    LogError("CA activation: %s", a.status().message());
+  } else if (*a) {
+    LogInfo("staged CA activated: it signs from now on");
+  }
+}
+
+int BrokerApp::WaitForSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+void BrokerApp::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  const auto deadline =
+      std::chrono::system_clock::now() + std::chrono::seconds(5);
+  if (device_server_) device_server_->Shutdown(deadline);
+  if (admin_server_) admin_server_->Shutdown(deadline);
+  if (http_) {
+    http_->stop();
+    if (http_thread_.joinable()) http_thread_.join();
+  }
+  if (sweeper_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(stop_mu_);
+      stopping_ = true;
+    }
+    stop_cv_.notify_all();
+    sweeper_.join();
+  }
+  if (outbox_started_) outbox_->Stop();
+  // Only a broker that served removes the files: a failed start leaves
+  // another broker's socket and addresses alone.
+  if (started_) {
+    unlink(paths_.admin_socket().c_str());
+    unlink(paths_.listen_address().c_str());
+    unlink(paths_.http_address().c_str());
+    unlink(paths_.admin_address().c_str());
+  }
+}
+
+int RunBroker(const BrokerConfig& config) {
+  // Debian's Abseil is built with absl::Mutex deadlock detection on, which
+  // records a lock graph on every gRPC mutex acquisition (~2% of the
+  // broker's CPU). The broker's own locks are std::mutex.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  if (config.log_level == "debug") SetLogLevel(LogLevel::kDebug);
+  if (config.log_level == "warning") SetLogLevel(LogLevel::kWarning);
+  if (config.log_level == "error") SetLogLevel(LogLevel::kError);
+
+  auto app = BrokerApp::Create(config);
+  if (!app.ok()) return Fail(app.status());
+  if (absl::Status s = (*app)->Start(); !s.ok()) return Fail(s);
+  const int sig = (*app)->WaitForSignal();
+  LogInfo("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*app)->Shutdown();
+  LogInfo("stopped");
+  return kExitOk;
+}
+
+int RunRestore(const RestoreConfig& r) {
+  umask(077);
+  auto s = RestoreBackup(
+      r.archive, r.data_dir, r.kek_file,
+      [](const std::string& path) -> absl::StatusOr<std::unique_ptr<Store>> {
+        return SqliteStore::Open(path);
+      });
+  if (!s.ok()) return Fail(s.status());
+  std::cout << "restored " << s->entries << " files (" << s->bytes
+            << " bytes, backup of " << s->created_at << ") into " << r.data_dir
+            << "\n";
+  if (!s->kek_included) {
+    std::cerr << "simprov-broker: start it with --kek-file " << r.kek_file
+              << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace simprov
