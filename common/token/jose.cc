@@ -12,6 +12,8 @@
 #include <cstring>
 #include <vector>
 
+#include "common/openssl_ptr.h"
+
 namespace simprov::jose {
 namespace {
 
@@ -24,30 +26,11 @@ constexpr unsigned char kP256Order[32] = {
     0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17,
     0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51};
 
-struct MdCtxDeleter {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-struct PkeyCtxDeleter {
-  void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
-};
-struct BnDeleter {
-  void operator()(BIGNUM* p) const { BN_free(p); }
-};
-struct SigDeleter {
-  void operator()(ECDSA_SIG* p) const { ECDSA_SIG_free(p); }
-};
-struct ParamBldDeleter {
-  void operator()(OSSL_PARAM_BLD* p) const { OSSL_PARAM_BLD_free(p); }
-};
-struct ParamDeleter {
-  void operator()(OSSL_PARAM* p) const { OSSL_PARAM_free(p); }
-};
-struct X509Deleter {
-  void operator()(X509* p) const { X509_free(p); }
-};
-struct BioDeleter {
-  void operator()(BIO* p) const { BIO_free(p); }
-};
+// OpenSSL objects this file owns beyond common/openssl_ptr.h's aliases.
+using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, OpenSslDeleter<ECDSA_SIG_free>>;
+using ParamBldPtr =
+    std::unique_ptr<OSSL_PARAM_BLD, OpenSslDeleter<OSSL_PARAM_BLD_free>>;
+using ParamPtr = std::unique_ptr<OSSL_PARAM, OpenSslDeleter<OSSL_PARAM_free>>;
 
 int DecodeChar(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -180,8 +163,7 @@ bool ParseJsonStrict(std::string_view text, nlohmann::json* out,
 
 bool EcdsaDerToRaw(const unsigned char* der, size_t len, std::string* raw) {
   const unsigned char* p = der;
-  std::unique_ptr<ECDSA_SIG, SigDeleter> sig(
-      d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(len)));
+  EcdsaSigPtr sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(len)));
   if (!sig || p != der + len) return false;
   return EcdsaSigToRaw(sig.get(), raw);
 }
@@ -208,7 +190,7 @@ bool EcdsaRawToDer(std::string_view raw, std::string* der, std::string* error) {
     *error = "ES256 signature r or s out of range";
     return false;
   }
-  std::unique_ptr<ECDSA_SIG, SigDeleter> sig(ECDSA_SIG_new());
+  EcdsaSigPtr sig(ECDSA_SIG_new());
   BIGNUM* r = BN_bin2bn(p, 32, nullptr);
   BIGNUM* s = BN_bin2bn(p + 32, 32, nullptr);
   if (!sig || !r || !s || !ECDSA_SIG_set0(sig.get(), r, s)) {
@@ -241,7 +223,7 @@ nlohmann::json PublicJwk(EVP_PKEY* key, const std::string& kid) {
     BIGNUM* y = nullptr;
     EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &x);
     EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, &y);
-    std::unique_ptr<BIGNUM, BnDeleter> xo(x), yo(y);
+    BignumPtr xo(x), yo(y);
     unsigned char xb[32], yb[32];
     if (!x || !y || BN_bn2binpad(x, xb, 32) != 32 ||
         BN_bn2binpad(y, yb, 32) != 32) {
@@ -294,7 +276,7 @@ PkeyPtr PublicKeyFromJwk(const nlohmann::json& jwk, std::string* error) {
       return nullptr;
     }
     std::string point = "\x04" + x + y;
-    std::unique_ptr<OSSL_PARAM_BLD, ParamBldDeleter> bld(OSSL_PARAM_BLD_new());
+    ParamBldPtr bld(OSSL_PARAM_BLD_new());
     if (!bld ||
         !OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME,
                                          "prime256v1", 0) ||
@@ -303,10 +285,8 @@ PkeyPtr PublicKeyFromJwk(const nlohmann::json& jwk, std::string* error) {
       *error = "out of memory";
       return nullptr;
     }
-    std::unique_ptr<OSSL_PARAM, ParamDeleter> params(
-        OSSL_PARAM_BLD_to_param(bld.get()));
-    std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> ctx(
-        EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+    ParamPtr params(OSSL_PARAM_BLD_to_param(bld.get()));
+    EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
     EVP_PKEY* key = nullptr;
     if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) <= 0 ||
         EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params.get()) <=
@@ -316,8 +296,7 @@ PkeyPtr PublicKeyFromJwk(const nlohmann::json& jwk, std::string* error) {
     }
     PkeyPtr out(key);
     // fromdata decodes the point; check it lies on the curve.
-    std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> check(
-        EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
+    EvpPkeyCtxPtr check(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
     if (!check || EVP_PKEY_public_check(check.get()) != 1) {
       *error = "JWK point is not on P-256";
       return nullptr;
@@ -349,7 +328,7 @@ PkeyPtr PublicKeyFromJwk(const nlohmann::json& jwk, std::string* error) {
 std::string Sign(EVP_PKEY* key, std::string_view input) {
   const std::string alg = AlgForKey(key);
   if (alg.empty()) return "";
-  std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   const EVP_MD* md = alg == kAlgEs256 ? EVP_sha256() : nullptr;
   if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, md, nullptr, key) != 1) {
     return "";
@@ -385,7 +364,7 @@ bool Verify(EVP_PKEY* key, const std::string& alg, std::string_view input,
     *error = "unsupported alg";
     return false;
   }
-  std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, md, nullptr, key) != 1) {
     *error = "cannot initialise verification";
     return false;
@@ -408,10 +387,10 @@ std::string CertThumbprintS256(std::string_view der) {
 }
 
 std::string CertificateDer(std::string_view pem_or_der) {
-  std::unique_ptr<X509, X509Deleter> cert;
+  X509Ptr cert;
   if (pem_or_der.find("-----BEGIN") != std::string_view::npos) {
-    std::unique_ptr<BIO, BioDeleter> bio(BIO_new_mem_buf(
-        pem_or_der.data(), static_cast<int>(pem_or_der.size())));
+    BioPtr bio(BIO_new_mem_buf(pem_or_der.data(),
+                               static_cast<int>(pem_or_der.size())));
     if (bio)
       cert.reset(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
   } else {
