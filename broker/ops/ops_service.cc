@@ -1,5 +1,6 @@
 #include "broker/ops/ops_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "broker/admin/admin_auth.h"
 #include "broker/ops/backup.h"
 #include "common/grpc_status.h"
@@ -38,6 +39,8 @@ grpc::Status OpsGrpcService::Backup(
                         });
   if (!r.ok()) {
     LogWarning("backup for %s failed: %s", *actor, r.status().message());
+    (void)store_.AppendAudit({clock_.Now(), *actor, "backup", data_dir_,
+                              "failed", std::string(r.status().message())});
     return ToGrpcStatus(r.status());
   }
   v1::BackupDone* done = chunk.mutable_done();
@@ -53,6 +56,13 @@ grpc::Status OpsGrpcService::Backup(
   }
   LogInfo("backup for %s: %d files, %d bytes, archive of %d bytes", *actor,
           r->summary.entries, r->summary.bytes, r->archive_size);
+  // Who took the archive (it may hold the KEK and the CA keys) and where it
+  // was sent from is on the audit trail, not only in the log.
+  (void)store_.AppendAudit(
+      {clock_.Now(), *actor, "backup", data_dir_, "ok",
+       absl::StrCat(r->summary.entries, " files, ", r->archive_size,
+                    " bytes, KEK ",
+                    r->summary.kek_included ? "included" : "not included")});
   return grpc::Status::OK;
 }
 

@@ -16,6 +16,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "broker/keys/kek_rotation.h"
 #include "common/atomic_file.h"
 #include "common/duration.h"
@@ -511,6 +512,19 @@ TEST_F(RemoteBackupTest, AdminBacksUpUnderLoadAndTheArchiveRestores) {
   EXPECT_FALSE(absl::StrContains(tar.out, "-wal")) << tar.out;
   // The broker built the archive in a temporary directory and removed it.
   EXPECT_TRUE(FilesLike(broker_tmp_, "").empty());
+  // The audit names who took the archive.
+  ProcessResult audit = broker_->Cli({"audit", "--json"});
+  ASSERT_EQ(audit.exit_code, 0) << audit.err;
+  bool audited = false;
+  for (absl::string_view line : absl::StrSplit(audit.out, '\n')) {
+    if (absl::StrContains(line, "\"action\":\"backup\"")) {
+      audited = true;
+      EXPECT_TRUE(absl::StrContains(line, "admin-bob")) << line;
+      EXPECT_TRUE(absl::StrContains(line, "\"result\":\"ok\"")) << line;
+      EXPECT_TRUE(absl::StrContains(line, "KEK included")) << line;
+    }
+  }
+  EXPECT_TRUE(audited) << audit.out;
   ASSERT_EQ(broker_->Stop(), 0);
 
   const std::string restored = dir_ + "/restored";
