@@ -43,8 +43,8 @@ absl::Status FsyncDirectory(const std::string& dir) {
   return absl::OkStatus();
 }
 
-absl::Status WriteFileAtomic(const std::string& path, std::string_view data,
-                             mode_t mode) {
+absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(
+    const std::string& path, mode_t mode) {
   // Unique per process and call, so concurrent writers never share a
   // temporary file; O_EXCL|O_NOFOLLOW refuses a planted file or symlink.
   static std::atomic<uint64_t> counter{0};
@@ -54,35 +54,53 @@ absl::Status WriteFileAtomic(const std::string& path, std::string_view data,
   if (fd < 0) return ErrnoError("cannot create", tmp);
   // The umask may have narrowed the mode; widen it back to exactly `mode`.
   if (fchmod(fd, mode) != 0) {
+    absl::Status s = ErrnoError("cannot chmod", tmp);
     close(fd);
     unlink(tmp.c_str());
-    return ErrnoError("cannot chmod", tmp);
+    return s;
   }
+  return std::unique_ptr<AtomicFileWriter>(
+      new AtomicFileWriter(path, std::move(tmp), fd));
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ >= 0) close(fd_);
+  if (!committed_) unlink(tmp_.c_str());
+}
+
+absl::Status AtomicFileWriter::Append(std::string_view data) {
+  if (fd_ < 0) return absl::FailedPreconditionError("file already committed");
   size_t off = 0;
   while (off < data.size()) {
-    ssize_t n = write(fd, data.data() + off, data.size() - off);
+    ssize_t n = write(fd_, data.data() + off, data.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      absl::Status s = ErrnoError("cannot write", tmp);
-      close(fd);
-      unlink(tmp.c_str());
-      return s;
+      return ErrnoError("cannot write", tmp_);
     }
     off += static_cast<size_t>(n);
   }
-  if (fsync(fd) != 0) {
-    absl::Status s = ErrnoError("cannot fsync", tmp);
-    close(fd);
-    unlink(tmp.c_str());
-    return s;
+  return absl::OkStatus();
+}
+
+absl::Status AtomicFileWriter::Commit() {
+  if (fd_ < 0) return absl::FailedPreconditionError("file already committed");
+  if (fsync(fd_) != 0) return ErrnoError("cannot fsync", tmp_);
+  const int fd = fd_;
+  fd_ = -1;
+  if (close(fd) != 0) return ErrnoError("cannot close", tmp_);
+  if (rename(tmp_.c_str(), path_.c_str()) != 0) {
+    return ErrnoError("cannot rename to", path_);
   }
-  close(fd);
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    absl::Status s = ErrnoError("cannot rename to", path);
-    unlink(tmp.c_str());
-    return s;
-  }
-  return FsyncDirectory(DirName(path));
+  committed_ = true;
+  return FsyncDirectory(DirName(path_));
+}
+
+absl::Status WriteFileAtomic(const std::string& path, std::string_view data,
+                             mode_t mode) {
+  auto file = AtomicFileWriter::Create(path, mode);
+  if (!file.ok()) return file.status();
+  if (absl::Status s = (*file)->Append(data); !s.ok()) return s;
+  return (*file)->Commit();
 }
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path,

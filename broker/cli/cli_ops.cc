@@ -1,12 +1,7 @@
 // simprov backup | keys rotate-kek (docs/operations.md).
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <iostream>
 #include <optional>
 
@@ -26,30 +21,11 @@ namespace {
 // (proto/simprov/v1/ops.proto).
 constexpr char kBackupStartedMetadata[] = "simprov-backup-started";
 
-absl::Status Errno(absl::string_view what, const std::string& path) {
-  return absl::InternalError(
-      absl::StrCat(what, " ", path, ": ", strerror(errno)));
-}
-
-absl::Status WriteAll(int fd, const std::string& data,
-                      const std::string& path) {
-  const char* p = data.data();
-  size_t n = data.size();
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return Errno("cannot write", path);
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return absl::OkStatus();
-}
-
-// Receives the archive of Ops.Backup into `fd` (the file `tmp`), checks
-// its size and SHA-256 against the broker's last message, and fsyncs it.
+// Receives the archive of Ops.Backup into `out` and checks its size and
+// SHA-256 against the broker's last message.
 absl::StatusOr<v1::BackupDone> ReceiveBackup(
     const std::shared_ptr<grpc::Channel>& channel, const std::string& where,
-    int fd, const std::string& tmp) {
+    AtomicFileWriter& out) {
   auto stub = v1::Ops::NewStub(channel);
   grpc::ClientContext ctx;
   // A large store takes a while to snapshot and send; leave room.
@@ -71,7 +47,7 @@ absl::StatusOr<v1::BackupDone> ReceiveBackup(
       const std::string& data = chunk.data();
       sha.Update(data);
       size += data.size();
-      s = WriteAll(fd, data, tmp);
+      s = out.Append(data);
     } else {
       s = absl::DataLossError(
           "the broker sent an empty backup message; nothing written");
@@ -99,7 +75,6 @@ absl::StatusOr<v1::BackupDone> ReceiveBackup(
         "; the broker sent ", done->archive_size(), " bytes with SHA-256 ",
         done->sha256(), "); nothing written"));
   }
-  if (fsync(fd) != 0) return Errno("cannot fsync", tmp);
   return *done;
 }
 
@@ -109,23 +84,11 @@ int Backup(const CliContext& g, const std::string& file) {
   if (!channel.ok()) return Fail(channel.status());
   // The archive holds the CA keys (and maybe the KEK): private from the
   // first byte, and only ever complete under its name.
-  umask(077);
-  const std::string tmp = absl::StrCat(file, ".tmp.", getpid());
-  unlink(tmp.c_str());
-  int fd = open(tmp.c_str(),
-                O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return Fail(Errno("cannot create", tmp));
-  fchmod(fd, 0600);
-  auto done = ReceiveBackup(*channel, where, fd, tmp);
-  if (close(fd) != 0 && done.ok()) done = Errno("cannot close", tmp);
-  if (done.ok() && rename(tmp.c_str(), file.c_str()) != 0) {
-    done = Errno("cannot rename to", file);
-  }
-  if (!done.ok()) {
-    unlink(tmp.c_str());
-    return Fail(done.status());
-  }
-  if (absl::Status s = FsyncDirectory(DirName(file)); !s.ok()) return Fail(s);
+  auto out = AtomicFileWriter::Create(file, 0600);
+  if (!out.ok()) return Fail(out.status());
+  auto done = ReceiveBackup(*channel, where, **out);
+  if (!done.ok()) return Fail(done.status());
+  if (absl::Status s = (*out)->Commit(); !s.ok()) return Fail(s);
   std::cout << "backed up " << done->data_dir() << " to " << file << ": "
             << done->entries() << " files, " << done->bytes() << " bytes, KEK "
             << (done->kek_included() ? "included" : "not included (--kek-file)")
