@@ -95,6 +95,17 @@ absl::StatusOr<std::vector<std::string>> StringList(const json& v,
   return out;
 }
 
+// A scope as a token's space-separated `scope` claim carries it (RFC 6749
+// scope-token; the broker also refuses backslashes, as it does in a
+// request).
+bool IsScopeToken(absl::string_view s) {
+  if (s.empty() || s.size() > 128) return false;
+  for (char c : s) {
+    if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+
 absl::StatusOr<std::vector<std::string>> TemplateList(const json& v,
                                                       const std::string& where,
                                                       absl::string_view key) {
@@ -247,8 +258,9 @@ absl::StatusOr<GroupPolicy> ParsePolicyObject(const json& obj,
   if (obj.contains("token")) {
     const json& t = obj["token"];
     if (!t.is_object()) return KeyError(where, "token", "must be an object");
-    if (absl::Status s = CheckKeys(t, where + " token",
-                                   {"audiences", "max_ttl", "identifiers"});
+    if (absl::Status s =
+            CheckKeys(t, where + " token",
+                      {"audiences", "max_ttl", "identifiers", "scopes"});
         !s.ok()) {
       return s;
     }
@@ -278,6 +290,19 @@ absl::StatusOr<GroupPolicy> ParsePolicyObject(const json& obj,
         }
       }
       p.token.identifiers = std::move(*l);
+    }
+    if (t.contains("scopes")) {
+      auto l = StringList(t["scopes"], where, "token.scopes");
+      if (!l.ok()) return l.status();
+      for (const std::string& sc : *l) {
+        if (!IsScopeToken(sc)) {
+          return KeyError(where, "token.scopes",
+                          absl::StrCat("\"", sc,
+                                       "\" is not a scope (1-128 printable "
+                                       "characters, no spaces or quotes)"));
+        }
+      }
+      p.token.scopes = std::move(*l);
     }
   }
   if (obj.contains("registries")) {

@@ -11,7 +11,9 @@
 //                  URI urn:simprov:device:<id> is always added
 //   key_types      subset of ["p256", "p384", "ed25519", "rsa"] (default all)
 //   token          {"audiences": [..], "max_ttl": "1h",
-//                   "identifiers": subset of ["imsi", "iccid", "imei"]}
+//                   "identifiers": subset of ["imsi", "iccid", "imei"],
+//                   "scopes": [..] (the scopes a device may ask for;
+//                   default none)}
 //   registries     [{"target": NAME, "thing": template,
 //                    "topics": [templates]}]
 //   registration   "async" (default) or "sync": answer a bootstrap only
@@ -65,6 +67,8 @@ struct TokenPolicy {
   std::optional<absl::Duration> max_ttl;  // unset: the broker's default
   // imsi, iccid, imei; unset: all of them (when known).
   std::optional<std::vector<std::string>> identifiers;
+  // The scopes a device may ask for; empty: none.
+  std::vector<std::string> scopes;
 };
 
 struct RegistryBinding {

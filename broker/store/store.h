@@ -268,9 +268,15 @@ class Store {
     std::string cert_status;
     std::string imsi, device_id, group, iccid, imei;
     std::string status;  // the subscriber's
+    std::string serial;  // the certificate's
   };
   virtual absl::StatusOr<TokenSubject> GetTokenSubject(
       const std::string& serial) = 0;
+  // The same for the certificate whose DER has SHA-256 `cert_sha256` (the
+  // certificate a token's cnf x5t#S256 names), read afresh. NotFound when
+  // this broker issued no such certificate.
+  virtual absl::StatusOr<TokenSubject> GetTokenSubjectByCertHash(
+      const Bytes& cert_sha256) = 0;
 
   // --- Registry outbox (broker/store/sqlite/sqlite_store_registry.cc) ---
   // RecordIssuance plus `intents`, all in the one transaction. An intent

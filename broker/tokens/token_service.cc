@@ -221,7 +221,8 @@ absl::StatusOr<TokenService::VerifiedCert> TokenService::VerifyClientCert(
 
 absl::Status TokenService::CheckPolicy(
     const Store::TokenSubject& sub, const std::vector<std::string>& audiences,
-    absl::Duration* ttl, std::vector<std::string>* identifiers) const {
+    const std::vector<std::string>& scopes, absl::Duration* ttl,
+    std::vector<std::string>* identifiers) const {
   if (!options_.audiences.empty()) {
     for (const std::string& a : audiences) {
       if (!options_.audiences.contains(a)) {
@@ -231,10 +232,24 @@ absl::Status TokenService::CheckPolicy(
     }
   }
   *identifiers = {"imsi", "iccid", "imei"};
-  if (options_.policies == nullptr) return absl::OkStatus();
-  auto policy = options_.policies->Get(sub.group);
-  if (!policy.ok()) return absl::UnavailableError(policy.status().message());
-  const TokenPolicy& tp = (*policy)->token;
+  // No policies: every group has the implicit one (no scope allowed).
+  const TokenPolicy no_policy;
+  const TokenPolicy* tpp = &no_policy;
+  std::shared_ptr<const GroupPolicy> policy;
+  if (options_.policies != nullptr) {
+    auto got = options_.policies->Get(sub.group);
+    if (!got.ok()) return absl::UnavailableError(got.status().message());
+    policy = *got;
+    tpp = &policy->token;
+  }
+  const TokenPolicy& tp = *tpp;
+  // A device asks for scopes; only the group's policy grants them.
+  for (const std::string& s : scopes) {
+    if (std::find(tp.scopes.begin(), tp.scopes.end(), s) == tp.scopes.end()) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("scope ", s, " is not allowed for group ", sub.group));
+    }
+  }
   if (!tp.audiences.empty()) {
     for (const std::string& a : audiences) {
       if (std::find(tp.audiences.begin(), tp.audiences.end(), a) ==
@@ -316,7 +331,8 @@ absl::StatusOr<v1::IssueTokenResponse> TokenService::Issue(
         absl::StrCat("subscriber is ", subject->status));
   }
   std::vector<std::string> identifiers;
-  if (absl::Status s = CheckPolicy(*subject, audiences, &ttl, &identifiers);
+  if (absl::Status s =
+          CheckPolicy(*subject, audiences, scopes, &ttl, &identifiers);
       !s.ok()) {
     return s;
   }
@@ -449,19 +465,22 @@ absl::StatusOr<std::string> TokenService::Introspect(
     LogDebug("introspect for %s: inactive: %s", app, r.error);
     return inactive;
   }
-  // A group may keep the IMSI out of its tokens: then the device id (sub)
-  // names the subscriber.
-  auto sub = r.token.imsi.empty()
-                 ? store_.GetSubscriberByDeviceId(r.token.subject)
-                 : store_.GetSubscriber(r.token.imsi);
-  if (!sub.ok() && sub.status().code() != absl::StatusCode::kNotFound) {
-    return absl::UnavailableError(sub.status().message());
+  // The token is bound to the certificate it was issued for (cnf): that
+  // certificate, not the device id in sub (which a replacement SIM takes
+  // over) nor an identifier (a group may leave them out), names the SIM.
+  auto subject = BoundSubject(r.token);
+  if (!subject.ok()) return subject.status();
+  if (!subject->has_value()) return inactive;
+  const Store::TokenSubject& bound = **subject;
+  if (bound.cert_status != "valid" || bound.status != kStatusActive) {
+    LogDebug("introspect for %s: inactive: certificate %s %s, subscriber %s",
+             app, bound.serial, bound.cert_status, bound.status);
+    return inactive;
   }
-  if (!sub.ok()) return inactive;
-  auto revoked = store_.TokenRevoked(r.token.jti, sub->imsi,
+  auto revoked = store_.TokenRevoked(r.token.jti, bound.imsi,
                                      absl::FromUnixSeconds(r.token.issued_at));
   if (!revoked.ok()) return absl::UnavailableError(revoked.status().message());
-  if (*revoked || sub->status != kStatusActive) return inactive;
+  if (*revoked) return inactive;
   nlohmann::json out =
       nlohmann::json::parse(r.token.claims_json, nullptr, false);
   if (!out.is_object()) return inactive;
@@ -469,6 +488,24 @@ absl::StatusOr<std::string> TokenService::Introspect(
   out["token_type"] = "Bearer";
   out["client_id"] = r.token.subject;
   return out.dump();
+}
+
+absl::StatusOr<std::optional<Store::TokenSubject>> TokenService::BoundSubject(
+    const VerifiedToken& token) {
+  std::string hash;
+  if (!jose::Base64UrlDecode(token.cnf_x5t_s256, &hash) || hash.size() != 32) {
+    return std::nullopt;  // not bound to a certificate: not one of ours
+  }
+  auto subject = store_.GetTokenSubjectByCertHash(ToBytes(hash));
+  if (!subject.ok()) {
+    if (subject.status().code() == absl::StatusCode::kNotFound) {
+      return std::nullopt;
+    }
+    return absl::UnavailableError(subject.status().message());
+  }
+  // Identifiers the token carries are those of the certificate's SIM.
+  if (!token.imsi.empty() && token.imsi != subject->imsi) return std::nullopt;
+  return std::optional<Store::TokenSubject>(std::move(*subject));
 }
 
 std::string TokenService::DiscoveryJson() const {

@@ -5,17 +5,21 @@
 //
 // What holds: every issuance re-checks the certificate (chain, 'valid' in
 // the store) and the subscriber ('active'); lifetimes are capped; audiences
-// are checked against --token-audiences and the per-group policy hook
-// (CheckPolicy); each token is bound to the device certificate (cnf
-// x5t#S256) and audited. Introspection authenticates the application by
-// its key (only a SHA-256 hash is stored; compared in constant time) and
-// reports a token active only if it verifies, names that application in
-// aud, is not revoked and its subscriber is active.
+// are checked against --token-audiences and the per-group policy, scopes
+// against the group's token.scopes (CheckPolicy); each token is bound to
+// the device certificate (cnf x5t#S256) and audited. Introspection
+// authenticates the application by its key (only a SHA-256 hash is
+// stored; compared in constant time) and reports a token active only if
+// it verifies, names that application in aud, the certificate its cnf
+// names is one this broker issued and still valid (not revoked), that
+// certificate's subscriber is active, and the token is not revoked (by
+// jti, or every token of that certificate's SIM).
 #ifndef SIMPROV_BROKER_TOKENS_TOKEN_SERVICE_H_
 #define SIMPROV_BROKER_TOKENS_TOKEN_SERVICE_H_
 
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -30,6 +34,7 @@
 #include "broker/store/store.h"
 #include "broker/tokens/token_keys.h"
 #include "common/clock.h"
+#include "common/token/token_verifier.h"
 #include "simprov/v1/token.grpc.pb.h"
 
 namespace simprov {
@@ -76,10 +81,13 @@ class TokenService {
 
   // What a device of `sub`'s group may get: --token-audiences and the
   // group's token policy both restrict audiences (PERMISSION_DENIED naming
-  // the audience); the group's max_ttl lowers `*ttl`; `*identifiers` is
-  // set to the identifier claims to include (imsi, iccid, imei).
+  // the audience); every scope must be in the group's token.scopes (none
+  // by default; PERMISSION_DENIED naming the scope and the group); the
+  // group's max_ttl lowers `*ttl`; `*identifiers` is set to the identifier
+  // claims to include (imsi, iccid, imei).
   absl::Status CheckPolicy(const Store::TokenSubject& sub,
                            const std::vector<std::string>& audiences,
+                           const std::vector<std::string>& scopes,
                            absl::Duration* ttl,
                            std::vector<std::string>* identifiers) const;
 
@@ -117,6 +125,11 @@ class TokenService {
   };
   absl::StatusOr<VerifiedCert> VerifyClientCert(const std::string& pem,
                                                 absl::Time now);
+  // The certificate a verified token is bound to (cnf x5t#S256), with its
+  // subscriber; nullopt when this broker issued no such certificate or the
+  // token's imsi claim names another SIM.
+  absl::StatusOr<std::optional<Store::TokenSubject>> BoundSubject(
+      const VerifiedToken& token);
 
   const TokenOptions options_;
   Store& store_;

@@ -134,6 +134,12 @@ class TokenIntegrationTest : public ::testing::Test {
 
 TEST_F(TokenIntegrationTest, AgentTokenVerifiesWithTheServedJwks) {
   StartAndProvision();
+  // Scopes are granted by the group's policy (none by default).
+  WriteFileOrDie(dir_ + "/groups.json", R"({"groups": [{"name": "default",
+      "token": {"scopes": ["read", "write"]}}]})");
+  ProcessResult applied =
+      broker_->Cli({"groups", "apply", dir_ + "/groups.json"});
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
   const std::string token =
       Token({"--audience", "billing", "--scope", "read", "--scope", "write"});
   json header = Part(token, 0);
@@ -267,8 +273,9 @@ TEST_F(TokenIntegrationTest, GroupPolicyRestrictsAudiencesLifetimeAndIds) {
   EXPECT_FALSE(claims.contains("iccid")) << claims;
   EXPECT_EQ(claims["group"], "meters");
 
-  // Without the IMSI claim, introspection finds the subscriber by device
-  // id, and a device-wide revocation still applies.
+  // Without the IMSI claim, introspection finds the subscriber through the
+  // certificate the token is bound to, and a device-wide revocation still
+  // applies.
   const std::string key = CreateApp("billing");
   EXPECT_EQ(Introspect("billing", key, token)["active"], true);
   r = broker_->Cli({"tokens", "revoke", "--device", sim.imsi});

@@ -159,6 +159,19 @@ CREATE TABLE registry_outbox (
 CREATE INDEX registry_outbox_due ON registry_outbox (state, next_attempt_ms);
 CREATE INDEX registry_outbox_serial ON registry_outbox (serial);
 )sql",
+    // Tokens name their certificate by the SHA-256 of its DER (cnf
+    // x5t#S256): the hash of every certificate, to find it by. Filled at
+    // issuance; here for the certificates issued before (simprov_sha256 is
+    // registered on the connection that migrates).
+    R"sql(
+CREATE TABLE certificate_sha256 (
+  serial  TEXT PRIMARY KEY,
+  sha256  BLOB NOT NULL
+);
+INSERT INTO certificate_sha256 (serial, sha256)
+  SELECT serial, simprov_sha256(der) FROM certificates;
+CREATE INDEX certificate_sha256_hash ON certificate_sha256 (sha256);
+)sql",
 };
 
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -328,6 +341,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     const std::string& path, Clock& clock) {
   auto writer = SqliteConnection::Open(path);
   if (!writer.ok()) return writer.status();
+  if (absl::Status s = RegisterSha256Function(**writer); !s.ok()) return s;
   if (absl::Status s = Migrate(**writer, clock); !s.ok()) return s;
   auto reader = SqliteConnection::Open(path);
   if (!reader.ok()) return reader.status();
@@ -605,6 +619,7 @@ absl::Status SqliteStore::RecordIssuanceIn(SqliteConnection& db,
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = InsertCertificateSha256(db, cert); !s.ok()) return s;
   return InsertAudit(db, event);
 }
 

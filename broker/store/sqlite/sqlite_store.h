@@ -112,6 +112,8 @@ class SqliteStore : public Store {
   absl::Status PruneTokenRevocations(absl::Time before) override;
   absl::StatusOr<TokenSubject> GetTokenSubject(
       const std::string& serial) override;
+  absl::StatusOr<TokenSubject> GetTokenSubjectByCertHash(
+      const Bytes& cert_sha256) override;
   // Registry outbox: sqlite_store_registry.cc.
   absl::Status RecordIssuanceWithIntents(
       const CertificateRecord& cert, const AuditEvent& event,

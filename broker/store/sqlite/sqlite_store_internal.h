@@ -24,6 +24,12 @@ CertificateRecord ReadCertificate(SqliteStatement& row);
 extern const char kAuditColumns[];
 AuditEvent ReadAudit(SqliteStatement& row);
 absl::Status InsertAudit(SqliteConnection& db, const AuditEvent& e);
+// The certificate's DER hash (what a token's cnf names), recorded with it.
+absl::Status InsertCertificateSha256(SqliteConnection& db,
+                                     const CertificateRecord& cert);
+// SQL function simprov_sha256(BLOB) -> BLOB, for the migration that hashes
+// the certificates issued before the hashes were recorded.
+absl::Status RegisterSha256Function(SqliteConnection& db);
 
 }  // namespace simprov::sqlite_internal
 

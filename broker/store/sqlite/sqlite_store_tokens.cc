@@ -1,10 +1,51 @@
 // SqliteStore: the tokens area: introspection apps, revocations and the
 // token subject.
+#include <sqlite3.h>
+
 #include "absl/strings/str_cat.h"
 #include "broker/store/sqlite/sqlite_store.h"
 #include "broker/store/sqlite/sqlite_store_internal.h"
+#include "common/digest.h"
 
 namespace simprov {
+
+namespace sqlite_internal {
+namespace {
+
+void Sha256Sql(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  if (argc != 1 || sqlite3_value_type(argv[0]) == SQLITE_NULL) {
+    sqlite3_result_null(ctx);
+    return;
+  }
+  const void* data = sqlite3_value_blob(argv[0]);
+  const int size = sqlite3_value_bytes(argv[0]);
+  const auto* p = static_cast<const uint8_t*>(data);
+  const Bytes hash = Sha256(p == nullptr ? Bytes() : Bytes(p, p + size));
+  sqlite3_result_blob(ctx, hash.data(), static_cast<int>(hash.size()),
+                      SQLITE_TRANSIENT);
+}
+
+}  // namespace
+
+absl::Status InsertCertificateSha256(SqliteConnection& db,
+                                     const CertificateRecord& cert) {
+  const Bytes hash = Sha256(cert.der);
+  return db.ExecBound(
+      "INSERT INTO certificate_sha256 (serial, sha256) VALUES (?, ?)",
+      "record certificate hash", {cert.serial, hash});
+}
+
+absl::Status RegisterSha256Function(SqliteConnection& db) {
+  if (sqlite3_create_function_v2(
+          db.raw(), "simprov_sha256", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+          nullptr, &Sha256Sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return absl::InternalError(absl::StrCat(
+        "store: registering simprov_sha256: ", sqlite3_errmsg(db.raw())));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace sqlite_internal
 
 using sqlite_internal::Unix;
 
@@ -114,6 +155,7 @@ absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubject(
   if (!*found) {
     return absl::NotFoundError(absl::StrCat("no certificate ", serial));
   }
+  t.serial = serial;
   if (wal_index_ != nullptr) {
     std::lock_guard<std::mutex> lock(subjects_mu_);
     if (subjects_change_ != change) {
@@ -125,6 +167,36 @@ absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubject(
     }
     if (subjects_.size() >= kMaxCachedSubjects) subjects_.clear();
     subjects_[serial] = t;
+  }
+  return t;
+}
+
+absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubjectByCertHash(
+    const Bytes& cert_sha256) {
+  auto reader = LeaseReader();
+  if (!reader.ok()) return reader.status();
+  TokenSubject t;
+  auto found = (*reader)->QueryRow(
+      "SELECT c.serial, c.status, s.imsi, s.device_id, c.device_id, "
+      "s.group_name, s.iccid, s.status, s.imei FROM certificate_sha256 h "
+      "JOIN certificates c ON c.serial = h.serial JOIN subscribers s ON "
+      "s.imsi = c.imsi WHERE h.sha256 = ? ORDER BY c.issued_at DESC, "
+      "c.serial LIMIT 1",
+      "token subject by certificate hash", {cert_sha256},
+      [&](SqliteStatement& row) {
+        t.serial = row.Text(0);
+        t.cert_status = row.Text(1);
+        t.imsi = row.Text(2);
+        t.device_id = row.Text(3);
+        if (t.device_id.empty()) t.device_id = row.Text(4);
+        t.group = row.Text(5);
+        t.iccid = row.Text(6);
+        t.status = row.Text(7);
+        t.imei = row.Text(8);
+      });
+  if (!found.ok()) return found.status();
+  if (!*found) {
+    return absl::NotFoundError("no certificate with that SHA-256 hash");
   }
   return t;
 }

@@ -68,7 +68,8 @@ TEST(PolicyTest, ParsesEveryKey) {
       "san": {"dns": ["#{device_id}.example.com"], "uri": ["urn:x:#{imsi}"]},
       "key_types": ["p256", "rsa"],
       "token": {"audiences": ["a", "b"], "max_ttl": "15m",
-                "identifiers": ["imsi", "imei"]},
+                "identifiers": ["imsi", "imei"],
+                "scopes": ["read", "meter:write"]},
       "registries": [{"target": "mqtt", "thing": "cam-#{device_id}",
                       "topics": ["d/#{device_id}/#", "g/#{group}"]}],
       "registration": "sync", "imei_lock": true})");
@@ -91,6 +92,7 @@ TEST(PolicyTest, ParsesEveryKey) {
   EXPECT_EQ(p->token.max_ttl, absl::Minutes(15));
   ASSERT_TRUE(p->token.identifiers.has_value());
   EXPECT_EQ(*p->token.identifiers, (std::vector<std::string>{"imsi", "imei"}));
+  EXPECT_EQ(p->token.scopes, (std::vector<std::string>{"read", "meter:write"}));
   ASSERT_EQ(p->registries.size(), 1u);
   EXPECT_EQ(p->registries[0].target, "mqtt");
   EXPECT_EQ(p->registries[0].thing_template, "cam-#{device_id}");
@@ -118,7 +120,9 @@ TEST(PolicyTest, DefaultsAreTheImplicitPolicy) {
   EXPECT_TRUE(p->AllowsKeyType("Ed25519"));
   EXPECT_FALSE(p->imei_lock);
   EXPECT_FALSE(p->sync_registration);
+  EXPECT_TRUE(p->token.scopes.empty());  // no scope may be asked for
   EXPECT_EQ(ImplicitPolicy("default").subject[0].value_template, "#{imsi}");
+  EXPECT_TRUE(ImplicitPolicy("default").token.scopes.empty());
 }
 
 TEST(PolicyTest, ErrorsNameTheKey) {
@@ -141,6 +145,16 @@ TEST(PolicyTest, ErrorsNameTheKey) {
       {R"({"name": "g", "token": {"aud": []}})", "unknown key \"aud\""},
       {R"({"name": "g", "token": {"identifiers": ["msisdn"]}})",
        "unknown identifier \"msisdn\""},
+      {R"({"name": "g", "token": {"scopes": "read"}})",
+       "key \"token.scopes\": must be a list of strings"},
+      {R"({"name": "g", "token": {"scopes": [1]}})",
+       "key \"token.scopes\": must be a list of strings"},
+      {R"({"name": "g", "token": {"scopes": ["read write"]}})",
+       "key \"token.scopes\": \"read write\" is not a scope"},
+      {R"({"name": "g", "token": {"scopes": [""]}})",
+       "key \"token.scopes\": \"\" is not a scope"},
+      {R"({"name": "g", "token": {"scopes": ["a\"b"]}})",
+       "key \"token.scopes\""},
       {R"({"name": "g", "registries": [{"thing": "x"}]})", "registries.target"},
       {R"({"name": "g", "registries": [{"target": "m", "topics": ["#{x}"]}]})",
        "#{x}"},

@@ -1,5 +1,6 @@
 // Conformance: tokens (introspection apps, revocations) and the token
 // subject read at every issuance.
+#include "common/digest.h"
 #include "test/broker/store/store_conformance.h"
 
 namespace simprov {
@@ -145,6 +146,63 @@ TEST_P(StoreConformanceTest, TokenSubjectFollowsEveryChangeAtTheNextRead) {
   EXPECT_EQ(Subject("0b01").status, kStatusTerminated);
   EXPECT_EQ(store_->GetTokenSubject("0b02").status().code(),
             StatusCode::kNotFound);
+}
+
+// A token names its certificate by the SHA-256 of the DER (cnf x5t#S256):
+// the certificate and its subscriber are found by that hash, their status
+// read afresh, across a restart, for every certificate of the SIM.
+TEST_P(StoreConformanceTest, TokenSubjectByCertificateHash) {
+  Import(1, 2);
+  CertificateRecord first = Cert("0d01", Imsi(1), "dev-1", kT0);
+  first.der = {0x30, 0x03, 0x02, 0x01, 0x01};
+  CertificateRecord second =
+      Cert("0d02", Imsi(1), "dev-1", kT0 + absl::Minutes(1));
+  second.der = {0x30, 0x03, 0x02, 0x01, 0x02};
+  ASSERT_TRUE(
+      store_->RecordIssuance(first, Event(Imsi(1), "serial=0d01", kT0)).ok());
+  ASSERT_TRUE(
+      store_->RecordIssuance(second, Event(Imsi(1), "serial=0d02", kT0)).ok());
+  auto by_hash = [&](const Bytes& der) {
+    auto t = store_->GetTokenSubjectByCertHash(Sha256(der));
+    EXPECT_TRUE(t.ok()) << t.status();
+    return t.ok() ? *t : Store::TokenSubject{};
+  };
+  Store::TokenSubject t = by_hash(first.der);
+  EXPECT_EQ(t.serial, "0d01");
+  EXPECT_EQ(t.cert_status, "valid");
+  EXPECT_EQ(t.imsi, Imsi(1));
+  EXPECT_EQ(t.device_id, "dev-1");
+  EXPECT_EQ(t.group, kDefaultGroup);
+  EXPECT_EQ(t.iccid, "894400000000001");
+  EXPECT_EQ(t.status, kStatusActive);
+  EXPECT_EQ(by_hash(second.der).serial, "0d02");
+  // Not the hash of any certificate of this store: NotFound.
+  EXPECT_EQ(
+      store_->GetTokenSubjectByCertHash(Sha256(Bytes{1, 2, 3})).status().code(),
+      StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetTokenSubjectByCertHash(Bytes()).status().code(),
+            StatusCode::kNotFound);
+
+  // Revoking one certificate shows at the next read; the other is valid.
+  Revoke("0d01", kT0 + absl::Minutes(2));
+  EXPECT_EQ(by_hash(first.der).cert_status, "revoked");
+  EXPECT_EQ(by_hash(second.der).cert_status, "valid");
+  Reopen();
+  EXPECT_EQ(by_hash(first.der).cert_status, "revoked");
+  EXPECT_EQ(by_hash(second.der).serial, "0d02");
+
+  // Replacing the SIM revokes the rest; the subject stays the old SIM
+  // (not the new one, which took over the device id).
+  const absl::Time at = kT0 + absl::Minutes(3);
+  ASSERT_TRUE(store_
+                  ->ReplaceDevice(Imsi(1), Imsi(2), at,
+                                  AdminEvent("replace", Imsi(1), at))
+                  .ok());
+  t = by_hash(second.der);
+  EXPECT_EQ(t.cert_status, "revoked");
+  EXPECT_EQ(t.imsi, Imsi(1));
+  EXPECT_EQ(t.status, kStatusReplaced);
+  EXPECT_EQ(t.device_id, "dev-1");  // the certificate's
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include "broker/tokens/token_service.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
 #include <memory>
 #include <mutex>
@@ -14,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "broker/ca/ca.h"
+#include "broker/policy/group_policies.h"
 #include "broker/store/sqlite/sqlite_store.h"
 #include "broker/tokens/token_keys.h"
 #include "broker/tokens/token_signer.h"
@@ -310,6 +312,167 @@ TEST_F(TokenServiceTest, SignsWithTheCurrentKeysSigner) {
   TokenVerifyResult r = Verify(resp->token());
   ASSERT_TRUE(r.valid) << r.error;
   EXPECT_EQ(r.token.kid, signers_[1]->kid());
+}
+
+// A token service whose groups have stored policies, and an application
+// allowed to introspect.
+class TokenBindingTest : public TokenServiceTest {
+ protected:
+  static constexpr char kNewImsi[] = "001010000000002";
+
+  void SetUp() override {
+    TokenServiceTest::SetUp();
+    if (HasFatalFailure()) return;
+    policies_ = std::make_unique<GroupPolicies>(*store_);
+    TokenOptions to;
+    to.issuer = "https://broker.test";
+    to.policies = policies_.get();
+    bound_ = std::make_unique<TokenService>(to, *store_, *ca_, *keys_, clock_,
+                                            random_);
+    auto app = bound_->CreateApp("billing", "local");
+    ASSERT_TRUE(app.ok()) << app.status();
+    const std::string pair = "billing:" + app->key();
+    std::string b64(4 * ((pair.size() + 2) / 3) + 1, '\0');
+    b64.resize(
+        EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()),
+                        reinterpret_cast<const unsigned char*>(pair.data()),
+                        static_cast<int>(pair.size())));
+    basic_ = "Basic " + b64;
+  }
+  void TearDown() override {
+    bound_.reset();
+    TokenServiceTest::TearDown();
+  }
+
+  void ApplyDefaultPolicy(const std::string& token_policy) {
+    const std::string policy =
+        absl::StrCat(R"({"name":"default","token":)", token_policy, "}");
+    ASSERT_TRUE(store_
+                    ->PutGroups({{"default", policy, clock_.Now()}},
+                                {clock_.Now(), "local", "group-apply",
+                                 "default", "ok", ""})
+                    .ok());
+    policies_->Invalidate();
+  }
+  absl::StatusOr<v1::IssueTokenResponse> Issue(
+      std::vector<std::string> scopes = {}) {
+    v1::IssueTokenRequest req;
+    req.add_audience("billing");
+    for (const std::string& s : scopes) req.add_scope(s);
+    return bound_->Issue(pem_, req);
+  }
+  bool Active(const std::string& token) {
+    auto answer = bound_->Introspect(basic_, token);
+    EXPECT_TRUE(answer.ok()) << answer.status();
+    if (!answer.ok()) return false;
+    json j = json::parse(*answer, nullptr, false);
+    EXPECT_TRUE(j.is_object()) << *answer;
+    if (!j.value("active", false)) {
+      EXPECT_EQ(*answer, R"({"active":false})");
+      return false;
+    }
+    return true;
+  }
+  std::string Serial() { return (*store_->CertificatesOf(kImsi))[0].serial; }
+  AuditEvent Admin(const std::string& action) {
+    return {clock_.Now(), "local", action, kImsi, "ok", ""};
+  }
+
+  std::unique_ptr<GroupPolicies> policies_;
+  std::unique_ptr<TokenService> bound_;
+  std::string basic_;
+};
+
+// The attack: with no identifiers in tokens, a token issued before the SIM
+// was replaced named only the device id, which the new SIM took over, and
+// stayed active. Bound to its certificate (cnf), it goes inactive when
+// the replacement revokes that certificate; the certificate gets no more.
+TEST_F(TokenBindingTest, ReplacedSimsTokensGoInactive) {
+  ApplyDefaultPolicy(R"({"identifiers":[]})");
+  auto token = Issue();
+  ASSERT_TRUE(token.ok()) << token.status();
+  EXPECT_TRUE(Active(token->token()));
+  auto import = store_->BeginImport();
+  ASSERT_TRUE(import.ok());
+  NewSubscriber sub;
+  sub.imsi = kNewImsi;
+  sub.sealed_keys = {2};
+  sub.amf = {0x80, 0};
+  ASSERT_TRUE((*import)->Add(sub).ok());
+  ASSERT_TRUE((*import)->Commit().ok());
+  ASSERT_TRUE(
+      store_->ReplaceDevice(kImsi, kNewImsi, clock_.Now(), Admin("replace"))
+          .ok());
+  EXPECT_FALSE(Active(token->token()));
+  auto again = Issue();
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(again.status().message(),
+            absl::StrCat("certificate ", Serial(), " was revoked"));
+}
+
+// Revoking the one certificate a token is bound to makes it inactive, and
+// so does revoking every token of the certificate's SIM.
+TEST_F(TokenBindingTest, CertificateAndSimRevocationDeactivate) {
+  ApplyDefaultPolicy(R"({"identifiers":[]})");
+  auto first = Issue();
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(bound_->RevokeDevice(kImsi, "local").ok());
+  EXPECT_FALSE(Active(first->token()));
+  clock_.Advance(absl::Seconds(2));  // revocation covers up to its second
+  auto second = Issue();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(Active(second->token()));
+  RevocationRequest r;
+  r.serial = Serial();
+  r.reason = "keyCompromise";
+  r.at = clock_.Now();
+  ASSERT_TRUE(store_->RevokeCertificates(r, Admin("revoke")).ok());
+  EXPECT_FALSE(Active(second->token()));
+}
+
+// A suspended subscriber's tokens are inactive; resumed, active again.
+TEST_F(TokenBindingTest, TheCertificatesSubscriberMustBeActive) {
+  ApplyDefaultPolicy(R"({"identifiers":[]})");
+  auto token = Issue();
+  ASSERT_TRUE(token.ok()) << token.status();
+  ASSERT_TRUE(store_
+                  ->SetSubscriberStatus(kImsi, {kStatusActive},
+                                        kStatusSuspended, "", Admin("suspend"))
+                  .ok());
+  EXPECT_FALSE(Active(token->token()));
+  ASSERT_TRUE(store_
+                  ->SetSubscriberStatus(kImsi, {kStatusSuspended},
+                                        kStatusActive, "", Admin("resume"))
+                  .ok());
+  EXPECT_TRUE(Active(token->token()));
+}
+
+// Scopes: none by default; a group grants exactly those in token.scopes.
+TEST_F(TokenBindingTest, ScopesAreGrantedOnlyByTheGroupPolicy) {
+  auto refused = Issue({"read"});
+  EXPECT_EQ(refused.status(),
+            absl::PermissionDeniedError(
+                "scope read is not allowed for group default"));
+  // The service without policies (every group implicit) refuses too.
+  v1::IssueTokenRequest req;
+  req.add_audience("billing");
+  req.add_scope("read");
+  EXPECT_EQ(tokens_->Issue(pem_, req).status(),
+            absl::PermissionDeniedError(
+                "scope read is not allowed for group default"));
+  ApplyDefaultPolicy(R"({"scopes":["read","meter:write"]})");
+  auto granted = Issue({"meter:write", "read"});
+  ASSERT_TRUE(granted.ok()) << granted.status();
+  TokenVerifyResult v = Verify(granted->token());
+  ASSERT_TRUE(v.valid) << v.error;
+  EXPECT_EQ(v.token.scope, "meter:write read");
+  EXPECT_EQ(Issue({"read", "admin"}).status(),
+            absl::PermissionDeniedError(
+                "scope admin is not allowed for group default"));
+  // No scope asked: none granted, no claim.
+  auto plain = Issue();
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(Verify(plain->token()).token.scope, "");
 }
 
 }  // namespace

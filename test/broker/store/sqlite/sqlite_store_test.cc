@@ -19,6 +19,7 @@
 #include "broker/store/sqlite/sqlite_db.h"
 #include "common/bytes.h"
 #include "common/clock.h"
+#include "common/digest.h"
 #include "common/sealed_box.h"
 #include "test/broker/store/store_test_util.h"
 
@@ -106,6 +107,34 @@ TEST_F(SqliteStoreTest, ReopenKeepsSchemaVersionAndData) {
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->imsi, Imsi(i));
   }
+}
+
+// The migration that records certificate hashes (a token's cnf names its
+// certificate by one) hashes the certificates issued before it. It is the
+// latest migration; one appended after it must be undone here as well.
+TEST_F(SqliteStoreTest, CertificateHashMigrationHashesEarlierCertificates) {
+  constexpr int kCertificateHashMigration = 5;
+  ASSERT_EQ(SqliteStore::LatestSchemaVersion(), kCertificateHashMigration);
+  CertificateRecord cert = Cert("0e01", Imsi(1), "dev-1", kT0);
+  cert.der = {0x30, 0x03, 0x02, 0x01, 0x0e};
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    Import(*store, 1, 1);
+    ASSERT_TRUE(store->RecordIssuance(cert, Event(Imsi(1), "", kT0)).ok());
+  }
+  // The store as the previous schema left it.
+  RawQuery("DROP TABLE certificate_sha256");
+  RawQuery(absl::StrCat("DELETE FROM schema_migrations WHERE version >= ",
+                        kCertificateHashMigration));
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(*store->SchemaVersion(), kCertificateHashMigration);
+  auto t = store->GetTokenSubjectByCertHash(Sha256(cert.der));
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->serial, "0e01");
+  EXPECT_EQ(t->imsi, Imsi(1));
+  EXPECT_EQ(t->cert_status, "valid");
 }
 
 TEST_F(SqliteStoreTest, NewerSchemaIsRefused) {
