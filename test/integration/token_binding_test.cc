@@ -182,6 +182,7 @@ TEST_F(TokenBindingTest, ReplacedSimsTokensGoInactiveAtOnce) {
   // alone; revoking the new SIM's covers them.
   r = broker_->Cli({"tokens", "revoke", "--device", kOldImsi});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Introspect(old_token), kInactive);
   EXPECT_TRUE(Active(new_token));
   r = broker_->Cli({"tokens", "revoke", "--device", kNewImsi});
   ASSERT_EQ(r.exit_code, 0) << r.err;
