@@ -2,6 +2,8 @@
 
 #include <grpc/grpc_security_constants.h>
 
+#include <cstdlib>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/aka.h"
@@ -43,6 +45,24 @@ absl::StatusOr<Milenage> MilenageFor(const KekRing& kek,
   SecureWipe(k);
   SecureWipe(opc);
   return m;
+}
+
+// The AMF a decoy for an unknown IMSI carries: the one `subscribers import`
+// gives a subscriber whose row names none (broker/admin).
+const Bytes& DefaultAmf() {
+  static const Bytes* const amf = new Bytes{0x80, 0x00};
+  return *amf;
+}
+
+// Keys for a decoy's vector: random, used once, never stored.
+Milenage ThrowawayMilenage(Random& random) {
+  Bytes k = random.Generate(16);
+  Bytes opc = random.Generate(16);
+  auto m = Milenage::Create(k, opc);
+  SecureWipe(k);
+  SecureWipe(opc);
+  if (!m.ok()) std::abort();  // 16-byte keys always make one
+  return std::move(*m);
 }
 
 bool PrintableInfo(const std::string& s) {
@@ -120,24 +140,29 @@ absl::Status Bootstrapper::Resynchronise(const std::string& imsi,
                imsi);
     return refused;
   }
-  if (s->decoy) {
-    LogWarning("resync: IMSI %s refused: %s", imsi, s->decoy_reason);
-    return refused;
-  }
+  // A decoy's RAND takes the same steps as a real one's (the look-up, a
+  // MAC-S check under throwaway keys), so neither the answer nor its timing
+  // tells whether the IMSI is known or active.
   auto sub = store_.GetSubscriber(imsi);
-  if (!sub.ok()) {
-    return sub.status().code() == absl::StatusCode::kNotFound
-               ? refused
-               : absl::UnavailableError(sub.status().message());
+  if (!sub.ok() && sub.status().code() != absl::StatusCode::kNotFound) {
+    return absl::UnavailableError(sub.status().message());
   }
-  auto m = MilenageFor(kek_, imsi, sub->sealed_keys);
+  const bool real = !s->decoy && sub.ok();
+  absl::StatusOr<Milenage> m =
+      real ? MilenageFor(kek_, imsi, sub->sealed_keys)
+           : absl::StatusOr<Milenage>(ThrowawayMilenage(random_));
   if (!m.ok()) return m.status();
   auto sqn_ms = RecoverSqnMs(*m, rand, auts);
-  if (!sqn_ms.ok()) {
-    LogWarning("resync: IMSI %s: MAC-S does not verify", imsi);
+  if (!real || !sqn_ms.ok()) {
+    const std::string reason =
+        !real ? (s->decoy ? s->decoy_reason : std::string("unknown IMSI"))
+              : std::string("MAC-S does not verify");
+    LogWarning("resync: IMSI %s refused: %s", imsi, reason);
     if (options_.metrics) options_.metrics->ChallengeFailure("sync_refused");
-    (void)store_.AppendAudit({clock_.Now(), imsi, "resync", imsi, "refused",
-                              "MAC-S does not verify"});
+    if (sub.ok()) {
+      (void)store_.AppendAudit(
+          {clock_.Now(), imsi, "resync", imsi, "refused", reason});
+    }
     return refused;
   }
   if (absl::Status st = store_.ResyncSqn(imsi, *sqn_ms); !st.ok()) {
@@ -161,13 +186,27 @@ absl::StatusOr<v1::ChallengeResponse> Bootstrapper::NewChallenge(
     return absl::UnavailableError(material.status().message());
   }
   if (!material.ok() || material->status != kStatusActive) {
-    // Decoy: random AUTN, no vector. Indistinguishable on the wire; the
-    // Enrol that follows fails like a wrong RES would.
+    // Decoy: a vector from throwaway keys. Its AUTN has a real one's layout,
+    // (SQN xor AK) || AMF || MAC-A with the AMF in clear: the subscriber's,
+    // or for an unknown IMSI the default a real one would most likely have.
+    // It costs what a real vector does, and the store did the same durable
+    // write (AdvanceSqn). The Enrol that follows fails at the RES check,
+    // like any wrong RES.
     session.decoy = true;
     session.decoy_reason =
         material.ok() ? absl::StrCat("subscriber is ", material->status)
                       : "unknown IMSI";
-    session.autn = random_.Generate(16);
+    const Bytes& amf =
+        material.ok() && material->amf.size() == Milenage::kAmfLen
+            ? material->amf
+            : DefaultAmf();
+    const Bytes sqn = random_.Generate(6);
+    AuthVector v = GenerateVector(ThrowawayMilenage(random_), session.rand,
+                                  BytesToUint48(sqn.data()), amf);
+    session.autn = std::move(v.autn);
+    session.xres = std::move(v.xres);
+    session.ck = std::move(v.ck);
+    session.ik = std::move(v.ik);
     LogInfo("challenge: IMSI %s gets a decoy (%s)", imsi, session.decoy_reason);
     if (options_.metrics) {
       options_.metrics->ChallengeFailure(material.ok() ? "inactive"
@@ -298,9 +337,23 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
   if (req.broker_identity().empty() || req.broker_identity().size() > 255) {
     return absl::InvalidArgumentError("broker identity missing");
   }
-
   const std::string& imsi = req.imsi();
   const char* const action = time_only ? "time" : "bootstrap";
+  // Which names the broker answers to is no secret, and the answer must not
+  // depend on the session: checked before it, it is the same for every IMSI.
+  if (!options_.names.contains(req.broker_identity())) {
+    return Refuse(
+        action, imsi,
+        absl::InvalidArgumentError(absl::StrCat(
+            "broker identity '", req.broker_identity(),
+            "' is not a name of this broker (use its listen host or a "
+            "--public-name)")),
+        "unknown broker identity");
+  }
+
+  // From here until the MAC verifies, a decoy session takes the same steps
+  // and gets the same answers as a real one: nothing depends on whether the
+  // IMSI is known or active.
   const absl::Status auth_failed =
       absl::UnauthenticatedError("authentication failed");
   // Uses the session up, whatever follows.
@@ -318,20 +371,13 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
     return Refuse(action, imsi, absl::UnauthenticatedError("session expired"),
                   "session expired");
   }
-  if (s->decoy) return Refuse(action, imsi, auth_failed, s->decoy_reason);
-  if (!options_.names.contains(req.broker_identity())) {
-    return Refuse(
-        action, imsi,
-        absl::InvalidArgumentError(absl::StrCat(
-            "broker identity '", req.broker_identity(),
-            "' is not a name of this broker (use its listen host or a "
-            "--public-name)")),
-        "unknown broker identity");
-  }
-  // Both comparisons are constant-time; the lengths are not secret.
+  // Both comparisons are constant-time; the lengths are not secret. A
+  // decoy's XRES comes from throwaway keys; it is refused even if matched.
   const Bytes res = ToBytes(req.res());
-  if (!ConstantTimeEqual(res, s->xres)) {
-    return Refuse(action, imsi, auth_failed, "RES does not match");
+  const bool res_matches = ConstantTimeEqual(res, s->xres);
+  if (!res_matches || s->decoy) {
+    return Refuse(action, imsi, auth_failed,
+                  s->decoy ? s->decoy_reason : "RES does not match");
   }
   SessionKeys keys =
       DeriveSessionKeys(s->ck, s->ik, s->rand, imsi, req.broker_identity());

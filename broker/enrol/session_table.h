@@ -28,7 +28,8 @@ struct Session {
   Bytes ck;
   Bytes ik;
   absl::Time created;
-  // A decoy for an unknown or inactive IMSI: no vector behind it.
+  // A decoy for an unknown or inactive IMSI: its vector comes from
+  // throwaway keys, so it looks and costs like a real one; no RES passes.
   bool decoy = false;
   std::string decoy_reason;
   std::string device_id;  // empty until first provisioning

@@ -539,6 +539,7 @@ absl::Status SqliteStore::ListSubscribers(
 absl::StatusOr<ChallengeMaterial> SqliteStore::AdvanceSqn(
     const std::string& imsi) {
   ChallengeMaterial m;
+  bool known = false;
   absl::Status s = Write([&](SqliteConnection& db) -> absl::Status {
     HeSqnState sqn;
     auto found = db.QueryRow(
@@ -554,8 +555,21 @@ absl::StatusOr<ChallengeMaterial> SqliteStore::AdvanceSqn(
           m.group = row.Text(6);
         });
     if (!found.ok()) return found.status();
-    if (!*found) return absl::NotFoundError("unknown IMSI");
-    if (m.status != kStatusActive) return absl::OkStatus();
+    known = *found;
+    if (!known || m.status != kStatusActive) {
+      // An unknown or inactive IMSI must cost what an active one does: one
+      // page written and committed durably. (A commit that wrote nothing
+      // skips the disk, and its speed would tell the two apart.) The CRL
+      // number goes up and back down: the page is dirtied, nothing changes.
+      // The statement succeeds, so the savepoint is kept, not rolled back.
+      absl::Status up = db.ExecBound(
+          "UPDATE crl_state SET crl_number = crl_number + 1 WHERE id = 1",
+          "advance SQN", {});
+      if (!up.ok()) return up;
+      return db.ExecBound(
+          "UPDATE crl_state SET crl_number = crl_number - 1 WHERE id = 1",
+          "advance SQN", {});
+    }
     m.sqn = NextSqn(sqn);
     return db.ExecBound(
         "UPDATE subscribers SET sqn_seq = ?, sqn_ind = ?, last_sqn = ? "
@@ -563,6 +577,7 @@ absl::StatusOr<ChallengeMaterial> SqliteStore::AdvanceSqn(
         "advance SQN", {sqn.seq_he, sqn.next_ind, m.sqn, imsi});
   });
   if (!s.ok()) return s;
+  if (!known) return absl::NotFoundError("unknown IMSI");
   return m;
 }
 

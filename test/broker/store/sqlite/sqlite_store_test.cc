@@ -388,5 +388,49 @@ TEST_F(SqliteStoreTest, TokenSubjectNeverStaleAfterAWriteReturns) {
   EXPECT_EQ(store->GetTokenSubject("0c01")->imei, "490154200000060");
 }
 
+// AdvanceSqn for an unknown or suspended IMSI must cost what it costs for an
+// active one: the same number of pages committed to the WAL (a commit that
+// wrote nothing skips the disk, which a timing attacker can see). And it
+// changes nothing.
+TEST_F(SqliteStoreTest, AdvanceSqnWritesAsMuchForUnknownAndInactiveImsis) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  Import(*store, 1, 2);
+  ASSERT_TRUE(
+      store
+          ->SetSubscriberStatus(Imsi(2), {kStatusActive}, kStatusSuspended, "",
+                                {kT0, "admin", "suspend", Imsi(2), "ok", ""})
+          .ok());
+  ASSERT_TRUE(store->AuditOf(Imsi(2)).ok());  // flushes queued audit
+  const std::string crl_number =
+      RawQuery("SELECT crl_number FROM crl_state WHERE id = 1");
+  const std::string suspended_sqn = RawQuery(absl::StrCat(
+      "SELECT sqn_seq FROM subscribers WHERE imsi = '", Imsi(2), "'"));
+  const std::string wal = db_path() + "-wal";
+  auto wal_growth = [&](const std::string& imsi) {
+    const auto before = fs::file_size(wal);
+    (void)store->AdvanceSqn(imsi);
+    return fs::file_size(wal) - before;
+  };
+  for (int round = 0; round < 3; ++round) {
+    const auto active = wal_growth(Imsi(1));
+    EXPECT_GT(active, 0u);
+    EXPECT_EQ(wal_growth(Imsi(2)), active) << "suspended, round " << round;
+    EXPECT_EQ(wal_growth(Imsi(99)), active) << "unknown, round " << round;
+  }
+  EXPECT_EQ(store->AdvanceSqn(Imsi(99)).status().code(),
+            absl::StatusCode::kNotFound);
+  auto suspended = store->AdvanceSqn(Imsi(2));
+  ASSERT_TRUE(suspended.ok()) << suspended.status();
+  EXPECT_EQ(suspended->status, kStatusSuspended);
+  EXPECT_EQ(suspended->amf, (Bytes{0x80, 0x00}));
+  EXPECT_EQ(RawQuery("SELECT crl_number FROM crl_state WHERE id = 1"),
+            crl_number);
+  EXPECT_EQ(
+      RawQuery(absl::StrCat("SELECT sqn_seq FROM subscribers WHERE imsi = '",
+                            Imsi(2), "'")),
+      suspended_sqn);
+}
+
 }  // namespace
 }  // namespace simprov
