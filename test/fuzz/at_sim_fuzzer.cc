@@ -65,14 +65,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   int master = -1, slave = -1;
   char name[128];
   if (openpty(&master, &slave, name, nullptr, nullptr) != 0) abort();
-  close(slave);  // the agent opens it by name, as a modem's port
   std::thread answerer(fuzz::Answer, master,
                        std::vector<std::string>(absl::StrSplit(in, '|')));
   AtSimOptions options;
   options.device = name;
   options.timeout = absl::Milliseconds(50);
   {
+    // The agent opens the port by name, as a modem's. Until it has, the
+    // harness keeps its own slave fd open: with no slave open, the master
+    // sees a hang-up and the answerer would stop before the first command.
     absl::StatusOr<std::unique_ptr<SimCard>> sim = OpenAtSim(options);
+    close(slave);
     if (sim.ok()) {
       (void)(*sim)->Imsi();
       (void)(*sim)->Identity();
