@@ -77,13 +77,15 @@ bool IssuerVerified(X509* issuer, const std::vector<X509*>& anchors,
     absl::MutexLock lock(&mu);
     if (verified->contains(key)) return true;
   }
-  // As X509_verify_cert checks the issuing CA of a "sslclient" leaf.
-  const bool ok =
-      X509_check_purpose(issuer, X509_PURPOSE_SSL_CLIENT, 1) > 0 &&
-      (X509_get_key_usage(issuer) & KU_KEY_CERT_SIGN) != 0 &&
-      X509_get0_subject_key_id(issuer) != nullptr &&
-      EVP_PKEY_get_base_id(X509_get0_pubkey(issuer)) == EVP_PKEY_EC &&
-      VerifyChain(issuer, {}, anchors, at, "").ok();
+  // As X509_verify_cert checks the issuing CA of a "sslclient" leaf. The
+  // key is null when it does not decode (the certificate still parses).
+  EVP_PKEY* issuer_key = X509_get0_pubkey(issuer);
+  const bool ok = X509_check_purpose(issuer, X509_PURPOSE_SSL_CLIENT, 1) > 0 &&
+                  (X509_get_key_usage(issuer) & KU_KEY_CERT_SIGN) != 0 &&
+                  X509_get0_subject_key_id(issuer) != nullptr &&
+                  issuer_key != nullptr &&
+                  EVP_PKEY_get_base_id(issuer_key) == EVP_PKEY_EC &&
+                  VerifyChain(issuer, {}, anchors, at, "").ok();
   ERR_clear_error();
   if (!ok) return false;
   absl::MutexLock lock(&mu);

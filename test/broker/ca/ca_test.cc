@@ -8,6 +8,7 @@
 #include <openssl/x509.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 #include <random>
@@ -202,6 +203,30 @@ TEST_F(CaTest, AgentFastLeafCheckAgreesWithOpenSsl) {
   }
   // The signature covers every byte the check reads.
   EXPECT_EQ(fast_accepted, 0);
+}
+
+// An issuing certificate whose key does not decode (a point off the curve)
+// still parses; X509_get0_pubkey is then null. The fast check refuses it
+// instead of reading through the null key.
+TEST_F(CaTest, AgentFastLeafCheckRefusesIssuerWithUndecodableKey) {
+  absl::StatusOr<IssuedCertificate> issued = ca_->IssueDevice(
+      Request(device_key_.get(), kImsi, kDeviceUri, absl::Hours(24)));
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  X509* issuer = ca_->issuing_cert();
+  Bytes issuer_der = CertToDer(issuer);
+  absl::StatusOr<Bytes> spki = PublicKeyToDer(X509_get0_pubkey(issuer));
+  ASSERT_TRUE(spki.ok());
+  auto at = std::search(issuer_der.begin(), issuer_der.end(), spki->begin(),
+                        spki->end());
+  ASSERT_NE(at, issuer_der.end());
+  // The last byte of Y: the point leaves the curve.
+  issuer_der[static_cast<size_t>(at - issuer_der.begin()) + spki->size() - 1] ^=
+      1;
+  absl::StatusOr<X509Ptr> broken = CertFromDer(issuer_der);
+  ASSERT_TRUE(broken.ok()) << broken.status();
+  ASSERT_EQ(X509_get0_pubkey(broken->get()), nullptr);
+  EXPECT_FALSE(VerifyP256LeafFast(issued->der, device_key_.get(), broken->get(),
+                                  {ca_->root_cert()}, clock_.Now()));
 }
 
 TEST_F(CaTest, OtherDeviceKeyTypes) {
