@@ -278,7 +278,15 @@ absl::Status BrokerApp::InitServices() {
   RegistryOutbox* outbox_ptr = outbox_.get();
   fleet_service_ = std::make_unique<FleetGrpcService>(
       *authorizer_, *store_, *policies_, *crl_, clock_, random_,
-      [outbox_ptr](const DeviceRevocation&) { outbox_ptr->Wake(); });
+      [outbox_ptr](const DeviceRevocation&) { outbox_ptr->Wake(); },
+      // A changed policy registers the group's devices again.
+      [outbox_ptr](const std::vector<GroupPolicy>& applied) {
+        for (const GroupPolicy& p : applied) {
+          auto n = outbox_ptr->ReregisterGroup(p);
+          if (!n.ok()) return n.status();
+        }
+        return absl::OkStatus();
+      });
   bootstrap_service_ = std::make_unique<BootstrapGrpcService>(*bootstrapper_);
   admin_service_ = std::make_unique<AdminGrpcService>(*authorizer_, *store_,
                                                       *kek_, clock_, random_);

@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "broker/policy/policy.h"
+
 namespace simprov {
 
 struct DeviceRevocation {
@@ -26,6 +29,14 @@ struct DeviceRevocation {
 // revoked certificate (the new SIM of a replacement registers itself with
 // the same device id and topics).
 using DeviceRevokedListener = std::function<void(const DeviceRevocation&)>;
+
+// Called by `groups apply` after the groups were stored, with the policies
+// applied. The broker queues registrations again for the groups' devices
+// whose registration the new policy changes (RegistryOutbox::
+// ReregisterGroup). An error is reported to the caller, whose groups are
+// applied all the same: applying them again queues what is missing.
+using GroupsAppliedListener =
+    std::function<absl::Status(const std::vector<GroupPolicy>& applied)>;
 
 }  // namespace simprov
 

@@ -65,6 +65,16 @@ grpc::Status FleetGrpcService::ApplyGroups(grpc::ServerContext* ctx,
   policies_.Invalidate();
   if (!s.ok()) return ToGrpcStatus(s);
   LogInfo("groups applied: %s", names);
+  if (on_groups_applied_) {
+    std::vector<GroupPolicy> applied;
+    for (const auto& [policy, json] : *parsed) applied.push_back(policy);
+    if (absl::Status r = on_groups_applied_(applied); !r.ok()) {
+      return ToGrpcStatus(absl::UnavailableError(absl::StrCat(
+          "groups applied, but registering their devices again failed (apply "
+          "them again): ",
+          r.message())));
+    }
+  }
   return grpc::Status::OK;
 }
 

@@ -19,17 +19,19 @@ namespace simprov {
 
 class FleetGrpcService final : public v1::Fleet::Service {
  public:
-  // `on_revoked` may be empty (nothing listens).
+  // `on_revoked` and `on_groups_applied` may be empty (nothing listens).
   FleetGrpcService(const AdminAuthorizer& auth, Store& store,
                    GroupPolicies& policies, CrlPublisher& crl, Clock& clock,
-                   Random& random, DeviceRevokedListener on_revoked)
+                   Random& random, DeviceRevokedListener on_revoked,
+                   GroupsAppliedListener on_groups_applied = {})
       : auth_(auth),
         store_(store),
         policies_(policies),
         crl_(crl),
         clock_(clock),
         random_(random),
-        on_revoked_(std::move(on_revoked)) {}
+        on_revoked_(std::move(on_revoked)),
+        on_groups_applied_(std::move(on_groups_applied)) {}
 
   grpc::Status ApplyGroups(grpc::ServerContext* ctx,
                            const v1::ApplyGroupsRequest* req,
@@ -80,6 +82,7 @@ class FleetGrpcService final : public v1::Fleet::Service {
   Clock& clock_;
   Random& random_;
   const DeviceRevokedListener on_revoked_;
+  const GroupsAppliedListener on_groups_applied_;
 };
 
 }  // namespace simprov

@@ -314,8 +314,9 @@ absl::StatusOr<GroupPolicy> ParsePolicyObject(const json& obj,
       if (!r.is_object()) {
         return KeyError(where, "registries", "must be a list of objects");
       }
-      if (absl::Status s = CheckKeys(r, where + " registries",
-                                     {"target", "thing", "topics"});
+      if (absl::Status s =
+              CheckKeys(r, where + " registries",
+                        {"target", "thing", "topics", "wildcards"});
           !s.ok()) {
         return s;
       }
@@ -339,6 +340,14 @@ absl::StatusOr<GroupPolicy> ParsePolicyObject(const json& obj,
         auto l = TemplateList(r["topics"], where, "registries.topics");
         if (!l.ok()) return l.status();
         b.topic_templates = std::move(*l);
+      }
+      if (r.contains("wildcards")) {
+        const json& w = r["wildcards"];
+        if (!w.is_string() || (w != "device" && w != "any")) {
+          return KeyError(where, "registries.wildcards",
+                          "must be \"device\" or \"any\"");
+        }
+        b.any_wildcards = w == "any";
       }
       p.registries.push_back(std::move(b));
     }
@@ -452,6 +461,19 @@ ParseGroupsFile(absl::string_view text) {
     ++index;
     auto p = ParsePolicyObject(g, absl::StrCat("groups[", index, "]"));
     if (!p.ok()) return p.status();
+    // Checked here, where a group is applied, not when a stored group is
+    // loaded: a group stored before the rule keeps issuing.
+    for (const RegistryBinding& b : p->registries) {
+      const std::string where = absl::StrCat("group ", p->name);
+      if (absl::Status s = CheckThingTemplate(b.thing_template); !s.ok()) {
+        return KeyError(where, "registries.thing", s.message());
+      }
+      for (const std::string& t : b.topic_templates) {
+        if (absl::Status s = CheckTopicTemplate(t, b.any_wildcards); !s.ok()) {
+          return KeyError(where, "registries.topics", s.message());
+        }
+      }
+    }
     if (!seen.insert(p->name).second) {
       return absl::InvalidArgumentError(
           absl::StrCat("group ", p->name, " appears twice"));
@@ -473,6 +495,138 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ExpandSubject(
     out.emplace_back(a.type, std::move(*v));
   }
   return out;
+}
+
+namespace {
+
+constexpr size_t kMaxTopicBytes = 512;
+constexpr size_t kMaxThingBytes = 128;
+
+bool IsThingChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == ':' ||
+         c == '_' || c == '-' || c == '.';
+}
+
+// Why `topic` breaks the rule ("" when it does not).
+std::string TopicProblem(absl::string_view topic,
+                         const std::vector<std::string>& device_values,
+                         bool any_wildcards) {
+  if (topic.empty()) return "empty topic";
+  if (topic.size() > kMaxTopicBytes) {
+    return absl::StrCat("longer than ", kMaxTopicBytes, " bytes");
+  }
+  if (topic.find('\0') != absl::string_view::npos) return "contains NUL";
+  std::vector<absl::string_view> levels = absl::StrSplit(topic, '/');
+  bool named = false;  // a level above names the device
+  for (size_t i = 0; i < levels.size(); ++i) {
+    absl::string_view level = levels[i];
+    const bool multi = level == "#";
+    const bool single = level == "+";
+    if (!multi && !single &&
+        (absl::StrContains(level, '#') || absl::StrContains(level, '+'))) {
+      return "'#' and '+' must be whole levels";
+    }
+    if (multi && i + 1 != levels.size()) return "'#' must be the last level";
+    if ((multi || single) && !named && !any_wildcards) {
+      return absl::StrCat(
+          "wildcard '", level,
+          "' is not below a level naming the device (e.g. "
+          "devices/#{device_id}/#); a group's registries binding allows it "
+          "with \"wildcards\": \"any\"");
+    }
+    for (const std::string& v : device_values) {
+      if (!v.empty() && absl::StrContains(level, v)) named = true;
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::Status CheckTopicFilter(absl::string_view topic,
+                              const std::vector<std::string>& device_values,
+                              bool any_wildcards) {
+  std::string why = TopicProblem(topic, device_values, any_wildcards);
+  if (why.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("topic \"", topic, "\": ", why));
+}
+
+absl::Status CheckTopicTemplate(absl::string_view tmpl, bool any_wildcards) {
+  // Expanded with markers no topic has ('\x01'): the levels naming the
+  // device are those holding one.
+  TemplateValues markers;
+  markers.device_id =
+      "\x01"
+      "d\x01";
+  markers.imsi =
+      "\x01"
+      "i\x01";
+  markers.iccid =
+      "\x01"
+      "c\x01";
+  markers.imei =
+      "\x01"
+      "e\x01";
+  markers.msisdn =
+      "\x01"
+      "m\x01";
+  markers.group = "g";
+  auto expanded = ExpandTemplate(tmpl, markers);
+  if (!expanded.ok()) return expanded.status();
+  std::string why =
+      TopicProblem(*expanded, DeviceNamingValues(markers), any_wildcards);
+  if (why.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("topic \"", tmpl, "\": ", why));
+}
+
+std::vector<std::string> DeviceNamingValues(const TemplateValues& v) {
+  std::vector<std::string> out;
+  for (const std::string* s :
+       {&v.device_id, &v.imsi, &v.iccid, &v.imei, &v.msisdn}) {
+    if (!s->empty()) out.push_back(*s);
+  }
+  return out;
+}
+
+absl::Status CheckThingName(absl::string_view thing) {
+  if (thing.empty() || thing.size() > kMaxThingBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("thing must be 1-", kMaxThingBytes, " bytes"));
+  }
+  for (char c : thing) {
+    if (!IsThingChar(c)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "thing \"", thing,
+          "\": only letters, digits, ':', '_', '-' and '.' are allowed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckThingTemplate(absl::string_view tmpl) {
+  std::string literal;
+  absl::Status s = Walk(
+      tmpl,
+      [&](absl::string_view text) { literal.append(text.data(), text.size()); },
+      [&](absl::string_view) {
+        literal.push_back('x');
+        return absl::OkStatus();
+      });
+  if (!s.ok()) return s;
+  if (literal.empty() || literal.size() > kMaxThingBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("thing must be 1-", kMaxThingBytes, " bytes"));
+  }
+  for (char c : literal) {
+    if (!IsThingChar(c)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "thing \"", tmpl,
+          "\": only letters, digits, ':', '_', '-' and '.' are allowed"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace simprov

@@ -15,7 +15,7 @@
 //                   "scopes": [..] (the scopes a device may ask for;
 //                   default none)}
 //   registries     [{"target": NAME, "thing": template,
-//                    "topics": [templates]}]
+//                    "topics": [templates], "wildcards": "device"|"any"}]
 //   registration   "async" (default) or "sync": answer a bootstrap only
 //                  after the registry delivery succeeded
 //   imei_lock      true: the first IMEI seen binds the subscriber
@@ -75,6 +75,9 @@ struct RegistryBinding {
   std::string target;  // a registry configured on the broker
   std::string thing_template;
   std::vector<std::string> topic_templates;
+  // "wildcards": "any": topic wildcards anywhere (CheckTopicFilter); the
+  // default "device" allows them only below a level naming the device.
+  bool any_wildcards = false;
 };
 
 struct GroupPolicy {
@@ -108,6 +111,29 @@ ParseGroupsFile(absl::string_view text);
 
 // Group names: 1-64 letters, digits, '-', '_' or '.'.
 bool IsValidGroupName(absl::string_view name);
+
+// Registry values: one rule for a group's thing and topic templates (checked
+// when the group is applied) and for the issue hook's literal answers.
+//
+// A topic filter: 1-512 bytes of MQTT filter syntax ('+' a whole level, '#'
+// only the whole last level, no NUL) whose wildcards, unless
+// `any_wildcards`, all lie below a level naming the device: a level that
+// contains one of `device_values` (DeviceNamingValues). InvalidArgument
+// naming the topic and the rule.
+absl::Status CheckTopicFilter(absl::string_view topic,
+                              const std::vector<std::string>& device_values,
+                              bool any_wildcards);
+// The same for a template: the levels naming the device are those with a
+// #{device_id}, #{imsi}, #{iccid}, #{imei} or #{msisdn} (not #{group},
+// which many devices share).
+absl::Status CheckTopicTemplate(absl::string_view tmpl, bool any_wildcards);
+// The non-empty device id, IMSI, ICCID, IMEI and MSISDN of `values`.
+std::vector<std::string> DeviceNamingValues(const TemplateValues& values);
+// A thing name (AWS IoT thing, MQTT client id): 1-128 letters, digits, ':',
+// '_', '-' or '.'; for a template, its literal text (placeholders expand to
+// such characters).
+absl::Status CheckThingName(absl::string_view thing);
+absl::Status CheckThingTemplate(absl::string_view tmpl);
 
 // The subject as (type, expanded value) pairs.
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ExpandSubject(

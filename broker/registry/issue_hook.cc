@@ -4,8 +4,12 @@
 #include <openssl/bio.h>
 #include <openssl/pem.h>
 
-#include "absl/strings/match.h"
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "broker/policy/policy.h"
+#include "broker/registry/registry.h"
 #include "common/digest.h"
 #include "common/log.h"
 #include "nlohmann/json.hpp"
@@ -15,9 +19,9 @@ namespace simprov {
 namespace {
 constexpr size_t kMaxAnswerSize = 64 * 1024;
 
-bool IsLoopbackHost(absl::string_view host) {
-  return host == "127.0.0.1" || host == "localhost" || host == "[::1]" ||
-         absl::StartsWith(host, "127.");
+absl::Status Refused(absl::string_view why) {
+  return absl::PermissionDeniedError(
+      absl::StrCat("refused: the issue hook's answer: ", why));
 }
 }  // namespace
 
@@ -44,21 +48,49 @@ absl::StatusOr<std::unique_ptr<IssueHook>> IssueHook::Create(
   if (sep == std::string::npos) {
     return absl::InvalidArgumentError("--issue-hook must be an http(s) URL");
   }
-  std::string scheme = url.substr(0, sep);
+  const std::string scheme = absl::AsciiStrToLower(url.substr(0, sep));
   size_t path_at = url.find('/', sep + 3);
-  std::string authority =
+  const std::string authority =
       url.substr(sep + 3, path_at == std::string::npos ? std::string::npos
                                                        : path_at - sep - 3);
   std::string path = path_at == std::string::npos ? "/" : url.substr(path_at);
+  if (authority.find('@') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        "--issue-hook: a user name in the URL (user@host) is not supported");
+  }
+  // HOST, HOST:PORT, [V6] or [V6]:PORT.
   std::string host = authority;
-  if (size_t colon = authority.rfind(':');
-      colon != std::string::npos && authority.back() != ']') {
+  std::string port;
+  if (!authority.empty() && authority.front() == '[') {
+    size_t close = authority.find(']');
+    if (close == std::string::npos ||
+        (close + 1 < authority.size() && authority[close + 1] != ':')) {
+      return absl::InvalidArgumentError("--issue-hook: bad host in the URL");
+    }
+    host = authority.substr(0, close + 1);
+    if (close + 1 < authority.size()) port = authority.substr(close + 2);
+  } else if (size_t colon = authority.find(':'); colon != std::string::npos) {
     host = authority.substr(0, colon);
+    port = authority.substr(colon + 1);
+    if (port.empty()) {
+      return absl::InvalidArgumentError("--issue-hook: bad port in the URL");
+    }
+  }
+  for (char c : port) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(c)) ||
+        port.size() > 5) {
+      return absl::InvalidArgumentError("--issue-hook: bad port in the URL");
+    }
+  }
+  if (host.empty() || host == "[]") {
+    return absl::InvalidArgumentError("--issue-hook: the URL has no host");
   }
   if (scheme == "http") {
     if (!IsLoopbackHost(host)) {
-      return absl::InvalidArgumentError(
-          "--issue-hook: plain http is allowed on loopback only; use https");
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--issue-hook: plain http is allowed on loopback only (127.0.0.0/8, "
+          "::1, localhost), not on ",
+          host, "; use https"));
     }
   } else if (scheme != "https") {
     return absl::InvalidArgumentError("--issue-hook must be an http(s) URL");
@@ -135,15 +167,36 @@ absl::StatusOr<std::string> IssueHook::Call(const IssuanceContext& c) {
     return absl::PermissionDeniedError(
         absl::StrCat("refused by the issue hook: ", reason));
   }
+  // What the hook answers is held to the group's rule for registry values
+  // (broker/policy/policy.h): a thing name, and topics whose wildcards stay
+  // below a level naming this device unless every binding of the group
+  // allows any.
   nlohmann::json details = nlohmann::json::object();
-  if (answer.contains("thing") && answer["thing"].is_string()) {
-    details["thing"] = answer["thing"];
+  if (answer.contains("thing") && !answer["thing"].is_null()) {
+    if (!answer["thing"].is_string()) return Refused("thing must be a string");
+    const std::string thing = answer["thing"].get<std::string>();
+    if (absl::Status s = CheckThingName(thing); !s.ok()) {
+      LogInfo("issue hook: %s: answer refused: %s", who, s.message());
+      return Refused(s.message());
+    }
+    details["thing"] = thing;
   }
-  if (answer.contains("topics") && answer["topics"].is_array()) {
+  if (answer.contains("topics") && !answer["topics"].is_null()) {
+    if (!answer["topics"].is_array() || answer["topics"].size() > 32) {
+      return Refused("topics must be a list of at most 32 strings");
+    }
+    const bool any_wildcards =
+        c.policy != nullptr && !c.policy->registries.empty() &&
+        std::all_of(c.policy->registries.begin(), c.policy->registries.end(),
+                    [](const RegistryBinding& b) { return b.any_wildcards; });
+    const std::vector<std::string> own = DeviceNamingValues(c.values);
     for (const auto& t : answer["topics"]) {
-      if (!t.is_string()) {
-        return absl::PermissionDeniedError(
-            "refused: the issue hook's topics must be strings");
+      if (!t.is_string()) return Refused("topics must be strings");
+      if (absl::Status s =
+              CheckTopicFilter(t.get<std::string>(), own, any_wildcards);
+          !s.ok()) {
+        LogInfo("issue hook: %s: answer refused: %s", who, s.message());
+        return Refused(s.message());
       }
     }
     details["topics"] = answer["topics"];

@@ -1,8 +1,12 @@
 #include "broker/registry/registry.h"
 
+#include <arpa/inet.h>
+
 #include <cstdlib>
+#include <cstring>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -34,6 +38,8 @@ std::string DeviceRegistration::ToJson() const {
   j["cert_pem"] = cert_pem;
   j["thing"] = thing;
   j["topics"] = topics;
+  if (thing_from_hook) j["thing_from_hook"] = true;
+  if (topics_from_hook) j["topics_from_hook"] = true;
   return j.dump();
 }
 
@@ -57,6 +63,8 @@ absl::StatusOr<DeviceRegistration> DeviceRegistration::FromJson(
     if (j.contains("topics")) {
       d.topics = j["topics"].get<std::vector<std::string>>();
     }
+    d.thing_from_hook = j.value("thing_from_hook", false);
+    d.topics_from_hook = j.value("topics_from_hook", false);
   } catch (const nlohmann::json::exception&) {
     return absl::InvalidArgumentError("registration payload is malformed");
   }
@@ -191,6 +199,27 @@ absl::StatusOr<RegistryUrl> ParseRegistryUrl(absl::string_view url) {
     return absl::InvalidArgumentError("registry name must be 1-64 characters");
   }
   return u;
+}
+
+bool IsLoopbackHost(absl::string_view host) {
+  if (absl::EqualsIgnoreCase(host, "localhost")) return true;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty() || host.size() > 64) return false;
+  const std::string text(host);
+  in_addr v4;
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  in6_addr v6;
+  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
+    if (std::memcmp(&v6, &in6addr_loopback, sizeof(v6)) == 0) return true;
+    static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0,    0,
+                                                  0, 0, 0, 0, 0xff, 0xff};
+    return std::memcmp(v6.s6_addr, kMapped, 12) == 0 && v6.s6_addr[12] == 127;
+  }
+  return false;
 }
 
 absl::StatusOr<std::vector<std::string>> ReadRegistryFile(

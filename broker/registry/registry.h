@@ -36,6 +36,10 @@ struct DeviceRegistration {
   std::string cert_pem;
   std::string thing;                // the thing / client name
   std::vector<std::string> topics;  // expanded topic filters
+  // The issue hook chose the thing / the topics: a policy change that
+  // registers the device again keeps them.
+  bool thing_from_hook = false;
+  bool topics_from_hook = false;
 
   std::string ToJson() const;
   static absl::StatusOr<DeviceRegistration> FromJson(absl::string_view json);
@@ -61,6 +65,10 @@ absl::StatusOr<RegistryUrl> ParseRegistryUrl(absl::string_view url);
 // "%23%7Bimsi%7D" -> "#{imsi}"; '+' stays '+'. InvalidArgument on a bad
 // escape.
 absl::StatusOr<std::string> PercentDecode(absl::string_view s);
+// True for a literal loopback address or name: an IPv4 address in
+// 127.0.0.0/8 (dotted quad), ::1 (bracketed or not, or ::ffff:127.x.y.z),
+// or "localhost". Not a name that merely starts with "127.".
+bool IsLoopbackHost(absl::string_view host);
 // A registry file: one URL a line; blank lines and lines starting with '#'
 // are ignored.
 absl::StatusOr<std::vector<std::string>> ReadRegistryFile(
@@ -83,9 +91,14 @@ class Registry {
   // are retried too, with the message shown by `registry pending`.
   virtual absl::StatusOr<std::string> Register(
       const DeviceRegistration& device) = 0;
-  // Undoes Register; `registered` is what Register returned.
-  virtual absl::Status Remove(const DeviceRegistration& device,
-                              const std::string& registered) = 0;
+  // Undoes Register for one certificate; `registered` is what Register
+  // returned. `still_valid` are the registrations here of the device's
+  // other valid certificates (same device id or same IMSI): what they need
+  // (a client, a role, a thing) stays, and only this certificate's own
+  // objects go; with none left, everything of the device goes.
+  virtual absl::Status Remove(
+      const DeviceRegistration& device, const std::string& registered,
+      const std::vector<DeviceRegistration>& still_valid) = 0;
   // What the device needs to connect (host, port, client_id, topics,
   // thing, server_ca ...), for the enrolment answer.
   virtual nlohmann::json ConnectionInfo(

@@ -8,8 +8,11 @@
 //   POST /things/{thing}                 (409: exists)
 //   PUT  /target-policies/{policy}       {"target": certificateArn}
 //   PUT  /things/{thing}/principals      x-amzn-principal: certificateArn
-// Remove: PUT /certificates/{certificateId}?newStatus=INACTIVE (or REVOKED
-// with revoke_status=REVOKED).
+// Remove (one certificate): PUT /certificates/{certificateId}?newStatus=
+// INACTIVE (or REVOKED with revoke_status=REVOKED), then
+// DELETE /things/{thing}/principals (x-amzn-principal: certificateArn), and
+// DELETE /things/{thing} when no other valid certificate of the device is
+// registered with that thing.
 #include <httplib.h>
 
 #include <cstdlib>
@@ -138,11 +141,17 @@ class AwsIotRegistry : public Registry {
         .dump();
   }
 
-  absl::Status Remove(const DeviceRegistration& d,
-                      const std::string& registered) override {
-    std::string id;
+  // The certificate is deactivated and detached from its thing; the thing
+  // goes too when no other valid certificate of the device uses it.
+  absl::Status Remove(
+      const DeviceRegistration& d, const std::string& registered,
+      const std::vector<DeviceRegistration>& still_valid) override {
+    std::string id, arn;
     nlohmann::json j = nlohmann::json::parse(registered, nullptr, false);
-    if (j.is_object()) id = j.value("certificateId", "");
+    if (j.is_object()) {
+      id = j.value("certificateId", "");
+      arn = j.value("certificateArn", "");
+    }
     if (id.empty()) {
       auto leaf = CertFromPem(d.cert_pem);
       if (!leaf.ok()) return leaf.status();
@@ -152,8 +161,26 @@ class AwsIotRegistry : public Registry {
     auto r = Call("PUT", "/certificates/" + AwsUriEncode(id),
                   {{"newStatus", status}}, "", {});
     if (!r.ok()) return r.status();
-    if (r->status == 404) return absl::OkStatus();  // gone already
-    if (r->status != 200) return Failure("UpdateCertificate", *r).status();
+    // 404: gone already.
+    if (r->status != 200 && r->status != 404) {
+      return Failure("UpdateCertificate", *r).status();
+    }
+    if (d.thing.empty() || arn.empty()) return absl::OkStatus();
+    const std::string thing = AwsUriEncode(d.thing);
+    auto detach = Call("DELETE", "/things/" + thing + "/principals", {}, "",
+                       {{"x-amzn-principal", arn}});
+    if (!detach.ok()) return detach.status();
+    if (detach->status != 200 && detach->status != 404) {
+      return Failure("DetachThingPrincipal", *detach).status();
+    }
+    for (const DeviceRegistration& other : still_valid) {
+      if (other.thing == d.thing) return absl::OkStatus();  // still needed
+    }
+    auto del = Call("DELETE", "/things/" + thing, {}, "", {});
+    if (!del.ok()) return del.status();
+    if (del->status != 200 && del->status != 404) {
+      return Failure("DeleteThing", *del).status();
+    }
     return absl::OkStatus();
   }
 
@@ -242,7 +269,8 @@ class AwsIotRegistry : public Registry {
             ? client.Post(target, headers, body, "application/json")
         : method == "PUT"
             ? client.Put(target, headers, body, "application/json")
-            : client.Get(target, headers);
+        : method == "DELETE" ? client.Delete(target, headers)
+                             : client.Get(target, headers);
     if (!res) {
       return absl::UnavailableError(absl::StrCat(
           "AWS IoT ", base_, ": ", httplib::to_string(res.error())));

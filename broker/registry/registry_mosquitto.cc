@@ -4,12 +4,17 @@
 // Per device: a role "simprov-<device_id>" with literal ACLs from the topic
 // templates (Mosquitto 2.0.11 does not expand %u/%c in dynsec ACLs), and a
 // client whose username is the certificate's CN (the IMSI, which Mosquitto
-// takes as username with use_identity_as_username). "already exists" is
-// success; removal deletes the client (disableClient does not stop a client
-// that authenticates with a certificate).
+// takes as username with use_identity_as_username). An existing role gets
+// exactly the policy's ACLs (getRole, then remove and add); an existing
+// client keeps its role. Removal deletes the client once no valid
+// certificate of its IMSI is left, and the role once none of the device is
+// (disableClient does not stop a client that authenticates with a
+// certificate).
 #include <mosquitto.h>
 
 #include <mutex>
+#include <set>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -173,6 +178,94 @@ bool AlreadyExists(const std::string& error) {
   return absl::StrContains(absl::AsciiStrToLower(error), "already");
 }
 
+bool NotFound(const std::string& error) {
+  return absl::StrContains(absl::AsciiStrToLower(error), "not found");
+}
+
+// One dynsec role ACL; equal when every field is.
+struct Acl {
+  std::string type;
+  std::string topic;
+  int priority = 0;
+  bool allow = true;
+
+  nlohmann::json ToJson() const {
+    return {{"acltype", type},
+            {"topic", topic},
+            {"priority", priority},
+            {"allow", allow}};
+  }
+  auto Key() const { return std::tie(type, topic, priority, allow); }
+  bool operator<(const Acl& o) const { return Key() < o.Key(); }
+  bool operator==(const Acl& o) const { return Key() == o.Key(); }
+};
+
+// The role's ACLs for the device's topics: it may publish, receive,
+// subscribe and unsubscribe on each, literally.
+std::vector<Acl> AclsFor(const DeviceRegistration& d) {
+  std::vector<Acl> out;
+  for (const std::string& topic : d.topics) {
+    for (const char* type : {"publishClientSend", "publishClientReceive",
+                             "subscribePattern", "unsubscribePattern"}) {
+      out.push_back({type, topic, 0, true});
+    }
+  }
+  return out;
+}
+
+// Brings an existing role's ACLs to exactly `want` (getRole, then
+// removeRoleACL for each one not wanted, addRoleACL for each one missing).
+// Removals come first: a changed ACL (same type and topic, other priority
+// or allow) is removed and added again, and the role never holds more than
+// the union of old and new.
+absl::Status SyncRoleAcls(ControlSession& s, const std::string& role,
+                          const std::vector<Acl>& want) {
+  auto got = s.Call({{"command", "getRole"}, {"rolename", role}});
+  if (!got.ok()) return got.status();
+  if (got->contains("error") && (*got)["error"].is_string()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "getRole ", role, ": ", (*got)["error"].get<std::string>()));
+  }
+  std::vector<Acl> have;
+  try {
+    for (const auto& a : (*got)["data"]["role"]["acls"]) {
+      have.push_back({a.at("acltype").get<std::string>(),
+                      a.at("topic").get<std::string>(), a.value("priority", 0),
+                      a.value("allow", false)});
+    }
+  } catch (const nlohmann::json::exception&) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("getRole ", role, ": unexpected answer"));
+  }
+  const std::set<Acl> wanted(want.begin(), want.end());
+  const std::set<Acl> present(have.begin(), have.end());
+  for (const Acl& a : have) {
+    if (wanted.contains(a)) continue;
+    auto e = s.Command({{"command", "removeRoleACL"},
+                        {"rolename", role},
+                        {"acltype", a.type},
+                        {"topic", a.topic}});
+    if (!e.ok()) return e.status();
+    if (!e->empty() && !NotFound(*e)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("removeRoleACL ", role, " ", a.topic, ": ", *e));
+    }
+  }
+  for (const Acl& a : wanted) {
+    if (present.contains(a)) continue;
+    nlohmann::json cmd = a.ToJson();
+    cmd["command"] = "addRoleACL";
+    cmd["rolename"] = role;
+    auto e = s.Command(cmd);
+    if (!e.ok()) return e.status();
+    if (!e->empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("addRoleACL ", role, " ", a.topic, ": ", *e));
+    }
+  }
+  return absl::OkStatus();
+}
+
 class MosquittoRegistry : public Registry {
  public:
   MosquittoRegistry(RegistryUrl url, std::string server_ca)
@@ -201,16 +294,9 @@ class MosquittoRegistry : public Registry {
     }
     ControlSession s;
     if (absl::Status c = s.Connect(url_); !c.ok()) return c;
+    const std::vector<Acl> want = AclsFor(d);
     nlohmann::json acls = nlohmann::json::array();
-    for (const std::string& topic : d.topics) {
-      for (const char* type : {"publishClientSend", "publishClientReceive",
-                               "subscribePattern", "unsubscribePattern"}) {
-        acls.push_back({{"acltype", type},
-                        {"topic", topic},
-                        {"priority", 0},
-                        {"allow", true}});
-      }
-    }
+    for (const Acl& a : want) acls.push_back(a.ToJson());
     const std::string role = RoleName(d);
     auto e =
         s.Command({{"command", "createRole"},
@@ -218,9 +304,14 @@ class MosquittoRegistry : public Registry {
                    {"textname", absl::StrCat("simprov device ", d.device_id)},
                    {"acls", acls}});
     if (!e.ok()) return e.status();
-    if (!e->empty() && !AlreadyExists(*e)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("createRole ", role, ": ", *e));
+    if (!e->empty()) {
+      if (!AlreadyExists(*e)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("createRole ", role, ": ", *e));
+      }
+      // The role exists (a renewal, a retry, a changed policy): bring its
+      // ACLs to exactly these.
+      if (absl::Status a = SyncRoleAcls(s, role, want); !a.ok()) return a;
     }
     e = s.Command({{"command", "createClient"},
                    {"username", d.imsi},
@@ -261,18 +352,38 @@ class MosquittoRegistry : public Registry {
     return result.dump();
   }
 
-  absl::Status Remove(const DeviceRegistration& d,
-                      const std::string&) override {
+  // The client (per IMSI) goes when no other valid certificate of that IMSI
+  // is registered here; the role (per device id) when none of the device
+  // is.
+  absl::Status Remove(
+      const DeviceRegistration& d, const std::string&,
+      const std::vector<DeviceRegistration>& still_valid) override {
+    bool keep_client = false;
+    bool keep_role = false;
+    const std::string role = RoleName(d);
+    for (const DeviceRegistration& other : still_valid) {
+      if (other.imsi == d.imsi) keep_client = true;
+      if (RoleName(other) == role) keep_role = true;
+    }
+    if (keep_client && keep_role) return absl::OkStatus();
     ControlSession s;
     if (absl::Status c = s.Connect(url_); !c.ok()) return c;
-    auto e = s.Command({{"command", "deleteClient"}, {"username", d.imsi}});
-    if (!e.ok()) return e.status();
-    if (!e->empty() &&
-        !absl::StrContains(absl::AsciiStrToLower(*e), "not found")) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("deleteClient ", d.imsi, ": ", *e));
+    if (!keep_client) {
+      auto e = s.Command({{"command", "deleteClient"}, {"username", d.imsi}});
+      if (!e.ok()) return e.status();
+      if (!e->empty() && !NotFound(*e)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("deleteClient ", d.imsi, ": ", *e));
+      }
     }
-    // The role stays: a replacement SIM of the same device reuses it.
+    if (!keep_role) {
+      auto e = s.Command({{"command", "deleteRole"}, {"rolename", role}});
+      if (!e.ok()) return e.status();
+      if (!e->empty() && !NotFound(*e)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("deleteRole ", role, ": ", *e));
+      }
+    }
     return absl::OkStatus();
   }
 
@@ -311,6 +422,21 @@ absl::StatusOr<std::unique_ptr<Registry>> NewMosquittoRegistry(
   if (url.user.empty()) {
     return absl::InvalidArgumentError(
         "mosquitto registry URL needs the dynamic-security admin user");
+  }
+  // Without tls=1 the dynamic-security password crosses the network in
+  // clear text: only to this host itself, unless insecure=1 says so.
+  if (url.Get("tls") != "1" && !url.password.empty() &&
+      !IsLoopbackHost(url.host)) {
+    if (url.Get("insecure") != "1") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the dynamic-security password would cross the network in clear "
+          "text to ",
+          url.host, ": use tls=1 (or insecure=1 to accept that)"));
+    }
+    LogWarning(
+        "registry %s: insecure=1: the dynamic-security password goes to %s "
+        "in clear text",
+        url.name, url.host);
   }
   // The CA devices verify the Mosquitto server with: server_ca=FILE, or the
   // control connection's ca=FILE.

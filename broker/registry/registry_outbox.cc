@@ -16,7 +16,7 @@ namespace simprov {
 namespace {
 
 constexpr char kRegister[] = "register";
-constexpr char kRemove[] = "remove";
+constexpr char kUpdate[] = "update";
 // How long the worker leaves a sync group's fresh entries to the enrolment.
 constexpr absl::Duration kSyncGrace = absl::Seconds(30);
 
@@ -124,10 +124,13 @@ absl::StatusOr<int> RegistryOutbox::RunOnce() {
 
 absl::Status RegistryOutbox::Deliver(const RegistrationIntent& intent) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (!in_flight_.insert(intent.id).second) {
       return absl::AbortedError("already being delivered");
     }
+    device_cv_.wait(lock,
+                    [&] { return !busy_devices_.contains(intent.device_id); });
+    busy_devices_.insert(intent.device_id);
   }
   absl::Status result;
   std::string answer;
@@ -138,16 +141,15 @@ absl::Status RegistryOutbox::Deliver(const RegistrationIntent& intent) {
         "registry ", intent.registry, " is not configured on this broker"));
   } else if (!device.ok()) {
     result = device.status();
-  } else if (intent.kind == kRegister) {
-    auto r = registry->Register(*device);
-    if (r.ok()) answer = *r;
-    result = r.status();
   } else {
-    result = registry->Remove(*device, intent.result);
+    result = Attempt(intent, *registry, *device, &answer);
   }
   const absl::Time now = clock_.Now();
   absl::Status recorded;
-  if (result.ok()) {
+  if (result.code() == absl::StatusCode::kCancelled) {
+    // An update of a certificate revoked meanwhile: its removal follows.
+    recorded = store_.FinishIntent(intent.id, "skipped", "", now);
+  } else if (result.ok()) {
     recorded = store_.FinishIntent(intent.id, "done", answer, now);
     (void)store_.AppendAudit(
         {now, "broker", "registry-" + intent.kind, intent.imsi, "ok",
@@ -169,9 +171,33 @@ absl::Status RegistryOutbox::Deliver(const RegistrationIntent& intent) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     in_flight_.erase(intent.id);
+    busy_devices_.erase(intent.device_id);
   }
+  device_cv_.notify_all();
   if (!recorded.ok()) return recorded;
   return result;
+}
+
+absl::Status RegistryOutbox::Attempt(const RegistrationIntent& intent,
+                                     Registry& registry,
+                                     const DeviceRegistration& device,
+                                     std::string* answer) {
+  if (intent.kind == kRegister || intent.kind == kUpdate) {
+    if (intent.kind == kUpdate) {
+      auto cert = store_.GetCertificate(intent.serial);
+      if (!cert.ok()) return cert.status();
+      if (cert->status == "revoked") {
+        return absl::CancelledError("certificate revoked");
+      }
+    }
+    auto r = registry.Register(device);
+    if (!r.ok()) return r.status();
+    *answer = *r;
+    return absl::OkStatus();
+  }
+  auto still_valid = StillValid(intent);
+  if (!still_valid.ok()) return still_valid.status();
+  return registry.Remove(device, intent.result, *still_valid);
 }
 
 absl::StatusOr<std::string> RegistryOutbox::BeforeSigning(
@@ -190,36 +216,12 @@ absl::StatusOr<std::vector<RegistrationIntent>> RegistryOutbox::Intents(
           ? nlohmann::json::object()
           : nlohmann::json::parse(hook_details, nullptr, false);
   if (!details.is_object()) details = nlohmann::json::object();
-  struct Target {
-    const Registry* registry;
-    std::string thing_template;
-    std::vector<std::string> topic_templates;
-  };
-  std::vector<Target> targets;
-  if (c.policy != nullptr && !c.policy->registries.empty()) {
-    for (const RegistryBinding& b : c.policy->registries) {
-      const Registry* r = Find(b.target);
-      if (r == nullptr) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "group ", c.values.group, " registers with '", b.target,
-            "', which is not a registry of this broker (--registry name=)"));
-      }
-      targets.push_back({r,
-                         b.thing_template.empty() ? r->DefaultThingTemplate()
-                                                  : b.thing_template,
-                         b.topic_templates.empty() ? r->DefaultTopicTemplates()
-                                                   : b.topic_templates});
-    }
-  } else {
-    for (const auto& r : registries_) {
-      targets.push_back(
-          {r.get(), r->DefaultThingTemplate(), r->DefaultTopicTemplates()});
-    }
-  }
+  auto targets = TargetsFor(c.policy, c.values.group, false);
+  if (!targets.ok()) return targets.status();
   auto leaf = CertFromDer(cert.der);
   if (!leaf.ok()) return leaf.status();
   const std::string pem = CertToPem(leaf->get());
-  for (const Target& t : targets) {
+  for (const Target& t : *targets) {
     DeviceRegistration d;
     d.serial = cert.serial;
     d.imsi = cert.imsi;
@@ -228,6 +230,7 @@ absl::StatusOr<std::vector<RegistrationIntent>> RegistryOutbox::Intents(
     d.cert_pem = pem;
     if (details.contains("thing")) {
       d.thing = details["thing"].get<std::string>();
+      d.thing_from_hook = true;
     } else {
       auto thing = ExpandTemplate(t.thing_template, c.values);
       if (!thing.ok()) return thing.status();
@@ -235,6 +238,7 @@ absl::StatusOr<std::vector<RegistrationIntent>> RegistryOutbox::Intents(
     }
     if (details.contains("topics")) {
       d.topics = details["topics"].get<std::vector<std::string>>();
+      d.topics_from_hook = true;
     } else {
       for (const std::string& tt : t.topic_templates) {
         auto topic = ExpandTemplate(tt, c.values);
@@ -307,8 +311,17 @@ absl::StatusOr<nlohmann::json> RegistryOutbox::StatusOf(
   nlohmann::json regs = nlohmann::json::array();
   bool pending = false;
   bool any = false;
-  for (const RegistrationIntent& i : *intents) {
-    if (i.kind != kRegister) continue;
+  std::set<std::string> seen;
+  for (const RegistrationIntent& first : *intents) {
+    if (first.kind != kRegister || !seen.insert(first.registry).second) {
+      continue;
+    }
+    // The update entry, if any, says what the registry holds now.
+    const RegistrationIntent* cur = &first;
+    for (const RegistrationIntent& u : *intents) {
+      if (u.kind == kUpdate && u.registry == first.registry) cur = &u;
+    }
+    const RegistrationIntent& i = *cur;
     any = true;
     nlohmann::json entry = nlohmann::json::object();
     const Registry* r = Find(i.registry);
@@ -340,7 +353,8 @@ std::string RegistryStatusLine(const std::vector<RegistrationIntent>& intents) {
   std::map<std::string, std::string> state;  // by registry; later entries win
   for (const RegistrationIntent& i : intents) {  // in id order
     std::string& st = state[i.registry];
-    if (i.kind == kRegister) {
+    if (i.kind == kUpdate && i.state != "pending") continue;
+    if (i.kind == kRegister || i.kind == kUpdate) {
       st = i.state == "done"      ? "registered"
            : i.state == "pending" ? absl::StrCat("pending(", i.attempts, ")")
                                   : i.state;

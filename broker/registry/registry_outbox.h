@@ -9,7 +9,9 @@
 // idempotent, so a delivery repeated after a crash (between the registry's
 // answer and the store's "done") does no harm; after a SIGKILL and restart
 // every certificate ends up registered exactly once. Revoked certificates
-// (and terminated subscribers) get "remove" entries.
+// (and terminated subscribers) get "remove" entries; a removal keeps what a
+// still-valid certificate of the device needs. A changed group policy
+// queues "update" entries (ReregisterGroup).
 #ifndef SIMPROV_BROKER_REGISTRY_REGISTRY_OUTBOX_H_
 #define SIMPROV_BROKER_REGISTRY_REGISTRY_OUTBOX_H_
 
@@ -65,6 +67,15 @@ class RegistryOutbox : public IssuanceHooks {
   bool HasRegistries() const { return !registries_.empty(); }
   Registry* Find(const std::string& name) const;
 
+  // Registers again, through the outbox, every valid certificate of the
+  // group's devices whose registration differs from what `policy` gives
+  // now (thing, topics, group; values the issue hook chose are kept), or
+  // that is not registered with a registry the policy now names. Compares
+  // with what was last queued, so applying the same groups again after a
+  // crash queues what is still missing and nothing else. Returns how many
+  // were queued.
+  absl::StatusOr<int64_t> ReregisterGroup(const GroupPolicy& policy);
+
   // The registration state of a certificate: {"status": "registered" |
   // "pending" | "none", "registries": [...connection details, state,
   // last_error]}.
@@ -80,8 +91,26 @@ class RegistryOutbox : public IssuanceHooks {
   std::string RegistryInfo(const CertificateRecord& cert) override;
 
  private:
+  // Where a group's devices are registered, with which templates.
+  struct Target {
+    const Registry* registry;
+    std::string thing_template;
+    std::vector<std::string> topic_templates;
+  };
+  // FailedPrecondition for a binding to a registry this broker does not
+  // have, unless `skip_unknown`.
+  absl::StatusOr<std::vector<Target>> TargetsFor(const GroupPolicy* policy,
+                                                 const std::string& group,
+                                                 bool skip_unknown) const;
   // Attempts one entry and records the outcome.
   absl::Status Deliver(const RegistrationIntent& intent);
+  absl::Status Attempt(const RegistrationIntent& intent, Registry& registry,
+                       const DeviceRegistration& device, std::string* answer);
+  // The registrations with `registry` of the device's other valid
+  // certificates (not revoked, not expired, subscriber not terminated):
+  // those with the same device id or the same IMSI as `removal`.
+  absl::StatusOr<std::vector<DeviceRegistration>> StillValid(
+      const RegistrationIntent& removal);
   void WorkerLoop();
 
   // Constant after construction.
@@ -99,6 +128,11 @@ class RegistryOutbox : public IssuanceHooks {
   bool stopping_ = false;        // guarded by mu_
   bool woken_ = false;           // guarded by mu_
   std::set<int64_t> in_flight_;  // guarded by mu_: ids being delivered
+  // Device ids with a delivery under way: one delivery per device at a time,
+  // so a removal's look at the device's other certificates and what it
+  // deletes cannot interleave with a registration of the same device.
+  std::set<std::string> busy_devices_;  // guarded by mu_
+  std::condition_variable device_cv_;
   std::thread worker_;
 };
 
@@ -118,9 +152,17 @@ struct RegistryFlags {
 absl::StatusOr<std::unique_ptr<RegistryOutbox>> ConfigureRegistries(
     const RegistryFlags& flags, Store& store, Clock& clock, Random& random);
 
+// The entry that says how certificate `intents` (IntentsOf) stands with
+// `registry`: its "update" entry if it has one, else its "register" entry;
+// null when it has none or was removed.
+const RegistrationIntent* CurrentRegistration(
+    const std::vector<RegistrationIntent>& intents,
+    const std::string& registry);
+
 // One line for `simprov devices list|show`: the state of a certificate's
 // registrations, one `NAME:STATE` per registry in name order, where STATE is
-// `registered`, `pending(N)` (N failed attempts), `removing`, `removed`,
+// `registered`, `pending(N)` (N failed attempts; also while an update
+// waits), `removing`, `removed`,
 // `cancelled` or `skipped`; "-" when there are none.
 std::string RegistryStatusLine(const std::vector<RegistrationIntent>& intents);
 

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "broker/admin/admin_auth.h"
 #include "common/grpc_status.h"
+#include "common/log.h"
 #include "common/x509.h"
 
 namespace simprov {
@@ -33,6 +34,18 @@ DeviceRegistryGrpcService::StatusFor(const std::string& pem) {
       return absl::UnauthenticatedError("certificate unknown to this broker");
     }
     return absl::UnavailableError(record.status().message());
+  }
+  // A revoked certificate is refused as renewal refuses it: its
+  // registrations are being removed, and it has nothing to wait for.
+  if (record->status != "valid") {
+    LogInfo("registration status: serial %s refused: certificate %s",
+            info.serial_hex, record->status);
+    return absl::PermissionDeniedError(
+        absl::StrCat("certificate ", info.serial_hex, " was ", record->status,
+                     record->revocation_reason.empty()
+                         ? ""
+                         : absl::StrCat(" (", record->revocation_reason, ")"),
+                     ": bootstrap again with the SIM"));
   }
   auto status = outbox_.StatusOf(info.serial_hex);
   if (!status.ok()) return absl::UnavailableError(status.status().message());

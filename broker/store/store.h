@@ -310,6 +310,17 @@ class Store {
   // none yet (idempotent). Returns how many were added.
   virtual absl::StatusOr<int64_t> EnqueueRemovals(absl::Time now) = 0;
   virtual absl::StatusOr<OutboxStats> GetOutboxStats(absl::Time now) = 0;
+  // Queues registrations again (a group's policy changed). Each entry is a
+  // register intent (registry, serial, imsi, device_id, payload,
+  // created_at, next_attempt_at): when the certificate has no entry for that
+  // registry yet it is inserted; when its register entry is still pending
+  // only that entry's payload is replaced; otherwise its "update" entry
+  // (kind "update", delivered like a register) is inserted or made pending
+  // again with this payload, no attempts and no error. Entries of revoked
+  // certificates are left out. One transaction; returns how many were
+  // queued.
+  virtual absl::StatusOr<int64_t> RequeueRegistrations(
+      const std::vector<RegistrationIntent>& intents) = 0;
 
   // ---- Operations: health and backup.
   // OK when the store answers a read now (the broker's /readyz).

@@ -129,6 +129,8 @@ class SqliteStore : public Store {
   absl::Status ListPendingIntents(
       int64_t after_id, size_t limit,
       const std::function<bool(const RegistrationIntent&)>& fn) override;
+  absl::StatusOr<int64_t> RequeueRegistrations(
+      const std::vector<RegistrationIntent>& intents) override;
   absl::StatusOr<int64_t> EnqueueRemovals(absl::Time now) override;
   absl::StatusOr<OutboxStats> GetOutboxStats(absl::Time now) override;
 

@@ -186,6 +186,57 @@ absl::StatusOr<int64_t> SqliteStore::EnqueueRemovals(absl::Time now) {
   return added;
 }
 
+absl::StatusOr<int64_t> SqliteStore::RequeueRegistrations(
+    const std::vector<RegistrationIntent>& intents) {
+  if (intents.empty()) return 0;
+  int64_t queued = 0;
+  absl::Status s = Write([&](SqliteConnection& db) -> absl::Status {
+    queued = 0;
+    for (const RegistrationIntent& r : intents) {
+      auto revoked = db.QueryRow(
+          "SELECT 1 FROM certificates WHERE serial = ? AND status = 'revoked'",
+          "registry outbox", {r.serial}, [](SqliteStatement&) {});
+      if (!revoked.ok()) return revoked.status();
+      if (*revoked) continue;
+      std::string state;
+      auto found = db.QueryRow(
+          "SELECT state FROM registry_outbox WHERE registry = ? AND kind = "
+          "'register' AND serial = ?",
+          "registry outbox", {r.registry, r.serial},
+          [&](SqliteStatement& row) { state = row.Text(0); });
+      if (!found.ok()) return found.status();
+      absl::Status w;
+      if (!*found) {
+        RegistrationIntent fresh = r;
+        fresh.kind = "register";
+        w = InsertIntent(db, fresh);
+      } else if (state == "pending") {
+        w = db.ExecBound(
+            "UPDATE registry_outbox SET payload = ? WHERE registry = ? AND "
+            "kind = 'register' AND serial = ? AND state = 'pending'",
+            "registry outbox", {r.payload, r.registry, r.serial});
+      } else {
+        w = db.ExecBound(
+            "INSERT INTO registry_outbox (registry, kind, serial, imsi, "
+            "device_id, payload, created_at, state, next_attempt_ms) "
+            "VALUES (?, 'update', ?, ?, ?, ?, ?, 'pending', ?) "
+            "ON CONFLICT (registry, kind, serial) DO UPDATE SET "
+            "payload = excluded.payload, created_at = excluded.created_at, "
+            "state = 'pending', attempts = 0, last_error = '', done_at = 0, "
+            "next_attempt_ms = excluded.next_attempt_ms",
+            "registry outbox",
+            {r.registry, r.serial, r.imsi, r.device_id, r.payload,
+             Unix(r.created_at), absl::ToUnixMillis(r.next_attempt_at)});
+      }
+      if (!w.ok()) return w;
+      ++queued;
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return queued;
+}
+
 absl::StatusOr<OutboxStats> SqliteStore::GetOutboxStats(absl::Time now) {
   std::lock_guard<std::mutex> lock(read_mu_);
   OutboxStats stats;

@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "broker/ca/ca.h"
 #include "broker/ca/crl_publisher.h"
 #include "broker/store/sqlite/sqlite_store.h"
@@ -449,6 +450,75 @@ INSERT INTO audit (at, event, imsi, detail) VALUES
   EXPECT_EQ(all[2].actor, "local");
   EXPECT_EQ(all[2].action, "import");
   testing::RemoveTree(dir);
+}
+
+// The one rule for registry topics: group templates when applied, the
+// issue hook's literal answers.
+TEST(RegistryTopics, WildcardsOnlyBelowALevelNamingTheDevice) {
+  for (const char* ok :
+       {"devices/#{device_id}/#", "devices/#{device_id}", "a/#{imsi}/+/x",
+        "cam-#{iccid}/#", "g/#{group}/#{imei}/#", "plain/topic"}) {
+    EXPECT_TRUE(CheckTopicTemplate(ok, false).ok()) << ok;
+  }
+  for (const char* bad :
+       {"#", "+", "devices/#", "devices/+/#{device_id}", "cams/#{group}/#",
+        "devices/#{device_id}#", "a/b+/#{imsi}", "#{imsi}/#/x", "",
+        "#{device_id}/x#"}) {
+    absl::Status s = CheckTopicTemplate(bad, false);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find(absl::StrCat("topic \"", bad, "\"")),
+              std::string::npos)
+        << s;
+  }
+  // The group may allow wildcards anywhere; the syntax still holds.
+  EXPECT_TRUE(CheckTopicTemplate("devices/#", true).ok());
+  EXPECT_TRUE(CheckTopicTemplate("+/x", true).ok());
+  EXPECT_FALSE(CheckTopicTemplate("#/x", true).ok());
+  EXPECT_FALSE(CheckTopicTemplate("a+/x", true).ok());
+
+  // Expanded topics: a level naming the device holds one of its values.
+  TemplateValues v;
+  v.device_id = "dev-7";
+  v.imsi = "001010000000007";
+  const auto own = DeviceNamingValues(v);
+  EXPECT_EQ(own, (std::vector<std::string>{"dev-7", "001010000000007"}));
+  EXPECT_TRUE(CheckTopicFilter("devices/dev-7/#", own, false).ok());
+  EXPECT_TRUE(CheckTopicFilter("t/cam-001010000000007/+", own, false).ok());
+  EXPECT_FALSE(CheckTopicFilter("#", own, false).ok());
+  EXPECT_FALSE(CheckTopicFilter("devices/#", own, false).ok());
+  EXPECT_FALSE(CheckTopicFilter("devices/+/dev-7", own, false).ok());
+  EXPECT_FALSE(CheckTopicFilter("devices/dev-8/#", own, false).ok());
+  EXPECT_FALSE(CheckTopicFilter(std::string("a\0b", 3), own, true).ok());
+  EXPECT_FALSE(CheckTopicFilter(std::string(513, 'a'), own, true).ok());
+  EXPECT_TRUE(CheckTopicFilter("devices/#", own, true).ok());
+}
+
+TEST(RegistryTopics, GroupsApplyHoldsBindingsToTheRule) {
+  auto bad = ParseGroupsFile(R"({"groups": [{"name": "g", "registries":
+      [{"target": "m", "topics": ["devices/#"]}]}]})");
+  ASSERT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find(
+                "group g: key \"registries.topics\": topic \"devices/#\""),
+            std::string::npos)
+      << bad.status();
+  auto any = ParseGroupsFile(R"({"groups": [{"name": "g", "registries":
+      [{"target": "m", "topics": ["devices/#"], "wildcards": "any"}]}]})");
+  ASSERT_TRUE(any.ok()) << any.status();
+  EXPECT_TRUE((*any)[0].first.registries[0].any_wildcards);
+  EXPECT_FALSE(ParseGroupsFile(R"({"groups": [{"name": "g", "registries":
+      [{"target": "m", "wildcards": "all"}]}]})")
+                   .ok());
+  EXPECT_FALSE(ParseGroupsFile(R"({"groups": [{"name": "g", "registries":
+      [{"target": "m", "thing": "a/#{device_id}"}]}]})")
+                   .ok());
+  // A group stored before the rule still loads (it keeps issuing).
+  EXPECT_TRUE(ParseGroupPolicy(R"({"name": "g", "registries":
+      [{"target": "m", "topics": ["devices/#"]}]})")
+                  .ok());
+  EXPECT_TRUE(CheckThingName("cam-001:x_y.z").ok());
+  EXPECT_FALSE(CheckThingName("a/b").ok());
+  EXPECT_FALSE(CheckThingName("").ok());
+  EXPECT_FALSE(CheckThingName(std::string(129, 'a')).ok());
 }
 
 }  // namespace

@@ -113,11 +113,15 @@ class FakeRegistry : public Registry {
     registered[d.serial]++;
     return std::string(R"({"ok":1})");
   }
-  absl::Status Remove(const DeviceRegistration& d,
-                      const std::string& registered_json) override {
+  absl::Status Remove(
+      const DeviceRegistration& d, const std::string& registered_json,
+      const std::vector<DeviceRegistration>& still_valid) override {
     std::lock_guard<std::mutex> lock(mu);
     if (down) return absl::UnavailableError("connection refused");
     removed[d.serial] = registered_json;
+    for (const DeviceRegistration& o : still_valid) {
+      kept[d.serial].push_back(o.serial);
+    }
     return absl::OkStatus();
   }
   nlohmann::json ConnectionInfo(const DeviceRegistration& d) const override {
@@ -127,6 +131,8 @@ class FakeRegistry : public Registry {
   bool down = false;
   std::map<std::string, int> registered;
   std::map<std::string, std::string> removed;
+  // Per removed serial: the serials of the device still valid then.
+  std::map<std::string, std::vector<std::string>> kept;
 };
 
 class OutboxTest : public ::testing::Test {
@@ -318,6 +324,7 @@ class FakeAwsIot {
     server_.Post(".*", handler);
     server_.Put(".*", handler);
     server_.Get(".*", handler);
+    server_.Delete(".*", handler);
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
   }
@@ -476,12 +483,28 @@ TEST_F(AwsIotTest, RegistersWithTheDocumentedCallsInOrder) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(nlohmann::json::parse(*again)["certificateArn"], arn);
 
-  // Revocation deactivates the certificate.
-  ASSERT_TRUE(aws->Remove(d, *r).ok());
+  // Revocation deactivates the certificate and detaches it; the thing
+  // stays while another valid certificate of the device uses it.
+  DeviceRegistration other = d;
+  other.serial = "02";
+  size_t before = fake_.calls().size();
+  ASSERT_TRUE(aws->Remove(d, *r, {other}).ok());
   calls = fake_.calls();
-  EXPECT_EQ(calls.back().method, "PUT");
-  EXPECT_EQ(calls.back().path, "/certificates/" + id);
-  EXPECT_EQ(calls.back().new_status, "INACTIVE");
+  ASSERT_EQ(calls.size(), before + 2);
+  EXPECT_EQ(calls[before].method, "PUT");
+  EXPECT_EQ(calls[before].path, "/certificates/" + id);
+  EXPECT_EQ(calls[before].new_status, "INACTIVE");
+  EXPECT_EQ(calls[before + 1].method, "DELETE");
+  EXPECT_EQ(calls[before + 1].path, "/things/cam-001010000000001/principals");
+  EXPECT_EQ(calls[before + 1].principal, arn);
+  // The last certificate takes the thing with it.
+  before = calls.size();
+  ASSERT_TRUE(aws->Remove(d, *r, {}).ok());
+  calls = fake_.calls();
+  ASSERT_EQ(calls.size(), before + 3);
+  EXPECT_EQ(calls[before + 1].path, "/things/cam-001010000000001/principals");
+  EXPECT_EQ(calls[before + 2].method, "DELETE");
+  EXPECT_EQ(calls[before + 2].path, "/things/cam-001010000000001");
   EXPECT_EQ(fake_.bad_signatures(), 0);
 }
 
@@ -557,7 +580,7 @@ TEST_F(AwsIotTest, OutboxRegistersAndRevokesThroughAws) {
                   .ok());
   EXPECT_EQ(*outbox.RunOnce(), 1);
   auto calls = fake_.calls();
-  ASSERT_EQ(calls.size(), 5u);
+  ASSERT_EQ(calls.size(), 7u);  // deactivate, detach, delete the thing
   const std::string id = HexEncode(Sha256(ToBytes(d.cert_pem)));
   EXPECT_EQ(calls[4].method, "PUT");
   EXPECT_EQ(calls[4].path, "/certificates/" + id);

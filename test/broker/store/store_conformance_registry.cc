@@ -216,6 +216,83 @@ TEST_P(StoreConformanceTest, EnqueueRemovalsForRevokedOrTerminated) {
   EXPECT_EQ(*store_->EnqueueRemovals(t2), 0);
 }
 
+TEST_P(StoreConformanceTest, RequeueRegistrationsAfterAPolicyChange) {
+  Import(1, 1);
+  IssueWith("7001", Imsi(1), {"mqtt"});  // to be delivered
+  IssueWith("7002", Imsi(1), {"mqtt"});  // still pending
+  IssueWith("7003", Imsi(1), {});        // never registered with mqtt
+  IssueWith("7004", Imsi(1), {"mqtt"});  // revoked
+  const absl::Time t1 = kT0 + absl::Minutes(1);
+  ASSERT_TRUE(
+      store_->FinishIntent(IntentsOf("7001")[0].id, "done", R"({"r":1})", t1)
+          .ok());
+  Revoke("7004", t1);
+  auto requeue = [&](const std::string& serial, const std::string& payload,
+                     absl::Time at) {
+    RegistrationIntent r = Intent("mqtt", "register", serial, Imsi(1), at);
+    r.payload = payload;
+    return r;
+  };
+  const absl::Time t2 = kT0 + absl::Minutes(2);
+  auto n = store_->RequeueRegistrations(
+      {requeue("7001", R"({"topics":["new"]})", t2),
+       requeue("7002", R"({"topics":["new"]})", t2),
+       requeue("7003", R"({"topics":["new"]})", t2),
+       requeue("7004", R"({"topics":["new"]})", t2)});
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 3);  // not the revoked one
+
+  // Delivered: the registration stays done (its removal still follows a
+  // revocation) and an "update" entry carries the new payload.
+  auto of = IntentsOf("7001");
+  ASSERT_EQ(of.size(), 2u);
+  EXPECT_EQ(of[0].kind, "register");
+  EXPECT_EQ(of[0].state, "done");
+  EXPECT_EQ(of[0].result, R"({"r":1})");
+  EXPECT_EQ(of[1].kind, "update");
+  EXPECT_EQ(of[1].state, "pending");
+  EXPECT_EQ(of[1].payload, R"({"topics":["new"]})");
+  EXPECT_EQ(of[1].imsi, Imsi(1));
+  EXPECT_EQ(of[1].device_id, "dev-" + Imsi(1));
+  EXPECT_EQ(of[1].next_attempt_at, t2);
+  // Still pending: its own payload is replaced, nothing is added.
+  of = IntentsOf("7002");
+  ASSERT_EQ(of.size(), 1u);
+  EXPECT_EQ(of[0].kind, "register");
+  EXPECT_EQ(of[0].state, "pending");
+  EXPECT_EQ(of[0].payload, R"({"topics":["new"]})");
+  // No registration with that registry yet: one is queued.
+  of = IntentsOf("7003");
+  ASSERT_EQ(of.size(), 1u);
+  EXPECT_EQ(of[0].kind, "register");
+  EXPECT_EQ(of[0].state, "pending");
+  EXPECT_EQ(of[0].payload, R"({"topics":["new"]})");
+  // Revoked: left as it is.
+  of = IntentsOf("7004");
+  ASSERT_EQ(of.size(), 1u);
+  EXPECT_EQ(of[0].payload, R"({"thing":"7004"})");
+
+  // The update is delivered, then the policy changes again: the same entry
+  // is made pending once more, without the earlier attempts and error.
+  const int64_t update_id = IntentsOf("7001")[1].id;
+  ASSERT_TRUE(store_->DeferIntent(update_id, "down", t2).ok());
+  ASSERT_TRUE(store_->FinishIntent(update_id, "done", "{}", t2).ok());
+  const absl::Time t3 = kT0 + absl::Minutes(3);
+  n = store_->RequeueRegistrations(
+      {requeue("7001", R"({"topics":["v3"]})", t3)});
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1);
+  of = IntentsOf("7001");
+  ASSERT_EQ(of.size(), 2u);
+  EXPECT_EQ(of[1].id, update_id);
+  EXPECT_EQ(of[1].state, "pending");
+  EXPECT_EQ(of[1].attempts, 0);
+  EXPECT_EQ(of[1].last_error, "");
+  EXPECT_EQ(of[1].payload, R"({"topics":["v3"]})");
+  EXPECT_EQ(of[1].next_attempt_at, t3);
+  EXPECT_EQ(*store_->RequeueRegistrations({}), 0);
+}
+
 TEST_P(StoreConformanceTest, OutboxStatsCountPendingAndTheOldestWait) {
   auto stats = store_->GetOutboxStats(kT0);
   ASSERT_TRUE(stats.ok()) << stats.status();
