@@ -20,6 +20,7 @@
 #include "common/exit_codes.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
+#include "common/version.h"
 #include "common/x509.h"
 
 namespace simprov {
@@ -258,6 +259,8 @@ int main(int argc, char** argv) {
   simprov::SetLogLevel(simprov::LogLevel::kWarning);
   simprov::Flags f;
   CLI::App app{"simprov-agent: provisions this device with its SIM"};
+  app.set_version_flag("--version",
+                       std::string("simprov-agent ") + simprov::kVersion);
   app.require_subcommand(1);
   int rc = 0;
   auto broker = [&](CLI::App* c) {

@@ -9,6 +9,7 @@
 #include "broker/config_file.h"
 #include "common/exit_codes.h"
 #include "common/grpc_status.h"
+#include "common/version.h"
 
 int main(int argc, char** argv) {
   // Block termination signals in every thread; the app waits for them.
@@ -24,6 +25,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "simprov-broker: SIM-authenticated provisioning service (device API "
       "over gRPC/TLS, admin API on DIR/admin.sock)"};
+  app.set_version_flag("--version",
+                       std::string("simprov-broker ") + simprov::kVersion);
   auto* data_dir_opt = app.add_option(
       "--data-dir", f.data_dir,
       "Data directory (store, CA, keys); created on first start");

@@ -7,11 +7,14 @@
 #include "broker/cli/cli_common.h"
 #include "common/exit_codes.h"
 #include "common/grpc_status.h"
+#include "common/version.h"
 
 int main(int argc, char** argv) {
   simprov::RouteGrpcLogging();
   simprov::CliContext ctx;
   CLI::App app{"simprov: operate a simprov broker (subscribers, ...)"};
+  app.set_version_flag("--version",
+                       std::string("simprov ") + simprov::kVersion);
   app.require_subcommand(1);
   app.add_option(
       "--data-dir", ctx.data_dir,

@@ -54,6 +54,7 @@
 #include "common/clock.h"
 #include "common/exit_codes.h"
 #include "common/grpc_status.h"
+#include "common/version.h"
 #include "simprov/v1/admin.grpc.pb.h"
 
 namespace simprov {
@@ -543,6 +544,8 @@ int main(int argc, char** argv) {
       "SIMs through the broker's admin socket, then times N full bootstraps "
       "(the agent's own code) with C in flight. The last stdout line is a "
       "JSON summary."};
+  app.set_version_flag("--version",
+                       std::string("simprov-bench ") + simprov::kVersion);
   app.add_option("--broker", f.broker, "The broker's device API, HOST:PORT")
       ->required();
   app.add_option("--data-dir", f.data_dir,
