@@ -11,6 +11,7 @@
 #include "common/atomic_file.h"
 #include "common/duration.h"
 #include "common/exit_codes.h"
+#include "common/serial.h"
 #include "common/x509.h"
 #include "simprov/v1/access.grpc.pb.h"
 
@@ -105,8 +106,10 @@ int WhoAmI(const CliContext& g) {
 }
 
 int RevokeCert(const CliContext& g, const std::string& serial) {
+  auto normalized = NormalizeSerial(serial);
+  if (!normalized.ok()) return Fail(normalized.status());
   v1::RevokeAdminCertificateRequest req;
-  req.set_serial(serial);
+  req.set_serial(*normalized);
   v1::RevokeAdminCertificateResponse resp;
   int rc = CallAccess(g, [&](v1::Access::Stub& stub, grpc::ClientContext& ctx) {
     return stub.RevokeAdminCertificate(&ctx, req, &resp);
@@ -171,7 +174,8 @@ void AddAdminCommands(CLI::App& app, CliContext& ctx) {
       "revoke-cert",
       "Revoke an admin certificate by serial (role admin): the broker "
       "refuses it from the next call on");
-  rc->add_option("SERIAL", *serial, "Serial as issue-cert printed it")
+  rc->add_option("SERIAL", *serial,
+                 "Serial as issue-cert or openssl printed it")
       ->required();
   rc->callback([&ctx, serial] { ctx.rc = RevokeCert(ctx, *serial); });
   admin->add_subcommand("whoami", "Print the name and role the broker sees")

@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,7 +28,17 @@ struct CliContext {
   // Exit code of the subcommand that ran.
   int rc = 0;
 
-  // A channel to the broker's admin API. `where` names it for messages.
+  // Reads one environment variable (nullptr when unset).
+  using EnvLookup = std::function<const char*(const char*)>;
+  // This context with the environment filling what the command line left
+  // out: SIMPROV_ADMIN and SIMPROV_ADMIN_CERT (remote), SIMPROV_ADMIN_SOCKET
+  // and SIMPROV_DATA_DIR (local). A flag always wins over a variable, and a
+  // target named on the command line is never redirected by a variable of the
+  // other kind (--data-dir ignores SIMPROV_ADMIN and SIMPROV_ADMIN_SOCKET).
+  CliContext WithEnvironment(const EnvLookup& env) const;
+
+  // A channel to the broker's admin API (after WithEnvironment with the
+  // process's environment). `where` names it for messages.
   absl::StatusOr<std::shared_ptr<grpc::Channel>> Channel(
       std::string* where) const;
 };

@@ -18,14 +18,17 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.add_option(
       "--data-dir", ctx.data_dir,
-      "The broker's data directory (its admin socket is DIR/admin.sock)");
+      "The broker's data directory (its admin socket is DIR/admin.sock; "
+      "env SIMPROV_DATA_DIR)");
   app.add_option("--admin-socket", ctx.admin_socket,
-                 "Path of the broker's admin socket (overrides --data-dir)");
+                 "Path of the broker's admin socket (overrides --data-dir; "
+                 "env SIMPROV_ADMIN_SOCKET)");
   app.add_option("--admin", ctx.admin_address,
-                 "Remote admin API HOST:PORT (the broker's --admin-listen)");
+                 "Remote admin API HOST:PORT (the broker's --admin-listen; "
+                 "env SIMPROV_ADMIN)");
   app.add_option("--admin-cert", ctx.admin_cert_dir,
                  "Directory from `simprov admin issue-cert` (admin.key, "
-                 "admin.pem, ca.pem) for --admin");
+                 "admin.pem, ca.pem) for --admin (env SIMPROV_ADMIN_CERT)");
   simprov::AddSubscriberCommands(app, ctx);
   simprov::AddFleetCommands(app, ctx);
   simprov::AddTokenCommands(app, ctx);
