@@ -89,4 +89,11 @@ std::string FormatTime(int64_t unix_seconds) {
                           absl::UTCTimeZone());
 }
 
+void AddJsonFlag(CLI::App* cmd, CliContext& ctx) {
+  cmd->add_flag("--json", ctx.json,
+                "Print one JSON object instead of text (docs/cli.md)");
+}
+
+void PrintJson(const nlohmann::json& j) { std::cout << j.dump() << "\n"; }
+
 }  // namespace simprov

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
 
 namespace simprov {
 
@@ -25,6 +26,9 @@ struct CliContext {
   // directory of `simprov admin issue-cert` (admin.key, admin.pem, ca.pem).
   std::string admin_address;
   std::string admin_cert_dir;
+  // --json on the subcommand that ran: one JSON object on stdout instead
+  // of text (the schemas are in docs/cli.md, "JSON output").
+  bool json = false;
   // Exit code of the subcommand that ran.
   int rc = 0;
 
@@ -51,6 +55,11 @@ absl::Status Explain(const grpc::Status& s, const std::string& where);
 
 // RFC 3339 UTC, e.g. 2026-11-28T04:08:42Z.
 std::string FormatTime(int64_t unix_seconds);
+
+// Adds --json to `cmd` (sets ctx.json).
+void AddJsonFlag(CLI::App* cmd, CliContext& ctx);
+// Prints `j` as one line of JSON on stdout.
+void PrintJson(const nlohmann::json& j);
 
 // subscribers import|list|show
 void AddSubscriberCommands(CLI::App& app, CliContext& ctx);

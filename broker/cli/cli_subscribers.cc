@@ -105,6 +105,12 @@ int Import(const CliContext& g, const ImportOptions& options) {
   if (!imported.ok()) {
     return Fail(Explain(ToGrpcStatus(imported.status()), where));
   }
+  if (g.json) {
+    nlohmann::json j = {{"imported", *imported}};
+    if (options.skip_existing) j["skipped"] = importer.skipped();
+    PrintJson(j);
+    return kExitOk;
+  }
   std::cout << "imported " << *imported << " subscribers";
   if (options.skip_existing) {
     std::cout << " (skipped " << importer.skipped() << " already present)";
@@ -190,6 +196,26 @@ int Show(const CliContext& g, const std::string& imsi) {
   v1::Subscriber s;
   grpc::Status st = stub->GetSubscriber(&ctx, req, &s);
   if (!st.ok()) return Fail(Explain(st, where));
+  if (g.json) {
+    nlohmann::json certs = nlohmann::json::array();
+    for (const auto& c : s.certificates()) {
+      certs.push_back({{"serial", c.serial()},
+                       {"status", c.status()},
+                       {"not_before", FormatTime(c.not_before_unix())},
+                       {"not_after", FormatTime(c.not_after_unix())}});
+    }
+    PrintJson({{"imsi", s.imsi()},
+               {"group", s.group()},
+               {"status", s.status()},
+               {"device_id", s.device_id()},
+               {"iccid", s.iccid()},
+               {"msisdn", s.msisdn()},
+               {"amf", s.amf()},
+               {"sqn", s.sqn()},
+               {"created", FormatTime(s.created_unix())},
+               {"certificates", certs}});
+    return kExitOk;
+  }
   std::cout << "imsi:       " << s.imsi() << "\n"
             << "group:      " << s.group() << "\n"
             << "status:     " << s.status() << "\n"
@@ -225,6 +251,7 @@ void AddSubscriberCommands(CLI::App& app, CliContext& ctx) {
   imp->add_flag("--skip-existing", import_options->skip_existing,
                 "Import only IMSIs the broker does not hold yet (others are "
                 "skipped and counted) instead of refusing the file");
+  AddJsonFlag(imp, ctx);
   imp->callback(
       [&ctx, import_options] { ctx.rc = Import(ctx, *import_options); });
   auto* list = subs->add_subcommand("list", "List subscribers");
@@ -239,6 +266,7 @@ void AddSubscriberCommands(CLI::App& app, CliContext& ctx) {
   list->callback([&ctx, list_options] { ctx.rc = List(ctx, *list_options); });
   auto* show = subs->add_subcommand("show", "Show one subscriber");
   show->add_option("IMSI", *imsi, "The subscriber's IMSI")->required();
+  AddJsonFlag(show, ctx);
   show->callback([&ctx, imsi] { ctx.rc = Show(ctx, *imsi); });
 }
 

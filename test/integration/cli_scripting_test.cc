@@ -3,6 +3,7 @@
 // order mark and --skip-existing, and serials pasted as openssl prints them.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "nlohmann/json.hpp"
 #include "test/testing/broker_fixture.h"
 #include "test/testing/process.h"
 
@@ -176,6 +178,56 @@ TEST_F(CliScriptingTest, SerialsAsOpensslPrintsThem) {
   EXPECT_TRUE(absl::StartsWith(
       r.out, "revoked 1 certificate: " + absl::AsciiStrToLower(hex)))
       << r.out;
+}
+
+// One JSON object on one line, parsed; fails the test otherwise.
+nlohmann::json ParseOneLine(const ProcessResult& r) {
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  auto j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  EXPECT_TRUE(j.is_object()) << r.out;
+  return j;
+}
+
+TEST_F(CliScriptingTest, JsonOnEveryCommandThatPrints) {
+  const TestSim sim = RandomSim("001010000007201");
+  const std::string csv = dir_ + "/one.csv";
+  WriteFileOrDie(csv, Csv({sim}));
+  nlohmann::json j =
+      ParseOneLine(broker_->Cli({"subscribers", "import", "--json", csv}));
+  EXPECT_EQ(j, (nlohmann::json{{"imported", 1}}));
+  const std::string out = dir_ + "/device";
+  ASSERT_EQ(broker_->Bootstrap(WriteSoftSim(dir_, sim), out).exit_code, 0);
+
+  j = ParseOneLine(broker_->Cli({"subscribers", "show", "--json", sim.imsi}));
+  EXPECT_EQ(j["imsi"], sim.imsi);
+  EXPECT_EQ(j["group"], "default");
+  EXPECT_EQ(j["status"], "active");
+  EXPECT_EQ(j["amf"], "8000");
+  ASSERT_EQ(j["certificates"].size(), 1u);
+  EXPECT_EQ(j["certificates"][0]["status"], "valid");
+  EXPECT_EQ(j["certificates"][0]["serial"].get<std::string>().size() % 2, 0u);
+
+  j = ParseOneLine(broker_->Cli({"admin", "whoami", "--json"}));
+  EXPECT_EQ(j, (nlohmann::json{{"name", "local"}, {"role", "admin"}}));
+
+  j = ParseOneLine(broker_->Cli({"ca", "status", "--json"}));
+  EXPECT_TRUE(j["active"]["subject"].is_string());
+  EXPECT_TRUE(j["staged"].is_null());
+  EXPECT_TRUE(j["retired"].is_number());
+
+  j = ParseOneLine(broker_->Cli({"keys", "rotate-kek", "--json"}));
+  EXPECT_EQ(j["resumed"], false);
+  EXPECT_EQ(j["rows"], 1);
+  EXPECT_EQ(j["rewrapped"], 1);
+
+  const std::string archive = dir_ + "/backup.tar";
+  j = ParseOneLine(broker_->Cli({"backup", "--json", archive}));
+  EXPECT_EQ(j["file"], archive);
+  EXPECT_EQ(j["archive_bytes"].get<uint64_t>(),
+            testing::ReadFileOrEmpty(archive).size());
+  EXPECT_EQ(j["sha256"].get<std::string>().size(), 64u);
+  EXPECT_TRUE(j["kek_included"].is_boolean());
 }
 
 }  // namespace
