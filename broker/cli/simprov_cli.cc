@@ -3,8 +3,10 @@
 // mTLS (--admin HOST:PORT --admin-cert DIR). Each group of
 // subcommands lives in a cli_*.cc file.
 #include <CLI/CLI.hpp>
+#include <iostream>
 
 #include "broker/cli/cli_common.h"
+#include "common/cli/completion.h"
 #include "common/exit_codes.h"
 #include "common/grpc_status.h"
 #include "common/version.h"
@@ -36,11 +38,19 @@ int main(int argc, char** argv) {
   simprov::AddAdminCommands(app, ctx);
   simprov::AddOpsCommands(app, ctx);
 
+  std::string completion_shell;
+  CLI::App* completion = simprov::AddCompletionCommand(app, &completion_shell);
+  if (simprov::HandleCompletion(app, "simprov", argc, argv)) return 0;
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : simprov::kExitUsage;
+  }
+  if (completion->parsed()) {
+    std::cout << simprov::CompletionScript(app, "simprov", completion_shell);
+    return 0;
   }
   return ctx.rc;
 }
