@@ -16,10 +16,12 @@
 #include "agent/sim/sim.h"
 #include "agent/token_client.h"
 #include "common/atomic_file.h"
+#include "common/cli/completion.h"
 #include "common/duration.h"
 #include "common/exit_codes.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
+#include "common/version.h"
 #include "common/x509.h"
 
 namespace simprov {
@@ -258,6 +260,8 @@ int main(int argc, char** argv) {
   simprov::SetLogLevel(simprov::LogLevel::kWarning);
   simprov::Flags f;
   CLI::App app{"simprov-agent: provisions this device with its SIM"};
+  app.set_version_flag("--version",
+                       std::string("simprov-agent ") + simprov::kVersion);
   app.require_subcommand(1);
   int rc = 0;
   auto broker = [&](CLI::App* c) {
@@ -369,11 +373,20 @@ int main(int argc, char** argv) {
   common(time);
   time->callback([&] { rc = simprov::TimeCommand(f); });
 
+  std::string completion_shell;
+  CLI::App* completion = simprov::AddCompletionCommand(app, &completion_shell);
+  if (simprov::HandleCompletion(app, "simprov-agent", argc, argv)) return 0;
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : simprov::kExitUsage;
+  }
+  if (completion->parsed()) {
+    std::cout << simprov::CompletionScript(app, "simprov-agent",
+                                           completion_shell);
+    return 0;
   }
   return rc;
 }

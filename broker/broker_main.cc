@@ -7,8 +7,10 @@
 
 #include "broker/broker_app.h"
 #include "broker/config_file.h"
+#include "common/cli/completion.h"
 #include "common/exit_codes.h"
 #include "common/grpc_status.h"
+#include "common/version.h"
 
 int main(int argc, char** argv) {
   // Block termination signals in every thread; the app waits for them.
@@ -24,6 +26,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "simprov-broker: SIM-authenticated provisioning service (device API "
       "over gRPC/TLS, admin API on DIR/admin.sock)"};
+  app.set_version_flag("--version",
+                       std::string("simprov-broker ") + simprov::kVersion);
   auto* data_dir_opt = app.add_option(
       "--data-dir", f.data_dir,
       "Data directory (store, CA, keys); created on first start");
@@ -130,6 +134,9 @@ int main(int argc, char** argv) {
       ->required();
   restore_cmd->add_option("--kek-file", restore.kek_file,
                           "The KEK, for a backup taken with --kek-file");
+  std::string completion_shell;
+  CLI::App* completion = simprov::AddCompletionCommand(app, &completion_shell);
+  if (simprov::HandleCompletion(app, "simprov-broker", argc, argv)) return 0;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ConfigError& e) {
@@ -138,6 +145,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : simprov::kExitUsage;
+  }
+  if (completion->parsed()) {
+    std::cout << simprov::CompletionScript(app, "simprov-broker",
+                                           completion_shell);
+    return 0;
   }
   if (restore_cmd->parsed()) return simprov::RunRestore(restore);
   if (absl::Status s = simprov::ApplyEnvFiles(app, "SIMPROV_"); !s.ok()) {

@@ -1,8 +1,13 @@
 #include "broker/config_file.h"
 
+#include <toml++/toml.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <iterator>
 #include <set>
+#include <string_view>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -15,109 +20,7 @@ namespace simprov {
 namespace {
 
 constexpr size_t kMaxSecretFileBytes = 64 * 1024;
-
-// Strips a comment that starts outside quotes.
-absl::string_view StripComment(absl::string_view line) {
-  char quote = 0;
-  for (size_t i = 0; i < line.size(); ++i) {
-    char c = line[i];
-    if (quote != 0) {
-      if (c == '\\' && quote == '"') {
-        ++i;
-      } else if (c == quote) {
-        quote = 0;
-      }
-    } else if (c == '"' || c == '\'') {
-      quote = c;
-    } else if (c == '#') {
-      return line.substr(0, i);
-    }
-  }
-  return line;
-}
-
-absl::StatusOr<std::string> Scalar(absl::string_view v, int line) {
-  v = absl::StripAsciiWhitespace(v);
-  auto bad = [&](absl::string_view what) {
-    return absl::InvalidArgumentError(absl::StrCat("line ", line, ": ", what));
-  };
-  if (v.empty()) return bad("missing value");
-  if (v.front() == '\'') {
-    if (v.size() < 2 || v.back() != '\'') return bad("unterminated string");
-    return std::string(v.substr(1, v.size() - 2));
-  }
-  if (v.front() == '"') {
-    if (v.size() < 2 || v.back() != '"') return bad("unterminated string");
-    std::string out;
-    for (size_t i = 1; i + 1 < v.size(); ++i) {
-      char c = v[i];
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (i + 2 >= v.size()) return bad("bad escape");
-      switch (v[++i]) {
-        case 'n':
-          out += '\n';
-          break;
-        case 't':
-          out += '\t';
-          break;
-        case '"':
-          out += '"';
-          break;
-        case '\\':
-          out += '\\';
-          break;
-        default:
-          return bad("unsupported escape");
-      }
-    }
-    return out;
-  }
-  return std::string(v);
-}
-
-// "[a, "b", 3]" -> items; commas inside quotes are kept.
-absl::StatusOr<std::vector<std::string>> Array(absl::string_view v, int line) {
-  v = absl::StripAsciiWhitespace(v);
-  v = v.substr(1, v.size() - 2);  // caller checked the brackets
-  std::vector<std::string> items;
-  std::string cur;
-  char quote = 0;
-  auto flush = [&]() -> absl::Status {
-    if (absl::StripAsciiWhitespace(cur).empty()) {
-      cur.clear();
-      return absl::OkStatus();
-    }
-    auto s = Scalar(cur, line);
-    if (!s.ok()) return s.status();
-    items.push_back(*s);
-    cur.clear();
-    return absl::OkStatus();
-  };
-  for (size_t i = 0; i < v.size(); ++i) {
-    char c = v[i];
-    if (quote != 0) {
-      if (c == '\\' && quote == '"' && i + 1 < v.size()) {
-        cur += c;
-        cur += v[++i];
-        continue;
-      }
-      if (c == quote) quote = 0;
-      cur += c;
-    } else if (c == '"' || c == '\'') {
-      quote = c;
-      cur += c;
-    } else if (c == ',') {
-      if (absl::Status s = flush(); !s.ok()) return s;
-    } else {
-      cur += c;
-    }
-  }
-  if (absl::Status s = flush(); !s.ok()) return s;
-  return items;
-}
+constexpr size_t kMaxConfigBytes = 1024 * 1024;
 
 std::string EnvName(const std::string& prefix, const std::string& flag) {
   std::string name = absl::AsciiStrToUpper(flag);
@@ -215,84 +118,123 @@ class FlagConfig final : public CLI::Config {
 
 }  // namespace
 
-absl::StatusOr<std::vector<ConfigEntry>> ParseConfigText(absl::string_view text,
-                                                         bool yaml) {
-  std::vector<ConfigEntry> out;
-  int line_no = 0;
-  ConfigEntry* open_list = nullptr;  // YAML "key:" followed by "- item"
-  std::string pending;               // TOML multi-line array
-  int pending_line = 0;
-  std::string pending_key;
-  for (absl::string_view raw : absl::StrSplit(text, '\n')) {
-    ++line_no;
-    absl::string_view line = StripComment(raw);
-    if (!pending.empty()) {
-      pending += std::string(line);
-      if (absl::StrContains(line, ']')) {
-        auto items = Array(absl::StripAsciiWhitespace(pending), pending_line);
-        if (!items.ok()) return items.status();
-        out.push_back({pending_key, *std::move(items), pending_line});
-        pending.clear();
-      }
-      continue;
-    }
-    absl::string_view s = absl::StripAsciiWhitespace(line);
-    if (s.empty() || s == "---") continue;
-    if (yaml && absl::StartsWith(s, "- ")) {
-      if (open_list == nullptr) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("line ", line_no, ": list item without a key"));
-      }
-      auto v = Scalar(s.substr(2), line_no);
-      if (!v.ok()) return v.status();
-      open_list->values.push_back(*std::move(v));
-      continue;
-    }
-    open_list = nullptr;
-    if (!yaml && s.front() == '[') {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "line ", line_no, ": sections are not supported (flat keys only)"));
-    }
-    const size_t sep = s.find(yaml ? ':' : '=');
-    if (sep == absl::string_view::npos || sep == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "line ", line_no, ": expected key ", yaml ? ": value" : "= value"));
-    }
-    std::string key(absl::StripAsciiWhitespace(s.substr(0, sep)));
-    if (key.size() >= 2 && (key.front() == '"' || key.front() == '\'')) {
-      key = key.substr(1, key.size() - 2);
-    }
-    absl::string_view value = absl::StripAsciiWhitespace(s.substr(sep + 1));
-    if (yaml && value.empty()) {
-      out.push_back({key, {}, line_no});
-      open_list = &out.back();
-      continue;
-    }
-    if (!value.empty() && value.front() == '[') {
-      if (value.back() != ']') {
-        if (yaml) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("line ", line_no, ": unterminated list"));
-        }
-        pending = std::string(value);
-        pending_line = line_no;
-        pending_key = key;
-        continue;
-      }
-      auto items = Array(value, line_no);
-      if (!items.ok()) return items.status();
-      out.push_back({key, *std::move(items), line_no});
-      continue;
-    }
-    auto v = Scalar(value, line_no);
-    if (!v.ok()) return v.status();
-    out.push_back({key, {*std::move(v)}, line_no});
+namespace {
+
+absl::Status LineError(int line, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("line ", line, ": ", what));
+}
+
+// One TOML scalar as the flag's text.
+absl::StatusOr<std::string> TomlScalar(const toml::node& node,
+                                       const std::string& key) {
+  const int line = static_cast<int>(node.source().begin.line);
+  if (const auto* v = node.as_string()) return std::string(v->get());
+  if (const auto* v = node.as_integer()) return absl::StrCat(v->get());
+  if (const auto* v = node.as_floating_point()) return absl::StrCat(v->get());
+  if (const auto* v = node.as_boolean()) {
+    return std::string(v->get() ? "true" : "false");
   }
-  if (!pending.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("line ", pending_line, ": unterminated array"));
+  if (node.is_table()) {
+    return LineError(line, absl::StrCat(key,
+                                        ": sections and tables are not "
+                                        "supported (flat keys only)"));
+  }
+  return LineError(line, absl::StrCat(key,
+                                      ": expected a string, number, boolean "
+                                      "or an array of them"));
+}
+
+absl::StatusOr<std::vector<ConfigEntry>> ParseToml(absl::string_view text) {
+  toml::table table;
+  try {
+    table = toml::parse(std::string_view(text.data(), text.size()));
+  } catch (const toml::parse_error& e) {
+    return LineError(static_cast<int>(e.source().begin.line),
+                     std::string(e.description()));
+  }
+  std::vector<ConfigEntry> out;
+  for (const auto& [k, node] : table) {
+    ConfigEntry e;
+    e.key = std::string(k.str());
+    e.line = static_cast<int>(node.source().begin.line);
+    if (const toml::array* array = node.as_array()) {
+      for (const toml::node& item : *array) {
+        if (item.is_array()) {
+          return LineError(e.line, absl::StrCat(e.key,
+                                                ": nested arrays are "
+                                                "not supported"));
+        }
+        auto v = TomlScalar(item, e.key);
+        if (!v.ok()) return v.status();
+        e.values.push_back(*std::move(v));
+      }
+    } else {
+      auto v = TomlScalar(node, e.key);
+      if (!v.ok()) return v.status();
+      e.values.push_back(*std::move(v));
+    }
+    out.push_back(std::move(e));
   }
   return out;
+}
+
+absl::StatusOr<std::vector<ConfigEntry>> ParseYaml(absl::string_view text) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return LineError(e.mark.line + 1, e.msg);
+  }
+  std::vector<ConfigEntry> out;
+  if (root.IsNull()) return out;  // an empty file
+  if (!root.IsMap()) {
+    return LineError(root.Mark().line + 1, "expected a map of key: value");
+  }
+  for (const auto& kv : root) {
+    ConfigEntry e;
+    e.line = kv.first.Mark().line + 1;
+    if (!kv.first.IsScalar()) return LineError(e.line, "expected a plain key");
+    e.key = kv.first.Scalar();
+    const YAML::Node& v = kv.second;
+    if (v.IsScalar()) {
+      e.values.push_back(v.Scalar());
+    } else if (v.IsSequence()) {
+      for (const YAML::Node& item : v) {
+        if (!item.IsScalar()) {
+          return LineError(item.Mark().line + 1,
+                           absl::StrCat(e.key,
+                                        ": list items must be plain "
+                                        "values"));
+        }
+        e.values.push_back(item.Scalar());
+      }
+    } else if (v.IsMap()) {
+      return LineError(e.line, absl::StrCat(e.key,
+                                            ": nested maps are not "
+                                            "supported (flat keys "
+                                            "only)"));
+    }  // null ("key:" with nothing after): an empty list
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<ConfigEntry>> ParseConfigText(absl::string_view text,
+                                                         bool yaml) {
+  if (text.size() > kMaxConfigBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "larger than ", kMaxConfigBytes, " bytes (a config file is small)"));
+  }
+  auto entries = yaml ? ParseYaml(text) : ParseToml(text);
+  if (!entries.ok()) return entries.status();
+  // In the file's order (TOML tables iterate by key).
+  std::stable_sort(entries->begin(), entries->end(),
+                   [](const ConfigEntry& a, const ConfigEntry& b) {
+                     return a.line < b.line;
+                   });
+  return entries;
 }
 
 void AddConfigSources(CLI::App& app, const std::string& env_prefix) {

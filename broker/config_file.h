@@ -1,8 +1,9 @@
 // Where simprov-broker's settings come from besides the command line
 // (docs/broker.md "Configuration"):
 //
-//  - `--config FILE`: a TOML file (`key = value`) or, when FILE ends in
-//    .yaml/.yml, a flat YAML map (`key: value`). Keys are the long flags
+//  - `--config FILE`: a TOML file (`key = value`, parsed by toml++) or, when
+//    FILE ends in .yaml/.yml, a flat YAML map (`key: value`, parsed by
+//    yaml-cpp); sections and nested maps are refused. Keys are the long flags
 //    without "--" (`data-dir`, `listen`, ...; `_` may stand for `-`),
 //    derived from the CLI11 option list, so a flag added later is a key at
 //    once. A list flag takes an array. An unknown key is an error naming it.
@@ -32,8 +33,9 @@ struct ConfigEntry {
   int line = 0;
 };
 
-// Parses the flat TOML/YAML subset described above; InvalidArgument names
-// the line. Does not know the flags.
+// Parses a config file's text into flat keys (in file order) with their
+// values: scalars as text, arrays as lists. InvalidArgument names the line.
+// Does not know the flags.
 absl::StatusOr<std::vector<ConfigEntry>> ParseConfigText(absl::string_view text,
                                                          bool yaml);
 

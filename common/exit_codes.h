@@ -14,6 +14,7 @@ enum ExitCode : int {
   kExitRefused = 3,      // refused: by the SIM or by the broker
   kExitUnreachable = 4,  // broker unreachable or unavailable (retryable)
   kExitRateLimited = 5,  // rate-limited; retry later
+  kExitInvalid = 6,      // the token checked is not valid (token verify)
 };
 
 // Maps a status to the exit code a CLI returns for it.

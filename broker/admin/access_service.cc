@@ -6,6 +6,7 @@
 #include "broker/admin/admin_auth.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
+#include "common/serial.h"
 #include "common/x509.h"
 
 namespace simprov {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
 #include "common/log.h"
+#include "common/serial.h"
 #include "common/x509.h"
 
 namespace simprov {
@@ -80,24 +81,6 @@ absl::StatusOr<AdminIdentity> AdminIdentityFromCert(X509* cert) {
         std::string(kAdminUrnPrefix) + "ROLE:NAME URI)");
   }
   return *found;
-}
-
-absl::StatusOr<std::string> NormalizeSerial(absl::string_view serial) {
-  std::string out;
-  for (char c : serial) {
-    if (c == ':') continue;
-    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("serial must be hex digits (colons allowed), not \"",
-                       serial.substr(0, 64), "\""));
-    }
-    out.push_back(absl::ascii_tolower(static_cast<unsigned char>(c)));
-  }
-  if (out.empty() || out.size() > 80 || out.size() % 2 != 0) {
-    return absl::InvalidArgumentError(
-        "serial must be 1..40 bytes of hex (an even number of digits)");
-  }
-  return out;
 }
 
 absl::StatusOr<std::unique_ptr<AdminRevocations>> AdminRevocations::Load(

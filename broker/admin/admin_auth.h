@@ -65,8 +65,8 @@ class AdminRevocations {
   static absl::StatusOr<std::unique_ptr<AdminRevocations>> Load(
       std::string path);
   bool IsRevoked(absl::string_view serial_hex) const;
-  // Adds the serial (normalized by NormalizeSerial) and saves the file;
-  // false if it was revoked already.
+  // Adds the serial (normalized by NormalizeSerial, common/serial.h) and saves
+  // the file; false if it was revoked already.
   absl::StatusOr<bool> Revoke(absl::string_view serial_hex);
 
  private:
@@ -75,10 +75,6 @@ class AdminRevocations {
   mutable absl::Mutex mu_;
   std::set<std::string> serials_ ABSL_GUARDED_BY(mu_);
 };
-
-// "0A:1b:..." or "0a1b..." -> "0a1b..."; InvalidArgument unless 1..40 bytes
-// of hex.
-absl::StatusOr<std::string> NormalizeSerial(absl::string_view serial);
 
 // Every admin RPC method ("Service.Method", e.g. "Fleet.RevokeDevice") and
 // the least role that may call it.

@@ -124,17 +124,35 @@ grpc::Status AdminGrpcService::ImportSubscribers(
   uint64_t rows = 0;
   bool ended = false;
   uint64_t announced = 0;
+  uint64_t skipped = 0;
+  bool first = true;
+  bool skip_existing = false;
   std::set<std::string> known_groups;
   while (reader->Read(&batch)) {
     if (ended) {
       return ToGrpcStatus(
           absl::InvalidArgumentError("import: rows after the end marker"));
     }
+    if (first) skip_existing = batch.skip_existing();
+    first = false;
     for (const v1::ImportRow& row : batch.rows()) {
       auto s = ValidateImportRow(row, *kek_.SealingKey(), random_);
       if (!s.ok()) {
         LogWarning("import rejected: %s", s.status().message());
         return ToGrpcStatus(s.status());
+      }
+      if (skip_existing) {
+        // Only committed subscribers count as existing: an IMSI twice in
+        // this import still fails it below.
+        auto existing = store_.GetSubscriber(s->imsi);
+        if (existing.ok()) {
+          ++skipped;
+          ++rows;
+          continue;
+        }
+        if (!absl::IsNotFound(existing.status())) {
+          return ToGrpcStatus(existing.status());
+        }
       }
       if (s->group != kDefaultGroup && !known_groups.contains(s->group)) {
         auto g = store_.GetGroup(s->group);
@@ -176,9 +194,13 @@ grpc::Status AdminGrpcService::ImportSubscribers(
   auto committed = (*import)->Commit();
   if (!committed.ok()) return ToGrpcStatus(committed.status());
   (void)store_.AppendAudit({clock_.Now(), *actor, "import", "", "ok",
-                            absl::StrCat(*committed, " subscribers")});
-  LogInfo("imported %d subscribers", *committed);
+                            skip_existing
+                                ? absl::StrCat(*committed, " subscribers, ",
+                                               skipped, " existing skipped")
+                                : absl::StrCat(*committed, " subscribers")});
+  LogInfo("imported %d subscribers (%d existing skipped)", *committed, skipped);
   result->set_imported(*committed);
+  result->set_skipped(skipped);
   return grpc::Status::OK;
 }
 

@@ -11,6 +11,7 @@
 #include "common/atomic_file.h"
 #include "common/duration.h"
 #include "common/exit_codes.h"
+#include "common/serial.h"
 #include "common/x509.h"
 #include "simprov/v1/access.grpc.pb.h"
 
@@ -88,6 +89,14 @@ int IssueCert(const CliContext& g, const IssueArgs& a) {
   if (s.ok()) s = WriteFileAtomic(a.out + "/admin.pem", resp.chain_pem(), 0644);
   if (s.ok()) s = WriteFileAtomic(a.out + "/ca.pem", resp.ca_pem(), 0644);
   if (!s.ok()) return Fail(s);
+  if (g.json) {
+    PrintJson({{"name", req.name()},
+               {"role", a.role},
+               {"serial", resp.serial()},
+               {"not_after", FormatTime(resp.not_after_unix())},
+               {"dir", a.out}});
+    return kExitOk;
+  }
   std::cout << "admin certificate for " << req.name() << " (" << a.role
             << "), serial " << resp.serial() << ", valid until "
             << FormatTime(resp.not_after_unix()) << ": " << a.out << "\n";
@@ -100,23 +109,49 @@ int WhoAmI(const CliContext& g) {
     return stub.WhoAmI(&ctx, v1::WhoAmIRequest(), &resp);
   });
   if (rc != kExitOk) return rc;
+  if (g.json) {
+    PrintJson({{"name", resp.name()}, {"role", resp.role()}});
+    return kExitOk;
+  }
   std::cout << resp.name() << " " << resp.role() << "\n";
   return kExitOk;
 }
 
 int RevokeCert(const CliContext& g, const std::string& serial) {
+  auto normalized = NormalizeSerial(serial);
+  if (!normalized.ok()) return Fail(normalized.status());
   v1::RevokeAdminCertificateRequest req;
-  req.set_serial(serial);
+  req.set_serial(*normalized);
   v1::RevokeAdminCertificateResponse resp;
   int rc = CallAccess(g, [&](v1::Access::Stub& stub, grpc::ClientContext& ctx) {
     return stub.RevokeAdminCertificate(&ctx, req, &resp);
   });
   if (rc != kExitOk) return rc;
+  if (g.json) {
+    PrintJson({{"serial", resp.serial()},
+               {"already_revoked", resp.already_revoked()}});
+    return kExitOk;
+  }
   std::cout << "admin certificate " << resp.serial()
             << (resp.already_revoked() ? " was already revoked"
                                        : " revoked: it is refused from now on")
             << "\n";
   return kExitOk;
+}
+
+nlohmann::json CaStateJson(const v1::CaStateResponse& r) {
+  nlohmann::json j = {{"active",
+                       {{"subject", r.active_subject()},
+                        {"serial", r.active_serial()},
+                        {"not_after", FormatTime(r.active_not_after_unix())}}},
+                      {"staged", nullptr},
+                      {"retired", r.retired()}};
+  if (r.staged()) {
+    j["staged"] = {{"subject", r.staged_subject()},
+                   {"root_subject", r.staged_root_subject()},
+                   {"activate_at", FormatTime(r.activate_at_unix())}};
+  }
+  return j;
 }
 
 void PrintCaState(const v1::CaStateResponse& r) {
@@ -140,6 +175,10 @@ int CaStatus(const CliContext& g, bool activate) {
                     : stub.GetCaState(&ctx, v1::GetCaStateRequest(), &resp);
   });
   if (rc != kExitOk) return rc;
+  if (g.json) {
+    PrintJson(CaStateJson(resp));
+    return kExitOk;
+  }
   PrintCaState(resp);
   return kExitOk;
 }
@@ -165,25 +204,33 @@ void AddAdminCommands(CLI::App& app, CliContext& ctx) {
   ic->add_option("--ttl", issue->ttl, "Certificate lifetime (at most 731d)")
       ->capture_default_str();
   ic->add_flag("--force", issue->force, "Replace an existing admin.key");
+  AddJsonFlag(ic, ctx);
   ic->callback([&ctx, issue] { ctx.rc = IssueCert(ctx, *issue); });
   auto serial = std::make_shared<std::string>();
   CLI::App* rc = admin->add_subcommand(
       "revoke-cert",
       "Revoke an admin certificate by serial (role admin): the broker "
       "refuses it from the next call on");
-  rc->add_option("SERIAL", *serial, "Serial as issue-cert printed it")
+  rc->add_option("SERIAL", *serial,
+                 "Serial as issue-cert or openssl printed it")
       ->required();
+  AddJsonFlag(rc, ctx);
   rc->callback([&ctx, serial] { ctx.rc = RevokeCert(ctx, *serial); });
-  admin->add_subcommand("whoami", "Print the name and role the broker sees")
-      ->callback([&ctx] { ctx.rc = WhoAmI(ctx); });
+  CLI::App* who = admin->add_subcommand(
+      "whoami", "Print the name and role the broker sees");
+  AddJsonFlag(who, ctx);
+  who->callback([&ctx] { ctx.rc = WhoAmI(ctx); });
 
   CLI::App* ca = app.add_subcommand("ca", "The device CA and its rollover");
   ca->require_subcommand(1);
-  ca->add_subcommand("status", "Active, staged and retired CAs")
-      ->callback([&ctx] { ctx.rc = CaStatus(ctx, false); });
-  ca->add_subcommand("activate",
-                     "Let the staged CA sign from now on (role admin)")
-      ->callback([&ctx] { ctx.rc = CaStatus(ctx, true); });
+  CLI::App* status =
+      ca->add_subcommand("status", "Active, staged and retired CAs");
+  AddJsonFlag(status, ctx);
+  status->callback([&ctx] { ctx.rc = CaStatus(ctx, false); });
+  CLI::App* activate = ca->add_subcommand(
+      "activate", "Let the staged CA sign from now on (role admin)");
+  AddJsonFlag(activate, ctx);
+  activate->callback([&ctx] { ctx.rc = CaStatus(ctx, true); });
 }
 
 }  // namespace simprov

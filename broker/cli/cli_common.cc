@@ -1,5 +1,6 @@
 #include "broker/cli/cli_common.h"
 
+#include <cstdlib>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
@@ -10,17 +11,50 @@
 
 namespace simprov {
 
+CliContext CliContext::WithEnvironment(const EnvLookup& env) const {
+  CliContext c = *this;
+  auto fill = [&env](std::string& field, const char* name) {
+    if (!field.empty()) return;
+    const char* v = env(name);
+    if (v != nullptr) field = v;
+  };
+  const bool local_flag = !data_dir.empty() || !admin_socket.empty();
+  const bool remote_flag = !admin_address.empty() || !admin_cert_dir.empty();
+  if (remote_flag) {
+    // --admin with the certificate directory from the environment, or the
+    // other way round.
+    fill(c.admin_address, "SIMPROV_ADMIN");
+    fill(c.admin_cert_dir, "SIMPROV_ADMIN_CERT");
+  } else if (local_flag) {
+    // --data-dir or --admin-socket on the command line: only a missing
+    // --data-dir comes from the environment (never the socket, which
+    // would take precedence over the flag).
+    if (c.admin_socket.empty()) fill(c.data_dir, "SIMPROV_DATA_DIR");
+  } else {
+    fill(c.admin_address, "SIMPROV_ADMIN");
+    fill(c.admin_cert_dir, "SIMPROV_ADMIN_CERT");
+    if (c.admin_address.empty() && c.admin_cert_dir.empty()) {
+      fill(c.admin_socket, "SIMPROV_ADMIN_SOCKET");
+      fill(c.data_dir, "SIMPROV_DATA_DIR");
+    }
+  }
+  return c;
+}
+
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CliContext::Channel(
     std::string* where) const {
-  if (!admin_address.empty() || !admin_cert_dir.empty()) {
-    *where = admin_address;
-    return RemoteAdminChannel(admin_address, admin_cert_dir);
+  const CliContext c =
+      WithEnvironment([](const char* name) { return std::getenv(name); });
+  if (!c.admin_address.empty() || !c.admin_cert_dir.empty()) {
+    *where = c.admin_address;
+    return RemoteAdminChannel(c.admin_address, c.admin_cert_dir);
   }
-  std::string path = admin_socket;
-  if (path.empty() && !data_dir.empty()) path = data_dir + "/admin.sock";
+  std::string path = c.admin_socket;
+  if (path.empty() && !c.data_dir.empty()) path = c.data_dir + "/admin.sock";
   if (path.empty()) {
     return absl::InvalidArgumentError(
-        "say where the broker is: --data-dir DIR or --admin-socket PATH");
+        "say where the broker is: --data-dir DIR or --admin-socket PATH "
+        "(or SIMPROV_DATA_DIR, SIMPROV_ADMIN_SOCKET, SIMPROV_ADMIN)");
   }
   *where = path;
   return grpc::CreateChannel("unix:" + path,
@@ -54,5 +88,12 @@ std::string FormatTime(int64_t unix_seconds) {
                           absl::FromUnixSeconds(unix_seconds),
                           absl::UTCTimeZone());
 }
+
+void AddJsonFlag(CLI::App* cmd, CliContext& ctx) {
+  cmd->add_flag("--json", ctx.json,
+                "Print one JSON object instead of text (docs/cli.md)");
+}
+
+void PrintJson(const nlohmann::json& j) { std::cout << j.dump() << "\n"; }
 
 }  // namespace simprov

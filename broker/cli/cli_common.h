@@ -9,11 +9,13 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
 
 namespace simprov {
 
@@ -24,10 +26,23 @@ struct CliContext {
   // directory of `simprov admin issue-cert` (admin.key, admin.pem, ca.pem).
   std::string admin_address;
   std::string admin_cert_dir;
+  // --json on the subcommand that ran: one JSON object on stdout instead
+  // of text (the schemas are in docs/cli.md, "JSON output").
+  bool json = false;
   // Exit code of the subcommand that ran.
   int rc = 0;
 
-  // A channel to the broker's admin API. `where` names it for messages.
+  // Reads one environment variable (nullptr when unset).
+  using EnvLookup = std::function<const char*(const char*)>;
+  // This context with the environment filling what the command line left
+  // out: SIMPROV_ADMIN and SIMPROV_ADMIN_CERT (remote), SIMPROV_ADMIN_SOCKET
+  // and SIMPROV_DATA_DIR (local). A flag always wins over a variable, and a
+  // target named on the command line is never redirected by a variable of the
+  // other kind (--data-dir ignores SIMPROV_ADMIN and SIMPROV_ADMIN_SOCKET).
+  CliContext WithEnvironment(const EnvLookup& env) const;
+
+  // A channel to the broker's admin API (after WithEnvironment with the
+  // process's environment). `where` names it for messages.
   absl::StatusOr<std::shared_ptr<grpc::Channel>> Channel(
       std::string* where) const;
 };
@@ -40,6 +55,11 @@ absl::Status Explain(const grpc::Status& s, const std::string& where);
 
 // RFC 3339 UTC, e.g. 2026-11-28T04:08:42Z.
 std::string FormatTime(int64_t unix_seconds);
+
+// Adds --json to `cmd` (sets ctx.json).
+void AddJsonFlag(CLI::App* cmd, CliContext& ctx);
+// Prints `j` as one line of JSON on stdout.
+void PrintJson(const nlohmann::json& j);
 
 // subscribers import|list|show
 void AddSubscriberCommands(CLI::App& app, CliContext& ctx);

@@ -15,6 +15,7 @@
 #include "broker/cli/cli_common.h"
 #include "common/duration.h"
 #include "common/exit_codes.h"
+#include "common/serial.h"
 #include "simprov/v1/fleet.grpc.pb.h"
 
 namespace simprov {
@@ -246,13 +247,19 @@ int Revoke(const CliContext& g, const std::string& imsi,
     return Fail(absl::InvalidArgumentError(
         "devices revoke: name an IMSI or --serial S (not both)"));
   }
+  std::string normalized;
+  if (!serial.empty()) {
+    auto n = NormalizeSerial(serial);
+    if (!n.ok()) return Fail(n.status());
+    normalized = *n;
+  }
   return WithFleet(
       g, [&](v1::Fleet::Stub& stub, const std::string& where) -> int {
         grpc::ClientContext ctx;
         SetDeadline(ctx);
         v1::RevokeDeviceRequest req;
         req.set_imsi(imsi);
-        req.set_serial(serial);
+        req.set_serial(normalized);
         req.set_reason(reason);
         v1::RevokeDeviceResponse resp;
         grpc::Status st = stub.RevokeDevice(&ctx, req, &resp);
@@ -518,7 +525,9 @@ void AddFleetCommands(CLI::App& app, CliContext& ctx) {
       "Revoke a device's certificates (or one serial); the CRL is "
       "regenerated before this returns");
   rev->add_option("IMSI", *imsi, "The device's IMSI (all valid certificates)");
-  rev->add_option("--serial", *serial, "Revoke only this certificate (hex)");
+  rev->add_option("--serial", *serial,
+                  "Revoke only this certificate (hex, as simprov or openssl "
+                  "prints it)");
   rev->add_option("--reason", *reason,
                   "RFC 5280 reason: unspecified, keyCompromise, cACompromise, "
                   "affiliationChanged, superseded, cessationOfOperation, "

@@ -89,10 +89,22 @@ int Backup(const CliContext& g, const std::string& file) {
   auto done = ReceiveBackup(*channel, where, **out);
   if (!done.ok()) return Fail(done.status());
   if (absl::Status s = (*out)->Commit(); !s.ok()) return Fail(s);
-  std::cout << "backed up " << done->data_dir() << " to " << file << ": "
-            << done->entries() << " files, " << done->bytes() << " bytes, KEK "
-            << (done->kek_included() ? "included" : "not included (--kek-file)")
-            << "\n";
+  if (g.json) {
+    PrintJson({{"data_dir", done->data_dir()},
+               {"file", file},
+               {"entries", done->entries()},
+               {"bytes", done->bytes()},
+               {"archive_bytes", done->archive_size()},
+               {"sha256", done->sha256()},
+               {"kek_included", done->kek_included()}});
+  } else {
+    std::cout << "backed up " << done->data_dir() << " to " << file << ": "
+              << done->entries() << " files, " << done->bytes()
+              << " bytes, KEK "
+              << (done->kek_included() ? "included"
+                                       : "not included (--kek-file)")
+              << "\n";
+  }
   if (!done->kek_included()) {
     std::cerr << "simprov: this backup does not hold the KEK; keep the "
                  "--kek-file safe separately: restore needs it\n";
@@ -112,6 +124,13 @@ int RotateKek(const CliContext& g) {
   v1::RotateKekResponse resp;
   grpc::Status st = stub->RotateKek(&ctx, req, &resp);
   if (!st.ok()) return Fail(Explain(st, where));
+  if (g.json) {
+    PrintJson({{"resumed", resp.resumed()},
+               {"rewrapped", resp.rewrapped()},
+               {"rows", resp.rows()},
+               {"kek_path", resp.kek_path()}});
+    return kExitOk;
+  }
   std::cout << (resp.resumed() ? "finished the KEK rotation in progress: "
                                : "rotated the KEK: ")
             << resp.rewrapped() << " of " << resp.rows()
@@ -130,6 +149,7 @@ void AddOpsCommands(CLI::App& app, CliContext& ctx) {
       "it lives there) while it serves, and write the archive to FILE");
   backup->add_option("FILE", *file, "Archive to write (0600, atomic)")
       ->required();
+  AddJsonFlag(backup, ctx);
   backup->callback([&ctx, file] { ctx.rc = Backup(ctx, *file); });
 
   auto* keys = app.add_subcommand("keys", "Keys at rest");
@@ -138,6 +158,7 @@ void AddOpsCommands(CLI::App& app, CliContext& ctx) {
       "rotate-kek",
       "Re-wrap every sealed subscriber key under a new random KEK while the "
       "broker serves");
+  AddJsonFlag(rotate, ctx);
   rotate->callback([&ctx] { ctx.rc = RotateKek(ctx); });
 }
 

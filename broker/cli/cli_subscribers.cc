@@ -20,11 +20,22 @@
 namespace simprov {
 namespace {
 
-int Import(const CliContext& g, const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat("cannot open ", file)));
+struct ImportOptions {
+  std::string file;  // "-": standard input
+  bool skip_existing = false;
+};
+
+int Import(const CliContext& g, const ImportOptions& options) {
+  const std::string& file = options.file;
+  std::ifstream file_in;
+  if (file != "-") {
+    file_in.open(file, std::ios::binary);
+    if (!file_in) {
+      return Fail(
+          absl::InvalidArgumentError(absl::StrCat("cannot open ", file)));
+    }
   }
+  std::istream& in = file == "-" ? std::cin : file_in;
   CsvReader csv(in);
   std::vector<std::string> header;
   auto got = csv.Next(&header);
@@ -59,7 +70,7 @@ int Import(const CliContext& g, const std::string& file) {
   auto channel = g.Channel(&where);
   if (!channel.ok()) return Fail(channel.status());
   auto stub = v1::Admin::NewStub(*channel);
-  SubscriberImporter importer(*stub);
+  SubscriberImporter importer(*stub, options.skip_existing);
   auto cell = [&](const std::vector<std::string>& f, const char* name) {
     auto it = col.find(name);
     return it == col.end() ? std::string() : f[it->second];
@@ -94,7 +105,17 @@ int Import(const CliContext& g, const std::string& file) {
   if (!imported.ok()) {
     return Fail(Explain(ToGrpcStatus(imported.status()), where));
   }
-  std::cout << "imported " << *imported << " subscribers\n";
+  if (g.json) {
+    nlohmann::json j = {{"imported", *imported}};
+    if (options.skip_existing) j["skipped"] = importer.skipped();
+    PrintJson(j);
+    return kExitOk;
+  }
+  std::cout << "imported " << *imported << " subscribers";
+  if (options.skip_existing) {
+    std::cout << " (skipped " << importer.skipped() << " already present)";
+  }
+  std::cout << "\n";
   return kExitOk;
 }
 
@@ -175,6 +196,26 @@ int Show(const CliContext& g, const std::string& imsi) {
   v1::Subscriber s;
   grpc::Status st = stub->GetSubscriber(&ctx, req, &s);
   if (!st.ok()) return Fail(Explain(st, where));
+  if (g.json) {
+    nlohmann::json certs = nlohmann::json::array();
+    for (const auto& c : s.certificates()) {
+      certs.push_back({{"serial", c.serial()},
+                       {"status", c.status()},
+                       {"not_before", FormatTime(c.not_before_unix())},
+                       {"not_after", FormatTime(c.not_after_unix())}});
+    }
+    PrintJson({{"imsi", s.imsi()},
+               {"group", s.group()},
+               {"status", s.status()},
+               {"device_id", s.device_id()},
+               {"iccid", s.iccid()},
+               {"msisdn", s.msisdn()},
+               {"amf", s.amf()},
+               {"sqn", s.sqn()},
+               {"created", FormatTime(s.created_unix())},
+               {"certificates", certs}});
+    return kExitOk;
+  }
   std::cout << "imsi:       " << s.imsi() << "\n"
             << "group:      " << s.group() << "\n"
             << "status:     " << s.status() << "\n"
@@ -199,15 +240,20 @@ int Show(const CliContext& g, const std::string& imsi) {
 void AddSubscriberCommands(CLI::App& app, CliContext& ctx) {
   auto* subs = app.add_subcommand("subscribers", "Manage SIM subscribers");
   subs->require_subcommand(1);
-  auto file = std::make_shared<std::string>();
+  auto import_options = std::make_shared<ImportOptions>();
   auto imsi = std::make_shared<std::string>();
   auto* imp = subs->add_subcommand(
       "import", "Import subscribers from a CSV file (all or nothing)");
-  imp->add_option("FILE", *file,
-                  "CSV with header; columns imsi,ki,opc required, "
-                  "amf,sqn,group,iccid,msisdn optional")
+  imp->add_option("FILE", import_options->file,
+                  "CSV with header (- for standard input); columns "
+                  "imsi,ki,opc required, amf,sqn,group,iccid,msisdn optional")
       ->required();
-  imp->callback([&ctx, file] { ctx.rc = Import(ctx, *file); });
+  imp->add_flag("--skip-existing", import_options->skip_existing,
+                "Import only IMSIs the broker does not hold yet (others are "
+                "skipped and counted) instead of refusing the file");
+  AddJsonFlag(imp, ctx);
+  imp->callback(
+      [&ctx, import_options] { ctx.rc = Import(ctx, *import_options); });
   auto* list = subs->add_subcommand("list", "List subscribers");
   auto list_options = std::make_shared<ListOptions>();
   list->add_option("--group", list_options->group, "Only this group");
@@ -220,6 +266,7 @@ void AddSubscriberCommands(CLI::App& app, CliContext& ctx) {
   list->callback([&ctx, list_options] { ctx.rc = List(ctx, *list_options); });
   auto* show = subs->add_subcommand("show", "Show one subscriber");
   show->add_option("IMSI", *imsi, "The subscriber's IMSI")->required();
+  AddJsonFlag(show, ctx);
   show->callback([&ctx, imsi] { ctx.rc = Show(ctx, *imsi); });
 }
 

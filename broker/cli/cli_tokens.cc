@@ -155,7 +155,7 @@ int Verify(const VerifyFlags& f) {
   TokenVerifyResult r = verifier.Verify(token, cert);
   if (!r.valid) {
     std::cerr << "simprov: token invalid: " << r.error << "\n";
-    return kExitError;
+    return kExitInvalid;
   }
   std::cout << r.token.claims_json << "\n";
   return kExitOk;
@@ -194,7 +194,7 @@ void AddTokenCommands(CLI::App& app, CliContext& ctx) {
   auto* verify = token->add_subcommand(
       "verify",
       "Verify a device token against a JWKS (exit 0: valid, prints the "
-      "claims; 1: invalid, with the reason)");
+      "claims; 6: invalid, with the reason)");
   verify->add_option("--jwks", vf->jwks, "JWKS URL (http/https) or file")
       ->required();
   verify->add_option("--audience", vf->audience, "This application's audience")

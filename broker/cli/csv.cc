@@ -27,6 +27,8 @@ absl::StatusOr<bool> CsvReader::Next(std::vector<std::string>* fields) {
     }
     if (!any) return false;
     ++line_;
+    // A UTF-8 byte order mark (spreadsheets write one) is not data.
+    if (line_ == 1 && text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);
     if (!text.empty() && text.back() == '\r') text.pop_back();
     if (text.size() > kMaxLine) {
       return absl::InvalidArgumentError(

@@ -1,6 +1,7 @@
 // A strict CSV reader for subscriber files (RFC 4180 subset): comma
 // separated, optional double quotes ("" inside quotes is a quote), LF or
-// CRLF line ends, blank lines skipped. A quoted field may not span lines,
+// CRLF line ends, blank lines skipped, a UTF-8 byte order mark at the start
+// ignored. A quoted field may not span lines,
 // so the line numbers in errors are physical lines (the header is line 1).
 #ifndef SIMPROV_BROKER_CLI_CSV_H_
 #define SIMPROV_BROKER_CLI_CSV_H_

@@ -4,8 +4,12 @@
 
 namespace simprov {
 
-SubscriberImporter::SubscriberImporter(v1::Admin::Stub& stub)
-    : writer_(stub.ImportSubscribers(&ctx_, &result_)) {}
+SubscriberImporter::SubscriberImporter(v1::Admin::Stub& stub,
+                                       bool skip_existing)
+    : writer_(stub.ImportSubscribers(&ctx_, &result_)),
+      skip_existing_(skip_existing) {
+  batch_.set_skip_existing(skip_existing_);
+}
 
 SubscriberImporter::~SubscriberImporter() { Cancel(); }
 
@@ -15,6 +19,7 @@ bool SubscriberImporter::Add(v1::ImportRow row) {
   if (batch_.rows_size() < kBatchRows) return true;
   bool ok = writer_->Write(batch_);
   batch_.Clear();
+  batch_.set_skip_existing(skip_existing_);
   return ok;
 }
 

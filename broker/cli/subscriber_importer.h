@@ -17,13 +17,18 @@ class SubscriberImporter {
  public:
   static constexpr int kBatchRows = 500;
 
-  explicit SubscriberImporter(v1::Admin::Stub& stub);
+  // With skip_existing, rows whose IMSI the broker already holds are
+  // skipped rather than failing the import.
+  explicit SubscriberImporter(v1::Admin::Stub& stub,
+                              bool skip_existing = false);
   ~SubscriberImporter();
 
   // False when the broker has already refused the import (Finish says why).
   bool Add(v1::ImportRow row);
   // Sends the end marker and waits: the number of rows imported.
   absl::StatusOr<uint64_t> Finish();
+  // After a successful Finish: rows skipped because the IMSI existed.
+  uint64_t skipped() const { return result_.skipped(); }
   // Abandons the import; the broker rolls everything back.
   void Cancel();
 
@@ -33,6 +38,7 @@ class SubscriberImporter {
   std::unique_ptr<grpc::ClientWriter<v1::ImportBatch>> writer_;
   v1::ImportBatch batch_;
   uint64_t total_ = 0;
+  bool skip_existing_ = false;
   bool open_ = true;
 };
 

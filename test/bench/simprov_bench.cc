@@ -51,9 +51,11 @@
 #include "agent/sim/soft_sim.h"
 #include "broker/cli/subscriber_importer.h"
 #include "common/bytes.h"
+#include "common/cli/completion.h"
 #include "common/clock.h"
 #include "common/exit_codes.h"
 #include "common/grpc_status.h"
+#include "common/version.h"
 #include "simprov/v1/admin.grpc.pb.h"
 
 namespace simprov {
@@ -543,6 +545,8 @@ int main(int argc, char** argv) {
       "SIMs through the broker's admin socket, then times N full bootstraps "
       "(the agent's own code) with C in flight. The last stdout line is a "
       "JSON summary."};
+  app.set_version_flag("--version",
+                       std::string("simprov-bench ") + simprov::kVersion);
   app.add_option("--broker", f.broker, "The broker's device API, HOST:PORT")
       ->required();
   app.add_option("--data-dir", f.data_dir,
@@ -569,11 +573,19 @@ int main(int argc, char** argv) {
   app.add_option("--connect-timeout", f.connect_timeout_s,
                  "How long to wait for the shared connections, seconds")
       ->capture_default_str();
+  std::string completion_shell;
+  CLI::App* completion = simprov::AddCompletionCommand(app, &completion_shell);
+  if (simprov::HandleCompletion(app, "simprov-bench", argc, argv)) return 0;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? simprov::kExitOk : simprov::kExitUsage;
+  }
+  if (completion->parsed()) {
+    std::cout << simprov::CompletionScript(app, "simprov-bench",
+                                           completion_shell);
+    return 0;
   }
   return simprov::Run(f);
 }

@@ -51,6 +51,46 @@ TEST(ConfigText, ParsesTomlAndYamlSubsets) {
   EXPECT_FALSE(ParseConfigText("[section]\n", false).ok());
 }
 
+TEST(ConfigText, FollowsTheRealGrammars) {
+  // YAML: '#' starts a comment only after whitespace.
+  auto yaml = ParseConfigText(
+      "token-issuer: https://iss.example.com/tenant#1  # a comment\n"
+      "public-name: [a.example, \"b.example\"]\nrate-burst: 7\n",
+      true);
+  ASSERT_TRUE(yaml.ok()) << yaml.status();
+  ASSERT_EQ(yaml->size(), 3u);
+  EXPECT_EQ((*yaml)[0].values,
+            std::vector<std::string>{"https://iss.example.com/tenant#1"});
+  EXPECT_EQ((*yaml)[1].values,
+            (std::vector<std::string>{"a.example", "b.example"}));
+  EXPECT_EQ((*yaml)[2].line, 3);
+  // TOML: digit separators, literal strings, booleans; file order kept.
+  auto toml = ParseConfigText(
+      "rate-burst = 1_000\ntoken-issuer = 'https://x.example/a#b'\n"
+      "issue-hook-allow-on-timeout = true\n",
+      false);
+  ASSERT_TRUE(toml.ok()) << toml.status();
+  ASSERT_EQ(toml->size(), 3u);
+  EXPECT_EQ((*toml)[0].key, "rate-burst");
+  EXPECT_EQ((*toml)[0].values, std::vector<std::string>{"1000"});
+  EXPECT_EQ((*toml)[1].values,
+            std::vector<std::string>{"https://x.example/a#b"});
+  EXPECT_EQ((*toml)[2].values, std::vector<std::string>{"true"});
+  // Refused, naming the line: nesting, syntax errors, a duplicate key.
+  auto nested = ParseConfigText("listen: x\ntls:\n  cert: a\n", true);
+  ASSERT_FALSE(nested.ok());
+  EXPECT_TRUE(absl::StartsWith(nested.status().message(), "line 2: tls:"))
+      << nested.status();
+  auto broken = ParseConfigText("listen = \"x\"\nrate-burst = = 2\n", false);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_TRUE(absl::StartsWith(broken.status().message(), "line 2: "))
+      << broken.status();
+  EXPECT_FALSE(ParseConfigText("a = 1\na = 2\n", false).ok());
+  EXPECT_FALSE(ParseConfigText("[tls]\ncert = 'a'\n", false).ok());
+  EXPECT_FALSE(ParseConfigText("- just\n- a list\n", true).ok());
+  EXPECT_FALSE(ParseConfigText(std::string(2 << 20, '#'), false).ok());
+}
+
 std::string WaitForFile(const std::string& path) {
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
   while (absl::Now() < deadline) {

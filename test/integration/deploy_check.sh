@@ -32,6 +32,11 @@ check "Dockerfile: apt lists are cleaned" test "$(grep -c 'rm -rf /var/lib/apt/l
 check "Dockerfile: no recommends" test "$(grep -c -- '--no-install-recommends' "$df")" -eq 2
 check "Dockerfile: no :latest base" lacks "$df" '^FROM [^ ]*:latest'
 check "Dockerfile: exec-form ENTRYPOINT" has "$df" '^ENTRYPOINT \['
+check "Dockerfile: build packages from the shared list" has "$df" '^COPY deploy/debian/build-packages.txt '
+check "Dockerfile: runtime packages from the shared list" has "$df" '^COPY deploy/debian/runtime-packages.txt '
+check "Dockerfile: installs the build list" has "$df" "sed 's/#.\*//' /tmp/build-packages.txt"
+check "Dockerfile: installs the runtime list" has "$df" "sed 's/#.\*//' /tmp/runtime-packages.txt"
+check "scripts/deps: reads the same lists" has "$src/scripts/deps" 'deploy/debian'
 
 cf=$src/deploy/docker/compose.yaml
 check "compose: broker service" has "$cf" '^  broker:$'
@@ -50,6 +55,24 @@ for key in 'User=simprov' 'StateDirectory=simprov' 'ProtectSystem=strict' \
   check "unit: $key" has "$unit" "^$key"
 done
 check "unit: no DynamicUser (dedicated user)" lacks "$unit" '^DynamicUser='
+# The filter's last word on the scheduler calls must allow them: the token
+# signer's nonce thread lowers its own priority (SCHED_IDLE, or nice 19).
+last_sched=$(grep -E '^SystemCallFilter=.*(@resources|sched_setscheduler)' "$unit" | tail -1)
+check "unit: syscall filter allows lowering a thread's priority" \
+  test "$last_sched" = "SystemCallFilter=sched_setscheduler setpriority"
+
+# The agent unit refuses an empty SIMPROV_BROKER_CA unless unpinned first
+# boot is chosen explicitly: run its ExecStartPre as systemd would ($$ -> $).
+agent_unit=$src/deploy/systemd/simprov-agent.service
+pre=$(sed -n "s/^ExecStartPre=\/bin\/sh -c '\(.*\)'$/\1/p" "$agent_unit" | sed 's/\$\$/$/g')
+check "agent unit: has the broker CA check" test -n "$pre"
+check "agent unit: empty CA refused (exit 2)" \
+  sh -c 'env -i SIMPROV_BROKER_CA= sh -c "$1"; test $? -eq 2' sh "$pre"
+check "agent unit: pinned CA accepted" env -i SIMPROV_BROKER_CA=/etc/simprov/ca.pem sh -c "$pre"
+check "agent unit: explicit unpinned first boot accepted" \
+  env -i SIMPROV_BROKER_CA= SIMPROV_UNPINNED_FIRST_BOOT=yes sh -c "$pre"
+check "agent unit: other values are not a choice" \
+  sh -c 'env -i SIMPROV_UNPINNED_FIRST_BOOT=1 sh -c "$1" 2>/dev/null; test $? -eq 2' sh "$pre"
 check "sysusers: simprov user" has "$src/deploy/systemd/simprov.sysusers" '^u simprov '
 if command -v systemd-analyze >/dev/null; then
   tmp=$(mktemp -d)
@@ -58,6 +81,11 @@ if command -v systemd-analyze >/dev/null; then
   sed 's#/usr/local/bin/simprov-broker#/bin/true#' "$unit" >"$tmp/simprov-broker.service"
   out=$(systemd-analyze verify "$tmp/simprov-broker.service" 2>&1)
   check "unit: systemd-analyze verify is silent" test -z "$out"
+  [[ -z $out ]] || echo "$out"
+  sed -e 's#/usr/local/bin/simprov-agent#/bin/true#' \
+    -e 's#^EnvironmentFile=.*#EnvironmentFile=-/nonexistent#' "$agent_unit" >"$tmp/simprov-agent.service"
+  out=$(systemd-analyze verify "$tmp/simprov-agent.service" 2>&1)
+  check "agent unit: systemd-analyze verify is silent" test -z "$out"
   [[ -z $out ]] || echo "$out"
   level=$(systemd-analyze security --offline=yes "$tmp/simprov-broker.service" 2>/dev/null |
     sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')

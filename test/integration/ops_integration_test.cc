@@ -744,7 +744,8 @@ TEST_F(OpsIntegrationTest, HelpListsTheOperationsCommands) {
   EXPECT_EQ(r.exit_code, kExitUsage);
   EXPECT_EQ(r.err,
             "simprov: say where the broker is: --data-dir DIR or "
-            "--admin-socket PATH\n");
+            "--admin-socket PATH (or SIMPROV_DATA_DIR, SIMPROV_ADMIN_SOCKET, "
+            "SIMPROV_ADMIN)\n");
   EXPECT_FALSE(PathExists(dir_ + "/x.tar"));
 }
 

@@ -193,16 +193,16 @@ TEST_F(TokenIntegrationTest, VerifyRefusesWithTheReason) {
   ProcessResult r = RunProcess({testing::kCliBin, "token", "verify", "--jwks",
                                 base_ + "/.well-known/jwks.json", "--audience",
                                 "maps", token});
-  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_EQ(r.exit_code, kExitInvalid);
   EXPECT_EQ(r.err,
             "simprov: token invalid: wrong audience (token is not for "
             "maps)\n");
   r = Verify(token, {"--issuer", "https://other.test"});
-  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_EQ(r.exit_code, kExitInvalid);
   EXPECT_TRUE(absl::StrContains(r.err, "wrong issuer")) << r.err;
   // cnf mismatch: another certificate than the one the token is bound to.
   r = Verify(token, {"--cert", out_ + "/ca.pem"});
-  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_EQ(r.exit_code, kExitInvalid);
   EXPECT_EQ(r.err,
             "simprov: token invalid: cnf mismatch: the token is bound to "
             "another certificate\n");
@@ -212,8 +212,16 @@ TEST_F(TokenIntegrationTest, VerifyRefusesWithTheReason) {
   claims["imsi"] = "001010000004002";
   r = Verify(absl::StrCat(parts[0], ".", jose::Base64UrlEncode(claims.dump()),
                           ".", parts[2]));
-  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_EQ(r.exit_code, kExitInvalid);
   EXPECT_EQ(r.err, "simprov: token invalid: bad signature\n");
+  // "Invalid" is its own code: an unreachable JWKS is 4, bad usage 2.
+  r = RunProcess({testing::kCliBin, "token", "verify", "--jwks",
+                  "http://127.0.0.1:1/jwks.json", "--audience", "billing",
+                  token});
+  EXPECT_EQ(r.exit_code, kExitUnreachable) << r.err;
+  r = RunProcess({testing::kCliBin, "token", "verify", "--jwks",
+                  base_ + "/.well-known/jwks.json", token});
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.err;
 }
 
 TEST_F(TokenIntegrationTest, LifetimeIsCappedAtTheMaximum) {

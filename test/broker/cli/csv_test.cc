@@ -53,6 +53,19 @@ TEST(CsvReaderTest, PlainRows) {
   EXPECT_EQ(lines, (std::vector<uint64_t>{1, 2, 3}));
 }
 
+TEST(CsvReaderTest, ByteOrderMarkOnlyAtTheStart) {
+  EXPECT_EQ(ReadAll("\xEF\xBB\xBFimsi,ki\r\na,b\n"),
+            (Rows{{"imsi", "ki"}, {"a", "b"}}));
+  EXPECT_EQ(ReadAll("\xEF\xBB\xBF\"imsi\",ki\n"), (Rows{{"imsi", "ki"}}));
+  // Elsewhere it is data.
+  EXPECT_EQ(ReadAll("a,b\n\xEF\xBB\xBF"
+                    "c,d\n"),
+            (Rows{{"a", "b"},
+                  {"\xEF\xBB\xBF"
+                   "c",
+                   "d"}}));
+}
+
 TEST(CsvReaderTest, LastLineWithoutNewline) {
   EXPECT_EQ(ReadAll("a,b\nc,d"), (Rows{{"a", "b"}, {"c", "d"}}));
 }
