@@ -1,5 +1,6 @@
 #include "broker/tokens/token_http.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 namespace simprov {
@@ -23,7 +24,9 @@ void RegisterTokenRoutes(httplib::Server& server, TokenService& tokens) {
                               absl::ToInt64Seconds(tokens.jwks_max_age())));
     r.set_content(tokens.JwksJson(), "application/jwk-set+json");
   });
-  server.Get("/.well-known/openid-configuration",
+  // RFC 8414 metadata. Not served as OpenID Connect discovery: simprov is
+  // no OpenID provider (no authorization endpoint, no ID tokens).
+  server.Get("/.well-known/oauth-authorization-server",
              [&tokens](const httplib::Request&, httplib::Response& r) {
                r.set_header("Cache-Control", "public, max-age=300");
                r.set_content(tokens.DiscoveryJson(), "application/json");
@@ -43,6 +46,9 @@ void RegisterTokenRoutes(httplib::Server& server, TokenService& tokens) {
       auto it = params.find("token");
       if (it != params.end()) token = it->second;
     }
+    // A token read from a file ends in a newline; whitespace is never
+    // part of a JWS.
+    token = std::string(absl::StripAsciiWhitespace(token));
     auto answer =
         tokens.Introspect(req.get_header_value("Authorization"), token);
     if (!answer.ok()) {

@@ -140,6 +140,7 @@ std::string TokenClaimsJson(const TokenClaims& c) {
     }
     out.push_back(']');
   }
+  AppendMember(&out, "client_id", c.client_id);
   out.append(",\"cnf\":{");
   AppendJsonString(&out, "x5t#S256");
   out.push_back(':');
@@ -345,6 +346,7 @@ absl::StatusOr<v1::IssueTokenResponse> TokenService::Issue(
   TokenClaims claims;
   claims.iss = iss;
   claims.sub = subject->device_id;
+  claims.client_id = subject->device_id;
   claims.aud = std::move(audiences);
   claims.iat = iat;
   claims.nbf = iat;
@@ -517,6 +519,12 @@ std::string TokenService::DiscoveryJson() const {
       {"introspection_endpoint", absl::StrCat(base, "/v1/introspect")},
       {"introspection_endpoint_auth_methods_supported",
        {"client_secret_basic"}},
+      // Devices get tokens over the gRPC device API (mutual TLS), not from
+      // an OAuth endpoint: no authorization or token endpoint, no grants.
+      {"response_types_supported", nlohmann::json::array()},
+      {"grant_types_supported", nlohmann::json::array()},
+      {"token_endpoint_auth_methods_supported", nlohmann::json::array()},
+      {"access_token_signing_alg_values_supported", {"ES256", "EdDSA"}},
       {"tls_client_certificate_bound_access_tokens", true}};
   return d.dump();
 }

@@ -53,6 +53,9 @@ struct TokenOptions {
 // The claims of one device token.
 struct TokenClaims {
   std::string iss, sub, jti, group;
+  // RFC 9068's client_id: the OAuth client the token was issued to, which
+  // for a device token is the device itself (its device id, as sub).
+  std::string client_id;
   std::vector<std::string> aud;  // one: a string claim; more: an array
   int64_t iat = 0, nbf = 0, exp = 0;
   std::string cnf_x5t_s256;  // RFC 8705 certificate thumbprint
@@ -105,6 +108,8 @@ class TokenService {
 
   std::string JwksJson() { return keys_.JwksJson(); }
   absl::Duration jwks_max_age() const { return keys_.jwks_max_age(); }
+  // RFC 8414 authorization server metadata (issuer, jwks_uri,
+  // introspection endpoint, signing algorithms).
   std::string DiscoveryJson() const;
 
   // Key rotation and pruning of old revocations; call periodically.

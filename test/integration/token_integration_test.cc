@@ -155,6 +155,12 @@ TEST_F(TokenIntegrationTest, AgentTokenVerifiesWithTheServedJwks) {
   EXPECT_EQ(claims["scope"], "read write");
   json meta = json::parse(ReadFileOrEmpty(out_ + "/bootstrap.json"));
   EXPECT_EQ(claims["sub"], meta["device_id"]);
+  // Every claim RFC 9068 requires; the client is the device itself.
+  for (const char* name :
+       {"iss", "exp", "aud", "sub", "client_id", "iat", "jti"}) {
+    EXPECT_TRUE(claims.contains(name)) << name;
+  }
+  EXPECT_EQ(claims["client_id"], meta["device_id"]);
   EXPECT_EQ(claims["exp"].get<int64_t>() - claims["iat"].get<int64_t>(), 600);
   EXPECT_EQ(claims["nbf"], claims["iat"]);
   EXPECT_FALSE(claims.value("jti", "").empty());
@@ -170,13 +176,22 @@ TEST_F(TokenIntegrationTest, AgentTokenVerifiesWithTheServedJwks) {
   r = Verify(token, {"--cert", out_ + "/device.crt"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
 
-  // Discovery: the issuer is the tokens' iss.
+  // RFC 8414 metadata: the issuer is the tokens' iss. No OpenID
+  // Connect discovery: simprov is not an OpenID provider.
   httplib::Client client(base_);
-  auto disco = client.Get("/.well-known/openid-configuration");
+  auto disco = client.Get("/.well-known/oauth-authorization-server");
   ASSERT_TRUE(disco);
+  ASSERT_EQ(disco->status, 200);
   json d = json::parse(disco->body);
   EXPECT_EQ(d["issuer"], base_);
   EXPECT_EQ(d["jwks_uri"], base_ + "/.well-known/jwks.json");
+  EXPECT_EQ(d["introspection_endpoint"], base_ + "/v1/introspect");
+  EXPECT_TRUE(d["response_types_supported"].is_array());
+  EXPECT_EQ(d["access_token_signing_alg_values_supported"],
+            json::array({"ES256", "EdDSA"}));
+  auto oidc = client.Get("/.well-known/openid-configuration");
+  ASSERT_TRUE(oidc);
+  EXPECT_EQ(oidc->status, 404);
   auto jwks = client.Get("/.well-known/jwks.json");
   ASSERT_TRUE(jwks);
   EXPECT_EQ(jwks->get_header_value("Cache-Control"), "public, max-age=300");
@@ -286,6 +301,8 @@ TEST_F(TokenIntegrationTest, GroupPolicyRestrictsAudiencesLifetimeAndIds) {
   // applies.
   const std::string key = CreateApp("billing");
   EXPECT_EQ(Introspect("billing", key, token)["active"], true);
+  // As read from a token file: with its newline (and stray blanks).
+  EXPECT_EQ(Introspect("billing", key, " " + token + "\n")["active"], true);
   r = broker_->Cli({"tokens", "revoke", "--device", sim.imsi});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(Introspect("billing", key, token), json({{"active", false}}));

@@ -40,6 +40,7 @@ TEST(TokenClaimsJsonTest, SameBytesAsNlohmann) {
   TokenClaims c;
   c.iss = "https://broker.example.net/";
   c.sub = "urn:simprov:device:001010000000001";
+  c.client_id = c.sub;
   c.jti = "00112233445566778899aabbccddeeff";
   c.group = "";
   c.aud = {"billing"};
@@ -49,10 +50,15 @@ TEST(TokenClaimsJsonTest, SameBytesAsNlohmann) {
   c.cnf_x5t_s256 = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2";
   c.imsi = "001010000000001";
   auto reference = [](const TokenClaims& c) {
-    json j = {{"iss", c.iss},     {"sub", c.sub},
-              {"iat", c.iat},     {"nbf", c.nbf},
-              {"exp", c.exp},     {"jti", c.jti},
-              {"group", c.group}, {"cnf", {{"x5t#S256", c.cnf_x5t_s256}}}};
+    json j = {{"iss", c.iss},
+              {"sub", c.sub},
+              {"iat", c.iat},
+              {"nbf", c.nbf},
+              {"exp", c.exp},
+              {"jti", c.jti},
+              {"group", c.group},
+              {"cnf", {{"x5t#S256", c.cnf_x5t_s256}}},
+              {"client_id", c.client_id}};
     if (c.aud.size() == 1) {
       j["aud"] = c.aud[0];
     } else {
@@ -80,6 +86,7 @@ TEST(TokenClaimsJsonTest, SameBytesAsNlohmann) {
   c.iss = odd;
   c.group = odd;
   c.sub = odd + "x";
+  c.client_id = odd;
   c.imsi.clear();
   c.aud = {odd};
   const std::string mine = TokenClaimsJson(c);
