@@ -359,5 +359,62 @@ TEST_F(SqliteStoreTest, TokenSubjectNeverStaleAfterAWriteReturns) {
   EXPECT_EQ(store->GetTokenSubject("0c01")->imei, "490154200000060");
 }
 
+// The lineage migration (5) on a store that has certificates: each valid
+// certificate older than its subscriber's newest is marked superseded when
+// its successor was issued (insertion order breaks a tie); revoked ones
+// and each subscriber's newest are not.
+TEST_F(SqliteStoreTest, LineageMigrationSupersedesOlderValidCertificates) {
+  const absl::Time t0 = kT0;
+  const absl::Time t1 = kT0 + absl::Hours(1);
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    Import(*store, 0, 2);
+    auto issue = [&](const std::string& serial, int n, absl::Time at) {
+      ASSERT_TRUE(store
+                      ->RecordIssuance(Cert(serial, Imsi(n), "dev", at),
+                                       Event(Imsi(n), serial, at))
+                      .ok());
+    };
+    issue("0e00", 0, t0 - absl::Hours(1));
+    RevocationRequest r;
+    r.serial = "0e00";
+    r.reason = "keyCompromise";
+    r.at = t0;
+    ASSERT_TRUE(
+        store->RevokeCertificates(r, AdminEvent("revoke", "", t0)).ok());
+    issue("0e01", 0, t0);
+    issue("0e02", 0, t1);
+    issue("0e03", 0, t1);  // same second, recorded later: the newest
+    issue("0e04", 1, t0);
+  }
+  // Back to the schema before the migration (its columns and indexes gone).
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path().c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP INDEX certificates_renewed_from;"
+                         "DROP INDEX certificates_superseded;"
+                         "ALTER TABLE certificates DROP COLUMN renewed_from;"
+                         "ALTER TABLE certificates DROP COLUMN superseded_at;"
+                         "DELETE FROM schema_migrations WHERE version >= 5;",
+                         nullptr, nullptr, &err),
+            SQLITE_OK)
+      << err;
+  sqlite3_close(db);
+
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto superseded = [&](const std::string& serial) {
+    return store->GetCertificate(serial)->superseded_at;
+  };
+  EXPECT_EQ(superseded("0e00"), absl::UnixEpoch());  // revoked
+  EXPECT_EQ(superseded("0e01"), t1);
+  EXPECT_EQ(superseded("0e02"), t1);
+  EXPECT_EQ(superseded("0e03"), absl::UnixEpoch());
+  EXPECT_EQ(superseded("0e04"), absl::UnixEpoch());
+  EXPECT_EQ(store->GetCertificate("0e01")->renewed_from, "");
+}
+
 }  // namespace
 }  // namespace simprov
