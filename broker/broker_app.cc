@@ -24,6 +24,7 @@
 #include "broker/ca/crl_publisher.h"
 #include "broker/enrol/bootstrap_service.h"
 #include "broker/fleet/fleet_service.h"
+#include "broker/fleet/supersede_job.h"
 #include "broker/keys/kek_rotation.h"
 #include "broker/ops/backup.h"
 #include "broker/ops/ops_service.h"
@@ -287,6 +288,10 @@ absl::Status BrokerApp::InitServices() {
         }
         return absl::OkStatus();
       });
+  // Superseded certificates whose grace has passed: revoked by the sweeper.
+  superseded_ = std::make_unique<SupersededRevoker>(
+      *store_, *policies_, *crl_, clock_,
+      [outbox_ptr](const DeviceRevocation&) { outbox_ptr->Wake(); });
   bootstrap_service_ = std::make_unique<BootstrapGrpcService>(*bootstrapper_);
   admin_service_ = std::make_unique<AdminGrpcService>(*authorizer_, *store_,
                                                       *kek_, clock_, random_);
@@ -432,6 +437,9 @@ void BrokerApp::Sweep() {
     LogError("CRL refresh: %s", s.message());
   }
   tokens_->Sweep();
+  if (auto n = superseded_->RunOnce(); !n.ok()) {
+    LogError("revoking superseded certificates: %s", n.status().message());
+  }
   if (auto a = ca_->MaybeActivateStaged(false); !a.ok()) {
     LogError("CA activation: %s", a.status().message());
   } else if (*a) {

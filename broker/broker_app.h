@@ -53,6 +53,7 @@ class KekRotator;
 class OpsGrpcService;
 class RegistryAdminGrpcService;
 class Store;
+class SupersededRevoker;
 class TokenAdminGrpcService;
 class TokenGrpcService;
 class TokenKeyManager;
@@ -161,6 +162,7 @@ class BrokerApp {
   std::unique_ptr<RegistryAdminGrpcService> registry_admin_service_;
   std::unique_ptr<Bootstrapper> bootstrapper_;
   std::unique_ptr<FleetGrpcService> fleet_service_;
+  std::unique_ptr<SupersededRevoker> superseded_;  // run by the sweeper
   std::unique_ptr<BootstrapGrpcService> bootstrap_service_;
   std::unique_ptr<AdminGrpcService> admin_service_;
   std::unique_ptr<AccessGrpcService> access_service_;

@@ -449,7 +449,7 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
 absl::StatusOr<CertificateRecord> Bootstrapper::Issue(
     const SubscriberRecord& sub, const std::string& device_id,
     const std::string& imei, const Bytes& csr_der, absl::string_view action,
-    absl::string_view detail) {
+    absl::string_view detail, const std::string& renewed_from) {
   const std::string& imsi = sub.imsi;
   auto csr = ParseAndVerifyCsr(csr_der);
   if (!csr.ok()) {
@@ -552,6 +552,7 @@ absl::StatusOr<CertificateRecord> Bootstrapper::Issue(
   record.not_after = info.not_after;
   record.der = std::move(cert->der);
   record.issued_at = now;
+  record.renewed_from = renewed_from;
   std::vector<RegistrationIntent> intents;
   if (options_.issuance != nullptr) {
     auto planned = options_.issuance->Intents(hook_ctx, record, hook_details);
@@ -571,6 +572,10 @@ absl::StatusOr<CertificateRecord> Bootstrapper::Issue(
                     " group=", sub.group, " key=", csr->key_type, detail)},
       intents);
   if (!recorded.ok()) {
+    if (recorded.code() == absl::StatusCode::kAborted) {
+      // Another renewal of the same certificate was recorded first.
+      return RefuseSuperseded(imsi, renewed_from);
+    }
     if (recorded.code() == absl::StatusCode::kFailedPrecondition) {
       return Refuse(action, imsi,
                     absl::PermissionDeniedError("subscriber is not active"),
@@ -641,10 +646,16 @@ absl::StatusOr<v1::RenewResponse> Bootstrapper::Renew(
                       absl::StrCat("subscriber is ", sub->status)),
                   absl::StrCat("renewal refused: subscriber is ", sub->status));
   }
-  const std::string device_id =
-      sub->device_id.empty() ? record->device_id : sub->device_id;
-  auto issued = Issue(*sub, device_id, "", ToBytes(req.csr()), "renew",
-                      absl::StrCat(" previous=", info.serial_hex));
+  absl::StatusOr<CertificateRecord> issued;
+  if (record->superseded_at != absl::UnixEpoch()) {
+    issued = RenewSuperseded(*record, ToBytes(req.csr()));
+  } else {
+    const std::string device_id =
+        sub->device_id.empty() ? record->device_id : sub->device_id;
+    issued =
+        Issue(*sub, device_id, "", ToBytes(req.csr()), "renew",
+              absl::StrCat(" previous=", info.serial_hex), info.serial_hex);
+  }
   if (!issued.ok()) return issued.status();
   v1::RenewResponse resp;
   resp.add_chain(ToString(issued->der));
@@ -653,7 +664,7 @@ absl::StatusOr<v1::RenewResponse> Bootstrapper::Renew(
     resp.add_trust_anchors(ToString(der));
   }
   resp.set_server_time_unix_ms(absl::ToUnixMillis(clock_.Now()));
-  resp.set_device_id(device_id);
+  resp.set_device_id(issued->device_id);
   if (options_.issuance != nullptr) {
     resp.set_registry_info_json(options_.issuance->RegistryInfo(*issued));
   }
@@ -661,6 +672,52 @@ absl::StatusOr<v1::RenewResponse> Bootstrapper::Renew(
           issued->serial);
   if (options_.metrics) options_.metrics->Succeeded("renew");
   return resp;
+}
+
+absl::Status Bootstrapper::RefuseSuperseded(const std::string& imsi,
+                                            const std::string& serial) {
+  LogWarning(
+      "renew: IMSI %s presented superseded certificate %s: suspected clone "
+      "of the device's key",
+      imsi, serial);
+  if (options_.metrics) options_.metrics->RenewalRefused("superseded");
+  return Refuse("renew", imsi, absl::PermissionDeniedError("superseded"),
+                "superseded");
+}
+
+absl::StatusOr<CertificateRecord> Bootstrapper::RenewSuperseded(
+    const CertificateRecord& presented, const Bytes& csr_der) {
+  const std::string& imsi = presented.imsi;
+  auto csr = ParseAndVerifyCsr(csr_der);
+  if (!csr.ok()) {
+    return Refuse("renew", imsi, csr.status(),
+                  absl::StrCat("bad CSR: ", csr.status().message()));
+  }
+  auto renewals = store_.RenewalsOf(presented.serial);
+  if (!renewals.ok()) return absl::UnavailableError("store unavailable; retry");
+  const absl::Time now = clock_.Now();
+  for (const CertificateRecord& c : *renewals) {
+    // Still the device's current certificate, issued moments ago for the
+    // very key this request asks for: the same renewal, its answer lost.
+    if (c.status != "valid" || c.superseded_at != absl::UnixEpoch() ||
+        now - c.issued_at > kRenewalRetryWindow || now < c.issued_at) {
+      continue;
+    }
+    auto cert = CertFromDer(c.der);
+    if (!cert.ok()) continue;
+    if (!SamePublicKey(csr->public_key.get(), X509_get0_pubkey(cert->get()))) {
+      continue;
+    }
+    LogInfo("renew: IMSI %s: renewal of %s asked again; answering %s again",
+            imsi, presented.serial, c.serial);
+    (void)store_.AppendAudit(
+        {now, imsi, "renew", imsi, "ok",
+         absl::StrCat("serial=", c.serial, " previous=", presented.serial,
+                      " repeated (same key within ",
+                      absl::FormatDuration(kRenewalRetryWindow), ")")});
+    return c;
+  }
+  return RefuseSuperseded(imsi, presented.serial);
 }
 
 grpc::Status BootstrapGrpcService::Challenge(grpc::ServerContext*,

@@ -48,6 +48,10 @@ struct BootstrapOptions {
   BrokerMetrics* metrics = nullptr;
 };
 
+// How long a renewal whose answer was lost may be asked again with the
+// certificate it superseded (docs/fleet.md, "Lineage").
+inline constexpr absl::Duration kRenewalRetryWindow = absl::Minutes(10);
+
 // Stateless apart from the session table and rate limiter; thread-safe.
 class Bootstrapper {
  public:
@@ -83,13 +87,21 @@ class Bootstrapper {
   absl::Status CheckImei(const SubscriberRecord& sub, const GroupPolicy& policy,
                          const std::string& imei);
   // Verifies the CSR, applies the subscriber's group policy (subject, SANs,
-  // lifetime, key types), signs, and records the certificate durably.
-  absl::StatusOr<CertificateRecord> Issue(const SubscriberRecord& sub,
-                                          const std::string& device_id,
-                                          const std::string& imei,
-                                          const Bytes& csr_der,
-                                          absl::string_view action,
-                                          absl::string_view detail);
+  // lifetime, key types), signs, and records the certificate durably (a
+  // renewal with the certificate it was renewed from, which must still be
+  // current when it is recorded).
+  absl::StatusOr<CertificateRecord> Issue(
+      const SubscriberRecord& sub, const std::string& device_id,
+      const std::string& imei, const Bytes& csr_der, absl::string_view action,
+      absl::string_view detail, const std::string& renewed_from = "");
+  // A renewal presented with a superseded certificate: the renewal already
+  // made from it if this is the same request retried (within
+  // kRenewalRetryWindow, same CSR public key), else PERMISSION_DENIED
+  // "superseded", audited and counted as a suspected clone.
+  absl::StatusOr<CertificateRecord> RenewSuperseded(
+      const CertificateRecord& presented, const Bytes& csr_der);
+  absl::Status RefuseSuperseded(const std::string& imsi,
+                                const std::string& serial);
 
   const BootstrapOptions options_;
   Store& store_;

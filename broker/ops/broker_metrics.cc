@@ -13,6 +13,11 @@ BrokerMetrics::BrokerMetrics(MetricsRegistry& registry)
       renewals_(registry.AddCounterFamily("simprov_renewals_total",
                                           "Certificate renewals, by result",
                                           {"result"})),
+      renewals_refused_(registry.AddCounterFamily(
+          "simprov_renewals_refused_total",
+          "Renewals refused because the presented certificate was "
+          "superseded (suspected clones), by reason",
+          {"reason"})),
       time_(registry.AddCounterFamily("simprov_time_requests_total",
                                       "Authenticated time requests, by result",
                                       {"result"})),
@@ -30,6 +35,7 @@ BrokerMetrics::BrokerMetrics(MetricsRegistry& registry)
   for (CounterFamily* f : {&bootstraps_, &renewals_, &tokens_}) {
     f->WithLabels({"ok"});
   }
+  renewals_refused_.WithLabels({"superseded"});
 }
 
 std::string BrokerMetrics::RefusalLabel(absl::string_view reason) {
@@ -41,6 +47,7 @@ std::string BrokerMetrics::RefusalLabel(absl::string_view reason) {
   if (absl::StrContains(reason, "subscriber is")) return "inactive";
   if (absl::StrContains(reason, "session")) return "session";
   if (absl::StrContains(reason, "revoked")) return "revoked";
+  if (reason == "superseded") return "superseded";
   if (absl::StrContains(reason, "IMEI")) return "imei";
   if (absl::StrContains(reason, "broker identity")) return "broker_identity";
   if (absl::StrContains(reason, "CSR") || absl::StrContains(reason, "key")) {
@@ -89,6 +96,10 @@ void BrokerMetrics::Refused(absl::string_view action,
   } else if (action == "time") {
     time_.WithLabels({label}).Inc();
   }
+}
+
+void BrokerMetrics::RenewalRefused(absl::string_view reason) {
+  renewals_refused_.WithLabels({std::string(reason)}).Inc();
 }
 
 void BrokerMetrics::ChallengeFailure(absl::string_view reason) {

@@ -22,6 +22,9 @@ class BrokerMetrics {
   void Succeeded(absl::string_view action);
   // A device action refused with a reason as audited.
   void Refused(absl::string_view action, absl::string_view reason);
+  // A renewal refused for a reason worth its own series: "superseded" (a
+  // certificate a newer one replaced was presented: a suspected clone).
+  void RenewalRefused(absl::string_view reason);
   // A challenge that cannot lead anywhere or was rejected: "mac" (RES or
   // request MAC wrong), "sync" (the SIM asked for resynchronisation),
   // "sync_refused" (AUTS did not verify), "unknown_imsi", "inactive".
@@ -44,6 +47,7 @@ class BrokerMetrics {
   MetricsRegistry& registry_;
   CounterFamily& bootstraps_;
   CounterFamily& renewals_;
+  CounterFamily& renewals_refused_;
   CounterFamily& time_;
   CounterFamily& tokens_;
   CounterFamily& challenge_failures_;

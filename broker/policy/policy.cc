@@ -192,10 +192,10 @@ absl::StatusOr<GroupPolicy> ParsePolicyObject(const json& obj,
                     "must be 1-64 letters, digits, '-', '_' or '.'");
   }
   where = absl::StrCat("group ", p.name);
-  if (absl::Status s =
-          CheckKeys(obj, where,
-                    {"name", "subject", "cert_ttl", "san", "key_types", "token",
-                     "registries", "registration", "imei_lock"});
+  if (absl::Status s = CheckKeys(
+          obj, where,
+          {"name", "subject", "cert_ttl", "san", "key_types", "token",
+           "registries", "registration", "imei_lock", "supersede_grace"});
       !s.ok()) {
     return s;
   }
@@ -364,6 +364,14 @@ absl::StatusOr<GroupPolicy> ParsePolicyObject(const json& obj,
       return KeyError(where, "imei_lock", "must be true or false");
     }
     p.imei_lock = obj["imei_lock"].get<bool>();
+  }
+  if (obj.contains("supersede_grace")) {
+    auto d = PositiveDuration(obj["supersede_grace"], where, "supersede_grace");
+    if (!d.ok()) return d.status();
+    if (*d > absl::Hours(24)) {
+      return KeyError(where, "supersede_grace", "at most 1d");
+    }
+    p.supersede_grace = *d;
   }
   return p;
 }

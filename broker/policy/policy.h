@@ -19,6 +19,8 @@
 //   registration   "async" (default) or "sync": answer a bootstrap only
 //                  after the registry delivery succeeded
 //   imei_lock      true: the first IMEI seen binds the subscriber
+//   supersede_grace  how long a certificate superseded by a newer one of
+//                  its device stays off the CRL (default "10m", 1s to 1d)
 // Templates may use #{device_id} #{imsi} #{imei} #{iccid} #{msisdn}
 // #{group}; an unknown placeholder is an error naming it.
 //
@@ -91,6 +93,10 @@ struct GroupPolicy {
   std::vector<RegistryBinding> registries;
   bool sync_registration = false;
   bool imei_lock = false;
+  // A superseded certificate is revoked ("superseded") this long after the
+  // newer one was issued, so an application connection is not cut
+  // mid-switch. It renews and gets tokens no more from the start.
+  absl::Duration supersede_grace = absl::Minutes(10);
 
   // True if a CSR key of ParseAndVerifyCsr's key_type ("P-256", "P-384",
   // "Ed25519", "RSA-2048", ...) is allowed.

@@ -70,6 +70,14 @@ struct CertificateRecord {
   // Set when revoked: the RFC 5280 reason name and the time.
   std::string revocation_reason;
   absl::Time revoked_at = absl::UnixEpoch();
+  // Lineage: the certificate this one was renewed from (empty for a SIM
+  // bootstrap). Revoking a certificate revokes its renewals with it.
+  std::string renewed_from;
+  // When a newer certificate of the same subscriber was recorded (a
+  // renewal or a bootstrap); UnixEpoch while this one is the current one.
+  // A superseded certificate renews and gets tokens no more, and is
+  // revoked ("superseded") once its group's supersede_grace has passed.
+  absl::Time superseded_at = absl::UnixEpoch();
 };
 
 // One append-only audit record (see docs/fleet.md). Never secrets.
@@ -157,8 +165,12 @@ class Store {
   virtual absl::Status ResyncSqn(const std::string& imsi, uint64_t sqn_ms) = 0;
 
   // Records an issued certificate, binds the device id on first issuance
-  // and appends the audit event, in one transaction. FailedPrecondition
-  // when the subscriber is no longer active.
+  // and appends the audit event, in one transaction. Every other valid
+  // certificate of the subscriber not yet superseded is superseded at
+  // cert.issued_at (one current certificate per device). FailedPrecondition
+  // when the subscriber is no longer active; Aborted when cert.renewed_from
+  // is set and that certificate is no longer valid or was superseded (two
+  // renewals of one certificate: only the first is recorded).
   virtual absl::Status RecordIssuance(const CertificateRecord& cert,
                                       const AuditEvent& event) = 0;
   virtual absl::Status AppendAudit(const AuditEvent& event) = 0;
@@ -214,10 +226,30 @@ class Store {
       const std::string& to, const std::string& reactivated_device_id,
       const AuditEvent& event) = 0;
   // Marks the named certificates revoked (those of `imsi`, or the one
-  // `serial`); returns the ones newly revoked (already revoked ones are
-  // left as they are). NotFound for an unknown IMSI or serial.
+  // `serial` and every certificate renewed from it, transitively); returns
+  // the ones newly revoked (already revoked ones are left as they are).
+  // NotFound for an unknown IMSI or serial.
   virtual absl::StatusOr<std::vector<CertificateRecord>> RevokeCertificates(
       const RevocationRequest& request, const AuditEvent& event) = 0;
+  // ---- Certificate lineage.
+  // The certificates renewed from `serial` (its direct renewals), any
+  // status, oldest first.
+  virtual absl::StatusOr<std::vector<CertificateRecord>> RenewalsOf(
+      const std::string& serial) = 0;
+  // Visits every valid certificate that was superseded, oldest
+  // supersession first; stops early when fn returns false.
+  virtual absl::Status ListSuperseded(
+      const std::function<bool(const CertificateRecord&)>& fn) = 0;
+  // Revokes (reason "superseded", at `at`) those of `serials` that are
+  // still valid and superseded; appends `event` once per certificate
+  // revoked (its target the certificate's IMSI, "serial=S" added to its
+  // reason). Unlike RevokeCertificates it leaves the device's tokens alone:
+  // those of its current certificate stay good, and a superseded
+  // certificate got none since it was superseded. Returns the ones
+  // revoked; unknown serials are skipped.
+  virtual absl::StatusOr<std::vector<CertificateRecord>> RevokeSuperseded(
+      const std::vector<std::string>& serials, absl::Time at,
+      const AuditEvent& event) = 0;
   // Every revoked certificate that has not yet expired at `now` (serial,
   // reason, time), for the CRL.
   virtual absl::StatusOr<std::vector<CertificateRecord>> RevokedCertificates(
@@ -266,6 +298,7 @@ class Store {
   // and its subscriber. NotFound for an unknown serial.
   struct TokenSubject {
     std::string cert_status;
+    bool superseded = false;  // the certificate's superseded_at is set
     std::string imsi, device_id, group, iccid, imei;
     std::string status;  // the subscriber's
     std::string serial;  // the certificate's

@@ -323,9 +323,14 @@ absl::StatusOr<v1::IssueTokenResponse> TokenService::Issue(
     }
     return absl::UnavailableError(subject.status().message());
   }
-  if (subject->cert_status != "valid") {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "certificate ", cert->serial, " was ", subject->cert_status));
+  if (subject->cert_status != "valid" || subject->superseded) {
+    // A superseded certificate gets no new token at once (its grace period
+    // only keeps existing connections up).
+    return absl::PermissionDeniedError(
+        absl::StrCat("certificate ", cert->serial, " was ",
+                     subject->superseded && subject->cert_status == "valid"
+                         ? "superseded"
+                         : subject->cert_status));
   }
   if (subject->status != kStatusActive) {
     return absl::PermissionDeniedError(

@@ -1,5 +1,6 @@
 #include "broker/store/sqlite/sqlite_store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <utility>
@@ -159,10 +160,31 @@ CREATE TABLE registry_outbox (
 CREATE INDEX registry_outbox_due ON registry_outbox (state, next_attempt_ms);
 CREATE INDEX registry_outbox_serial ON registry_outbox (serial);
 )sql",
-    // Tokens name their certificate by the SHA-256 of its DER (cnf
-    // x5t#S256): the hash of every certificate, to find it by. Filled at
-    // issuance; here for the certificates issued before (simprov_sha256 is
-    // registered on the connection that migrates).
+    // 5 (certificate lineage): the certificate a renewal was made from,
+    // and when a newer certificate of the subscriber superseded it. A
+    // subscriber's valid certificates older than its newest are marked
+    // superseded when the newest was issued (insertion order breaks ties).
+    R"sql(
+ALTER TABLE certificates ADD COLUMN renewed_from TEXT NOT NULL DEFAULT '';
+ALTER TABLE certificates ADD COLUMN superseded_at INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX certificates_renewed_from ON certificates (renewed_from);
+CREATE INDEX certificates_superseded ON certificates (superseded_at, status);
+UPDATE certificates SET superseded_at = (
+  SELECT MAX(n.issued_at, 1) FROM certificates n
+  WHERE n.imsi = certificates.imsi AND n.rowid <> certificates.rowid AND
+    (n.issued_at > certificates.issued_at OR
+     (n.issued_at = certificates.issued_at AND n.rowid > certificates.rowid))
+  ORDER BY n.issued_at, n.rowid LIMIT 1)
+WHERE status = 'valid' AND EXISTS (
+  SELECT 1 FROM certificates n
+  WHERE n.imsi = certificates.imsi AND
+    (n.issued_at > certificates.issued_at OR
+     (n.issued_at = certificates.issued_at AND n.rowid > certificates.rowid)));
+)sql",
+    // 6 (token binding): tokens name their certificate by the SHA-256 of
+    // its DER (cnf x5t#S256): the hash of every certificate, to find it by.
+    // Filled at issuance; here for the certificates issued before
+    // (simprov_sha256 is registered on the connection that migrates).
     R"sql(
 CREATE TABLE certificate_sha256 (
   serial  TEXT PRIMARY KEY,
@@ -206,7 +228,7 @@ SubscriberRecord ReadSubscriber(SqliteStatement& row) {
 
 const char kCertificateColumns[] =
     "serial, imsi, device_id, not_before, not_after, der, status, issued_at, "
-    "revocation_reason, revoked_at";
+    "revocation_reason, revoked_at, renewed_from, superseded_at";
 
 CertificateRecord ReadCertificate(SqliteStatement& row) {
   CertificateRecord c;
@@ -220,6 +242,10 @@ CertificateRecord ReadCertificate(SqliteStatement& row) {
   c.issued_at = absl::FromUnixSeconds(row.Int(7));
   c.revocation_reason = row.Text(8);
   c.revoked_at = absl::FromUnixSeconds(row.Int(9));
+  c.renewed_from = row.Text(10);
+  const int64_t superseded = row.Int(11);
+  c.superseded_at =
+      superseded == 0 ? absl::UnixEpoch() : absl::FromUnixSeconds(superseded);
   return c;
 }
 
@@ -625,12 +651,37 @@ absl::Status SqliteStore::RecordIssuanceIn(SqliteConnection& db,
     return absl::FailedPreconditionError(
         "subscriber is no longer active or its device id changed");
   }
+  if (!cert.renewed_from.empty()) {
+    // Checked in the transaction that records the renewal: of two
+    // renewals of one certificate, the second finds it superseded.
+    auto current = db.QueryRow(
+        "SELECT 1 FROM certificates WHERE serial = ? AND imsi = ? AND "
+        "status = 'valid' AND superseded_at = 0",
+        "record renewal", {cert.renewed_from, cert.imsi},
+        [](SqliteStatement&) {});
+    if (!current.ok()) return current.status();
+    if (!*current) {
+      return absl::AbortedError(absl::StrCat("certificate ", cert.renewed_from,
+                                             " is no longer current"));
+    }
+  }
+  // One current certificate per subscriber: the new one supersedes the
+  // others (a superseded time of 0 would read as "not superseded").
+  if (absl::Status s = db.ExecBound(
+          "UPDATE certificates SET superseded_at = ? WHERE imsi = ? AND "
+          "status = 'valid' AND superseded_at = 0",
+          "supersede", {std::max<int64_t>(Unix(cert.issued_at), 1), cert.imsi});
+      !s.ok()) {
+    return s;
+  }
   if (absl::Status s = db.ExecBound(
           "INSERT INTO certificates (serial, imsi, device_id, not_before, "
-          "not_after, der, status, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+          "not_after, der, status, issued_at, renewed_from) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
           "record certificate",
           {cert.serial, cert.imsi, cert.device_id, Unix(cert.not_before),
-           Unix(cert.not_after), cert.der, cert.status, Unix(cert.issued_at)});
+           Unix(cert.not_after), cert.der, cert.status, Unix(cert.issued_at),
+           cert.renewed_from});
       !s.ok()) {
     return s;
   }

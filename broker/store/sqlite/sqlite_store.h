@@ -85,6 +85,13 @@ class SqliteStore : public Store {
                                    const AuditEvent& event) override;
   absl::StatusOr<std::vector<CertificateRecord>> RevokeCertificates(
       const RevocationRequest& request, const AuditEvent& event) override;
+  absl::StatusOr<std::vector<CertificateRecord>> RenewalsOf(
+      const std::string& serial) override;
+  absl::Status ListSuperseded(
+      const std::function<bool(const CertificateRecord&)>& fn) override;
+  absl::StatusOr<std::vector<CertificateRecord>> RevokeSuperseded(
+      const std::vector<std::string>& serials, absl::Time at,
+      const AuditEvent& event) override;
   absl::StatusOr<std::vector<CertificateRecord>> RevokedCertificates(
       absl::Time now) override;
   absl::StatusOr<uint64_t> NextCrlNumber() override;

@@ -274,8 +274,29 @@ absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::RevokeCertificates(
         return absl::NotFoundError(
             absl::StrCat("no certificate with serial ", request.serial));
       }
-      r = RevokeWhere(db, "serial = ?", request.serial, request.reason,
-                      request.at);
+      // The certificate and every certificate renewed from it: a copy of
+      // its key renewed into a lineage of its own goes with it.
+      std::vector<std::string> lineage;
+      if (absl::Status q =
+              db.Query("WITH RECURSIVE lineage (serial) AS (SELECT ? UNION "
+                       "SELECT c.serial FROM certificates c JOIN lineage l ON "
+                       "c.renewed_from = l.serial) SELECT serial FROM lineage",
+                       "revoke lineage", {request.serial},
+                       [&](SqliteStatement& row) {
+                         lineage.push_back(row.Text(0));
+                         return true;
+                       });
+          !q.ok()) {
+        return q;
+      }
+      std::vector<CertificateRecord> all;
+      for (const std::string& serial : lineage) {
+        auto one =
+            RevokeWhere(db, "serial = ?", serial, request.reason, request.at);
+        if (!one.ok()) return one.status();
+        for (CertificateRecord& c : *one) all.push_back(std::move(c));
+      }
+      r = std::move(all);
     } else {
       if (auto st = StatusOf(db, request.imsi); !st.ok()) return st.status();
       r = RevokeWhere(db, "imsi = ?", request.imsi, request.reason, request.at);
@@ -292,6 +313,87 @@ absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::RevokeCertificates(
                       "no valid certificate");
     }
     return InsertAudit(db, e);
+  });
+  if (!s.ok()) return s;
+  return revoked;
+}
+
+absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::RenewalsOf(
+    const std::string& serial) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  std::vector<CertificateRecord> out;
+  absl::Status s =
+      reader_->Query(absl::StrCat("SELECT ", kCertificateColumns,
+                                  " FROM certificates WHERE renewed_from = ? "
+                                  "ORDER BY issued_at, serial"),
+                     "renewals", {serial}, [&](SqliteStatement& row) {
+                       out.push_back(ReadCertificate(row));
+                       return true;
+                     });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::Status SqliteStore::ListSuperseded(
+    const std::function<bool(const CertificateRecord&)>& fn) {
+  // Collected first: `fn` may use the store (and this reader's lock).
+  std::vector<CertificateRecord> out;
+  {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    absl::Status s = reader_->Query(
+        absl::StrCat("SELECT ", kCertificateColumns,
+                     " FROM certificates WHERE superseded_at > 0 AND "
+                     "status = 'valid' ORDER BY superseded_at, serial"),
+        "superseded", {}, [&](SqliteStatement& row) {
+          out.push_back(ReadCertificate(row));
+          return true;
+        });
+    if (!s.ok()) return s;
+  }
+  for (const CertificateRecord& c : out) {
+    if (!fn(c)) break;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<CertificateRecord>> SqliteStore::RevokeSuperseded(
+    const std::vector<std::string>& serials, absl::Time at,
+    const AuditEvent& event) {
+  std::vector<CertificateRecord> revoked;
+  (void)FlushAudit();  // device events queued earlier come first
+  absl::Status s = Write([&](SqliteConnection& db) -> absl::Status {
+    revoked.clear();
+    for (const std::string& serial : serials) {
+      // Not RevokeWhere: the device's tokens stay (those of its current
+      // certificate are good; a superseded one got none since).
+      CertificateRecord c;
+      auto found =
+          db.QueryRow(absl::StrCat("SELECT ", kCertificateColumns,
+                                   " FROM certificates WHERE serial = ? AND "
+                                   "status = 'valid' AND superseded_at > 0"),
+                      "revoke superseded", {serial},
+                      [&](SqliteStatement& row) { c = ReadCertificate(row); });
+      if (!found.ok()) return found.status();
+      if (!*found) continue;
+      if (absl::Status u =
+              db.ExecBound("UPDATE certificates SET status = 'revoked', "
+                           "revocation_reason = 'superseded', revoked_at = ? "
+                           "WHERE serial = ?",
+                           "revoke superseded", {Unix(at), serial});
+          !u.ok()) {
+        return u;
+      }
+      c.status = "revoked";
+      c.revocation_reason = "superseded";
+      c.revoked_at = at;
+      AuditEvent e = event;
+      e.target = c.imsi;
+      absl::StrAppend(&e.reason, e.reason.empty() ? "" : " ",
+                      "serial=", c.serial);
+      if (absl::Status st = InsertAudit(db, e); !st.ok()) return st;
+      revoked.push_back(std::move(c));
+    }
+    return absl::OkStatus();
   });
   if (!s.ok()) return s;
   return revoked;

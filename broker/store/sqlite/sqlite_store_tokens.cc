@@ -139,8 +139,8 @@ absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubject(
   TokenSubject t;
   auto found = (*reader)->QueryRow(
       "SELECT c.status, s.imsi, s.device_id, c.device_id, s.group_name, "
-      "s.iccid, s.status, s.imei FROM certificates c JOIN subscribers s ON "
-      "s.imsi = c.imsi WHERE c.serial = ?",
+      "s.iccid, s.status, s.imei, c.superseded_at FROM certificates c JOIN "
+      "subscribers s ON s.imsi = c.imsi WHERE c.serial = ?",
       "token subject", {serial}, [&](SqliteStatement& row) {
         t.cert_status = row.Text(0);
         t.imsi = row.Text(1);
@@ -150,6 +150,7 @@ absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubject(
         t.iccid = row.Text(5);
         t.status = row.Text(6);
         t.imei = row.Text(7);
+        t.superseded = row.Int(8) != 0;
       });
   if (!found.ok()) return found.status();
   if (!*found) {

@@ -126,6 +126,28 @@ TEST(PolicyTest, DefaultsAreTheImplicitPolicy) {
   EXPECT_TRUE(ImplicitPolicy("default").token.scopes.empty());
 }
 
+TEST(PolicyTest, SupersedeGraceIsADurationOfOneSecondToOneDay) {
+  EXPECT_EQ(ParseGroupPolicy(R"({"name": "g"})")->supersede_grace,
+            absl::Minutes(10));
+  EXPECT_EQ(ImplicitPolicy("default").supersede_grace, absl::Minutes(10));
+  auto p = ParseGroupPolicy(R"({"name": "g", "supersede_grace": "2s"})");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->supersede_grace, absl::Seconds(2));
+  EXPECT_EQ(ParseGroupPolicy(R"({"name": "g", "supersede_grace": "1d"})")
+                ->supersede_grace,
+            absl::Hours(24));
+  for (const char* bad : {R"({"name": "g", "supersede_grace": "0s"})",
+                          R"({"name": "g", "supersede_grace": "25h"})",
+                          R"({"name": "g", "supersede_grace": 600})",
+                          R"({"name": "g", "supersede_grace": "soon"})"}) {
+    auto r = ParseGroupPolicy(bad);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_TRUE(absl::StrContains(r.status().message(),
+                                  "group g: key \"supersede_grace\""))
+        << bad << " -> " << r.status();
+  }
+}
+
 TEST(PolicyTest, ErrorsNameTheKey) {
   struct Case {
     const char* json;

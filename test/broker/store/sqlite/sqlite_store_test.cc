@@ -113,7 +113,7 @@ TEST_F(SqliteStoreTest, ReopenKeepsSchemaVersionAndData) {
 // certificate by one) hashes the certificates issued before it. It is the
 // latest migration; one appended after it must be undone here as well.
 TEST_F(SqliteStoreTest, CertificateHashMigrationHashesEarlierCertificates) {
-  constexpr int kCertificateHashMigration = 5;
+  constexpr int kCertificateHashMigration = 6;
   ASSERT_EQ(SqliteStore::LatestSchemaVersion(), kCertificateHashMigration);
   CertificateRecord cert = Cert("0e01", Imsi(1), "dev-1", kT0);
   cert.der = {0x30, 0x03, 0x02, 0x01, 0x0e};
@@ -430,6 +430,65 @@ TEST_F(SqliteStoreTest, AdvanceSqnWritesAsMuchForUnknownAndInactiveImsis) {
       RawQuery(absl::StrCat("SELECT sqn_seq FROM subscribers WHERE imsi = '",
                             Imsi(2), "'")),
       suspended_sqn);
+}
+
+// The lineage migration (5) on a store that has certificates: each valid
+// certificate older than its subscriber's newest is marked superseded when
+// its successor was issued (insertion order breaks a tie); revoked ones
+// and each subscriber's newest are not.
+TEST_F(SqliteStoreTest, LineageMigrationSupersedesOlderValidCertificates) {
+  const absl::Time t0 = kT0;
+  const absl::Time t1 = kT0 + absl::Hours(1);
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    Import(*store, 0, 2);
+    auto issue = [&](const std::string& serial, int n, absl::Time at) {
+      ASSERT_TRUE(store
+                      ->RecordIssuance(Cert(serial, Imsi(n), "dev", at),
+                                       Event(Imsi(n), serial, at))
+                      .ok());
+    };
+    issue("0e00", 0, t0 - absl::Hours(1));
+    RevocationRequest r;
+    r.serial = "0e00";
+    r.reason = "keyCompromise";
+    r.at = t0;
+    ASSERT_TRUE(
+        store->RevokeCertificates(r, AdminEvent("revoke", "", t0)).ok());
+    issue("0e01", 0, t0);
+    issue("0e02", 0, t1);
+    issue("0e03", 0, t1);  // same second, recorded later: the newest
+    issue("0e04", 1, t0);
+  }
+  // Back to the schema before the migration (its columns and indexes gone,
+  // and the later token-binding migration's table).
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path().c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP INDEX certificates_renewed_from;"
+                         "DROP INDEX certificates_superseded;"
+                         "ALTER TABLE certificates DROP COLUMN renewed_from;"
+                         "ALTER TABLE certificates DROP COLUMN superseded_at;"
+                         "DROP TABLE certificate_sha256;"
+                         "DELETE FROM schema_migrations WHERE version >= 5;",
+                         nullptr, nullptr, &err),
+            SQLITE_OK)
+      << err;
+  sqlite3_close(db);
+
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto superseded = [&](const std::string& serial) {
+    return store->GetCertificate(serial)->superseded_at;
+  };
+  EXPECT_EQ(superseded("0e00"), absl::UnixEpoch());  // revoked
+  EXPECT_EQ(superseded("0e01"), t1);
+  EXPECT_EQ(superseded("0e02"), t1);
+  EXPECT_EQ(superseded("0e03"), absl::UnixEpoch());
+  EXPECT_EQ(superseded("0e04"), absl::UnixEpoch());
+  EXPECT_EQ(store->GetCertificate("0e01")->renewed_from, "");
 }
 
 }  // namespace
