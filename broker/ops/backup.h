@@ -6,8 +6,8 @@
 //   every other regular file of the data dir (CA certificates and keys,
 //                  token keys, the KEK when it lives there, files other
 //                  components add), except the store's WAL/SHM/journal, the
-//                  admin socket, listen-address, http-address and
-//                  temporary files of atomic writes;
+//                  admin socket, listen-address, http-address, the lock
+//                  file and temporary files of atomic writes;
 //   MANIFEST.json  last: format, version, creation time, whether the KEK is
 //                  included, and the size, mode and SHA-256 of every entry.
 // The broker builds it (CreateBackup) and streams it to `simprov backup`
