@@ -4,11 +4,15 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <httplib.h>
+#include <netdb.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
@@ -22,6 +26,7 @@
 #include "broker/ca/ca.h"
 #include "broker/ca/crl_http.h"
 #include "broker/ca/crl_publisher.h"
+#include "broker/data_dir.h"
 #include "broker/enrol/bootstrap_service.h"
 #include "broker/fleet/fleet_service.h"
 #include "broker/fleet/supersede_job.h"
@@ -55,6 +60,53 @@ std::string JoinHostPort(const std::string& host, int port) {
   return host.find(':') != std::string::npos
              ? absl::StrCat("[", host, "]:", port)
              : absl::StrCat(host, ":", port);
+}
+
+// Why a listener could not bind HOST:PORT: tries the bind itself the way
+// the servers do (SO_REUSEADDR, never SO_REUSEPORT). "address in use" when
+// another process listens there.
+std::string BindProblem(const std::string& host_port) {
+  auto hp = ParseHostPort(host_port);
+  if (!hp.ok() || hp->port == 0) return "";
+  addrinfo hints = {};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(hp->port);
+  if (getaddrinfo(hp->host.empty() ? nullptr : hp->host.c_str(), port.c_str(),
+                  &hints, &res) != 0) {
+    return "";
+  }
+  std::string problem;
+  for (addrinfo* a = res; a != nullptr && problem.empty(); a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    int yes = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, 1) != 0) {
+      problem = errno == EADDRINUSE
+                    ? "address in use (another process listens there)"
+                    : strerror(errno);
+    }
+    close(fd);
+  }
+  freeaddrinfo(res);
+  return problem;
+}
+
+absl::Status CannotListen(const std::string& what) {
+  const std::string why = BindProblem(what);
+  return absl::UnavailableError(
+      absl::StrCat("cannot listen on ", what, why.empty() ? "" : ": ", why));
+}
+
+// Listening sockets are this broker's alone: SO_REUSEADDR so a restart
+// binds while old connections linger in TIME_WAIT, but never SO_REUSEPORT
+// (with it a second broker binds the same port and the kernel splits the
+// connections between the two).
+void ExclusiveSocketOptions(int sock) {
+  int yes = 1;
+  setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
 }
 
 struct TokensConfig {
@@ -161,6 +213,11 @@ absl::Status BrokerApp::Init() {
   // Every file the broker creates is private: keys, store, socket.
   umask(077);
   if (absl::Status s = MakeDirectories(paths_.root, 0700); !s.ok()) return s;
+  // The data dir is this broker's alone until it exits: a second one on it
+  // would share the store and the CA and remove this one's socket.
+  auto lock = DataDirLock::Acquire(paths_.root);
+  if (!lock.ok()) return lock.status();
+  lock_ = std::move(*lock);
   // The KEK lives in DIR/kek unless --kek-file keeps it elsewhere.
   kek_path_ = f.kek_file.empty() ? paths_.kek() : f.kek_file;
   if (!f.kek_file.empty() && PathExists(paths_.kek())) {
@@ -340,6 +397,7 @@ absl::Status BrokerApp::StartGrpc() {
       GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
   ssl.pem_key_cert_pairs.push_back({tls_.key_pem, tls_.chain_pem});
   grpc::ServerBuilder device_builder;
+  device_builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   device_builder.AddListeningPort(f.listen, grpc::SslServerCredentials(ssl),
                                   &device_port_);
   device_builder.RegisterService(bootstrap_service_.get());
@@ -351,11 +409,12 @@ absl::Status BrokerApp::StartGrpc() {
       grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
   device_server_ = device_builder.BuildAndStart();
   if (!device_server_ || device_port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", f.listen));
+    return CannotListen(f.listen);
   }
 
   unlink(paths_.admin_socket().c_str());
   grpc::ServerBuilder admin_builder;
+  admin_builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   admin_builder.AddListeningPort("unix:" + paths_.admin_socket(),
                                  grpc::InsecureServerCredentials());
   // Remote admin: the same services over mTLS with admin certificates;
@@ -374,6 +433,12 @@ absl::Status BrokerApp::StartGrpc() {
   }
   admin_server_ = admin_builder.BuildAndStart();
   if (!admin_server_ || (!f.admin_listen.empty() && admin_port == 0)) {
+    if (!f.admin_listen.empty()) {
+      if (const std::string why = BindProblem(f.admin_listen); !why.empty()) {
+        return absl::UnavailableError(
+            absl::StrCat("cannot listen on ", f.admin_listen, ": ", why));
+      }
+    }
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", paths_.admin_socket(),
                      f.admin_listen.empty() ? "" : " or " + f.admin_listen));
@@ -401,6 +466,7 @@ absl::Status BrokerApp::StartHttp() {
   auto hp = ParseHostPort(f.http_listen);
   if (!hp.ok()) return hp.status();
   http_ = std::make_unique<httplib::Server>();
+  http_->set_socket_options(ExclusiveSocketOptions);
   RegisterBrokerHttpRoutes(*http_, {.store = *store_,
                                     .anchors_pem = ca_->TrustAnchorsPem(),
                                     .metrics = metrics_registry_,
@@ -409,10 +475,7 @@ absl::Status BrokerApp::StartHttp() {
   int http_port =
       hp->port == 0 ? http_->bind_to_any_port(hp->host)
                     : (http_->bind_to_port(hp->host, hp->port) ? hp->port : -1);
-  if (http_port <= 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", f.http_listen));
-  }
+  if (http_port <= 0) return CannotListen(f.http_listen);
   const std::string http_bound = absl::StrCat(hp->host, ":", http_port);
   crl_->SetUrl(CrlUrl(f.public_url, hp->host, http_port, names_.front()));
   if (f.token_issuer.empty()) {
@@ -508,12 +571,41 @@ int RunBroker(const BrokerConfig& config) {
 
 int RunRestore(const RestoreConfig& r) {
   umask(077);
+  std::string target = r.data_dir;
+  while (target.size() > 1 && target.back() == '/') target.pop_back();
+  // Restore writes the data dir: it holds the data dir's lock, like a
+  // broker, so neither starts on a directory the other is writing. An
+  // absent target is created to hold the lock, and removed on failure.
+  struct stat st;
+  bool created = false;
+  if (lstat(target.c_str(), &st) != 0 && errno == ENOENT) {
+    if (absl::Status s = MakeDirectories(target, 0700); !s.ok()) {
+      return Fail(s);
+    }
+    created = true;
+  }
+  std::unique_ptr<DataDirLock> lock;
+  if (created || (lstat(target.c_str(), &st) == 0 && S_ISDIR(st.st_mode))) {
+    auto l = DataDirLock::Acquire(target);
+    if (!l.ok()) {
+      if (created) rmdir(target.c_str());
+      return Fail(l.status());
+    }
+    lock = std::move(*l);
+  }
   auto s = RestoreBackup(
-      r.archive, r.data_dir, r.kek_file,
+      r.archive, target, r.kek_file,
       [](const std::string& path) -> absl::StatusOr<std::unique_ptr<Store>> {
         return SqliteStore::Open(path);
       });
-  if (!s.ok()) return Fail(s.status());
+  if (!s.ok()) {
+    // Leave the target as it was: absent, or empty.
+    if (lock != nullptr && (created || lock->created())) {
+      unlink(lock->path().c_str());
+    }
+    if (created) rmdir(target.c_str());
+    return Fail(s.status());
+  }
   std::cout << "restored " << s->entries << " files (" << s->bytes
             << " bytes, backup of " << s->created_at << ") into " << r.data_dir
             << "\n";

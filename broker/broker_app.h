@@ -123,6 +123,9 @@ class BrokerApp {
   absl::Status StartHttp();
   void Sweep();
 
+  // The data dir's lock, taken by Init before it writes anything there;
+  // declared first, so it is released last.
+  std::unique_ptr<DataDirLock> lock_;
   const BrokerConfig config_;
   const DataDirPaths paths_;
   Clock& clock_;

@@ -1,9 +1,16 @@
 #include "broker/data_dir.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <openssl/x509.h>
+#include <sys/file.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <optional>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -13,6 +20,57 @@
 #include "common/x509.h"
 
 namespace simprov {
+
+absl::StatusOr<std::unique_ptr<DataDirLock>> DataDirLock::Acquire(
+    const std::string& dir) {
+  const std::string path = DataDirPaths(dir).lock();
+  bool created = true;
+  int fd = open(path.c_str(),
+                O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0 && errno == EEXIST) {
+    created = false;
+    fd = open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+  }
+  if (fd < 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot open the data dir lock ", path, ": ", strerror(errno)));
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    if (e != EWOULDBLOCK) {
+      close(fd);
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot lock ", path, ": ", strerror(e)));
+    }
+    // The holder writes its pid right after locking: give it a moment.
+    std::string pid;
+    for (int i = 0; i < 50 && pid.empty(); ++i) {
+      char buf[32] = {};
+      const ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+      pid = std::string(absl::StripAsciiWhitespace(
+          absl::string_view(buf, n > 0 ? static_cast<size_t>(n) : 0)));
+      if (pid.empty())
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    close(fd);
+    bool digits = !pid.empty() && pid.size() < 12;
+    for (char c : pid) digits = digits && absl::ascii_isdigit(c);
+    return absl::FailedPreconditionError(
+        absl::StrCat("data dir ", dir, " is in use by pid ",
+                     digits ? pid : std::string("(unknown)")));
+  }
+  const std::string pid = absl::StrCat(getpid(), "\n");
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) !=
+                                   static_cast<ssize_t>(pid.size())) {
+    const int e = errno;
+    close(fd);
+    return absl::InternalError(
+        absl::StrCat("cannot write ", path, ": ", strerror(e)));
+  }
+  return std::unique_ptr<DataDirLock>(new DataDirLock(fd, path, created));
+}
+
+DataDirLock::~DataDirLock() { close(fd_); }
 
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateCa(
     const DataDirPaths& paths, Clock& clock, Random& random,

@@ -13,6 +13,8 @@
 //   DIR/listen-address    "HOST:PORT" actually bound, written when ready
 //   DIR/http-address      "HOST:PORT" of --http-listen, when given
 //   DIR/admin-address     "HOST:PORT" of --admin-listen, when given
+//   DIR/broker.lock       the data dir's lock (DataDirLock): the pid of the
+//                         process holding it; never removed
 #ifndef SIMPROV_BROKER_DATA_DIR_H_
 #define SIMPROV_BROKER_DATA_DIR_H_
 
@@ -23,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "broker/ca/ca.h"
 #include "broker/ca/operator_ca.h"
+#include "broker/ops/backup.h"
 #include "common/bytes.h"
 #include "common/clock.h"
 
@@ -42,6 +45,37 @@ struct DataDirPaths {
   std::string listen_address() const { return root + "/listen-address"; }
   std::string http_address() const { return root + "/http-address"; }
   std::string admin_address() const { return root + "/admin-address"; }
+  std::string lock() const { return root + "/" + kBackupLockName; }
+};
+
+// An exclusive lock on a data dir, held while the object lives: flock(2)
+// on DIR/broker.lock, which then holds the holder's pid. The kernel drops
+// the lock when the process ends however it ends, so a stale file never
+// blocks a start. Every process that writes a data dir (the broker,
+// `simprov-broker restore`) holds it: two brokers never share one store,
+// CA or admin socket.
+class DataDirLock {
+ public:
+  // Takes the lock of the existing directory `dir` without waiting.
+  // FailedPrecondition "data dir DIR is in use by pid N" when another
+  // process holds it.
+  static absl::StatusOr<std::unique_ptr<DataDirLock>> Acquire(
+      const std::string& dir);
+  ~DataDirLock();
+  DataDirLock(const DataDirLock&) = delete;
+  DataDirLock& operator=(const DataDirLock&) = delete;
+
+  // Whether Acquire created the lock file (a restore into a new directory
+  // removes it again when it fails).
+  bool created() const { return created_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  DataDirLock(int fd, std::string path, bool created)
+      : fd_(fd), path_(std::move(path)), created_(created) {}
+  int fd_;
+  std::string path_;
+  bool created_;
 };
 
 // Loads the CA. In an empty data dir: installs the operator's CA when

@@ -1,5 +1,6 @@
 #include "agent/sim/usim_apdu.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -24,18 +25,22 @@ absl::Status Malformed(absl::string_view what) {
       absl::StrCat("malformed answer from the SIM: ", what));
 }
 
-// Reads a BER-TLV length at data[*pos] (short form or 81 XX / 82 XX XX).
-bool ReadLength(const Bytes& data, size_t* pos, size_t* len) {
-  if (*pos >= data.size()) return false;
+// Reads a BER-TLV length at data[*pos] (short form or 81 XX / 82 XX XX)
+// whose length bytes and value both lie before `end`, the end of the
+// enclosing template (at most data.size()). A length running past `end` is
+// malformed, even when the bytes exist further on in `data`.
+bool ReadLength(const Bytes& data, size_t end, size_t* pos, size_t* len) {
+  end = std::min(end, data.size());
+  if (*pos >= end) return false;
   uint8_t b = data[(*pos)++];
-  if (b < 0x80) {
-    *len = b;
-    return true;
+  size_t v = b;
+  if (b >= 0x80) {
+    const size_t n = b & 0x7F;
+    if (n < 1 || n > 2 || n > end - *pos) return false;
+    v = 0;
+    for (size_t i = 0; i < n; ++i) v = (v << 8) | data[(*pos)++];
   }
-  int n = b & 0x7F;
-  if (n < 1 || n > 2 || *pos + n > data.size()) return false;
-  size_t v = 0;
-  for (int i = 0; i < n; ++i) v = (v << 8) | data[(*pos)++];
+  if (v > end - *pos) return false;
   *len = v;
   return true;
 }
@@ -324,12 +329,12 @@ FileInfo ParseFcp(const Bytes& fcp) {
   size_t pos = 0;
   if (fcp.empty() || fcp[pos++] != 0x62) return info;
   size_t total;
-  if (!ReadLength(fcp, &pos, &total) || total > fcp.size() - pos) return info;
+  if (!ReadLength(fcp, fcp.size(), &pos, &total)) return info;
   const size_t end = pos + total;
   while (pos + 2 <= end) {
     const uint8_t tag = fcp[pos++];
     size_t len;
-    if (!ReadLength(fcp, &pos, &len) || len > end - pos) return info;
+    if (!ReadLength(fcp, end, &pos, &len)) return FileInfo();
     const uint8_t* v = fcp.data() + pos;
     if (tag == 0x82 && len >= 5) {
       info.record_length = static_cast<uint16_t>(v[2] << 8 | v[3]);
@@ -349,14 +354,14 @@ absl::StatusOr<Bytes> AidFromDirRecord(const Bytes& record) {
     return Malformed("EF_DIR record is not an application template (61)");
   }
   size_t total;
-  if (!ReadLength(record, &pos, &total) || total > record.size() - pos) {
+  if (!ReadLength(record, record.size(), &pos, &total)) {
     return Malformed("EF_DIR record length exceeds the record");
   }
   const size_t end = pos + total;
   while (pos < end) {
     const uint8_t tag = record[pos++];
     size_t len;
-    if (!ReadLength(record, &pos, &len) || len > end - pos) {
+    if (!ReadLength(record, end, &pos, &len)) {
       return Malformed("EF_DIR record holds a truncated TLV");
     }
     if (tag == 0x4F) {

@@ -93,7 +93,8 @@ Bytes BuildReadBinary(uint8_t le);
 
 // From an FCP template (62 ...) answered to SELECT: the record length and
 // record count of a linear fixed EF (tag 82), or the file size (tag 80) of a
-// transparent EF. Missing values are 0.
+// transparent EF. Missing values are 0; a malformed template (a length
+// running past the template or the buffer) yields all 0.
 struct FileInfo {
   uint16_t record_length = 0;
   uint8_t record_count = 0;

@@ -10,7 +10,10 @@
 //   1. the new KEK is written durably to KEKFILE.next (0600, fsync);
 //   2. only then does the ring seal new boxes under it;
 //   3. rows are re-wrapped in batches, each batch one store transaction
-//      (a row that already opens under the new KEK is skipped);
+//      (a row that already opens under the new KEK is skipped), and the
+//      store scrubs the replaced boxes from its files (Store::
+//      RewrapSealedKeys: for SQLite secure_delete, VACUUM and a truncating
+//      checkpoint), so no old ciphertext is left on disk when it returns;
 //   4. KEKFILE.next is renamed over KEKFILE (atomic, directory fsync) and
 //      the previous KEK is dropped.
 // A crash at any point leaves every row sealed under KEKFILE or

@@ -11,9 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -30,9 +28,8 @@ namespace simprov {
 namespace {
 
 constexpr size_t kBlock = 512;
-constexpr char kStoreName[] = "simprov.db";
-constexpr char kKekName[] = "kek";
-constexpr size_t kMaxManifestBytes = 16 << 20;
+constexpr const char* kStoreName = kBackupStoreName;
+constexpr const char* kKekName = kBackupKekName;
 
 absl::Status Errno(absl::string_view what, const std::string& path) {
   return absl::InternalError(
@@ -43,8 +40,9 @@ absl::Status Errno(absl::string_view what, const std::string& path) {
 // through Store::Snapshot instead), its side files, runtime files.
 bool Skipped(const std::string& rel) {
   static const char* const kRuntime[] = {
-      "simprov.db", "simprov.db-wal", "simprov.db-shm", "simprov.db-journal",
-      "admin.sock", "listen-address", "http-address",   "admin-address",
+      "simprov.db",         "simprov.db-wal", "simprov.db-shm",
+      "simprov.db-journal", "admin.sock",     "listen-address",
+      "http-address",       "admin-address",  kBackupLockName,
   };
   for (const char* r : kRuntime) {
     if (rel == r) return true;
@@ -83,22 +81,6 @@ std::string TarHeader(const std::string& name, uint64_t size, mode_t mode,
   Octal(&h[148], 7, sum);
   h[155] = ' ';
   return h;
-}
-
-absl::StatusOr<uint64_t> ParseOctal(const char* p, size_t n) {
-  uint64_t v = 0;
-  size_t i = 0;
-  while (i < n && p[i] == ' ') ++i;
-  bool any = false;
-  for (; i < n && p[i] != '\0' && p[i] != ' '; ++i) {
-    if (p[i] < '0' || p[i] > '7') {
-      return absl::InvalidArgumentError("corrupt tar header");
-    }
-    v = (v << 3) | static_cast<uint64_t>(p[i] - '0');
-    any = true;
-  }
-  if (!any) return absl::InvalidArgumentError("corrupt tar header");
-  return v;
 }
 
 class ArchiveWriter {
@@ -301,247 +283,6 @@ absl::StatusOr<BackupSummary> WriteArchive(Store& store,
   return summary;
 }
 
-// ---- restore.
-
-class ArchiveReader {
- public:
-  explicit ArchiveReader(int fd) : fd_(fd) {}
-  // Reads exactly n bytes; false at end of file or on error.
-  absl::Status ReadExactly(void* p, size_t n) {
-    char* c = static_cast<char*>(p);
-    while (n > 0) {
-      ssize_t r = read(fd_, c, n);
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) {
-        return absl::InternalError(
-            absl::StrCat("cannot read the backup: ", strerror(errno)));
-      }
-      if (r == 0) {
-        return absl::InvalidArgumentError("the backup is truncated");
-      }
-      c += r;
-      n -= static_cast<size_t>(r);
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  int fd_;
-};
-
-bool SafeRelativePath(const std::string& p) {
-  if (p.empty() || p[0] == '/' || p.size() >= 100) return false;
-  size_t start = 0;
-  while (start <= p.size()) {
-    size_t end = p.find('/', start);
-    if (end == std::string::npos) end = p.size();
-    std::string part = p.substr(start, end - start);
-    if (part.empty() || part == "." || part == "..") return false;
-    start = end + 1;
-  }
-  return true;
-}
-
-absl::Status CheckKekOpens(const std::string& db_path,
-                           const StoreOpener& open_store,
-                           const std::vector<Bytes>& keks,
-                           const std::string& kek_source) {
-  auto store = open_store(db_path);
-  if (!store.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the backup's store does not open: ", store.status().message()));
-  }
-  // The first subscriber in IMSI order, if any.
-  std::optional<SubscriberRecord> first;
-  absl::Status s =
-      (*store)->ListSubscribers("", [&first](const SubscriberRecord& r) {
-        first = r;
-        return false;
-      });
-  if (!s.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the backup's store does not open: ", s.message()));
-  }
-  if (!first) return absl::OkStatus();
-  for (const Bytes& k : keks) {
-    auto plain = OpenBox(k, first->sealed_keys, ToBytes(first->imsi));
-    if (plain.ok()) {
-      SecureWipe(*plain);
-      return absl::OkStatus();
-    }
-  }
-  return absl::FailedPreconditionError(
-      absl::StrCat("the KEK in ", kek_source,
-                   " does not open the backup's sealed keys (wrong KEK?)"));
-}
-
-absl::StatusOr<RestoreSummary> ExtractAndVerify(const std::string& archive,
-                                                const std::string& staging,
-                                                const std::string& kek_file,
-                                                const StoreOpener& open_store) {
-  int fd = open(archive.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot open ", archive, ": ", strerror(errno)));
-  }
-  ArchiveReader r(fd);
-  std::map<std::string, EntryInfo> seen;
-  std::string manifest_text;
-  bool have_manifest = false;
-  absl::Status s;
-  std::vector<char> buf(1 << 20);
-  while (s.ok()) {
-    char h[kBlock];
-    s = r.ReadExactly(h, kBlock);
-    if (!s.ok()) break;
-    if (std::all_of(h, h + kBlock, [](char c) { return c == 0; })) break;
-    unsigned sum = 0;
-    for (size_t i = 0; i < kBlock; ++i) {
-      sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(h[i]);
-    }
-    auto want = ParseOctal(h + 148, 8);
-    auto size = ParseOctal(h + 124, 12);
-    auto mode = ParseOctal(h + 100, 8);
-    if (!want.ok() || *want != sum || !size.ok() || !mode.ok() ||
-        memcmp(h + 257, "ustar", 5) != 0) {
-      s = absl::InvalidArgumentError(
-          absl::StrCat(archive, " is not a simprov backup (bad tar header)"));
-      break;
-    }
-    const std::string name(h, strnlen(h, 100));
-    const char type = h[156];
-    if (!SafeRelativePath(name) || (type != '0' && type != '\0') ||
-        seen.contains(name)) {
-      s = absl::InvalidArgumentError(
-          absl::StrCat("the backup holds an unexpected entry: ", name));
-      break;
-    }
-    if (name == kBackupManifest) {
-      if (*size > kMaxManifestBytes) {
-        s = absl::InvalidArgumentError("the backup's manifest is too large");
-        break;
-      }
-      manifest_text.resize(*size);
-      s = r.ReadExactly(manifest_text.data(), *size);
-      have_manifest = true;
-    } else {
-      const std::string dst = staging + "/" + name;
-      s = MakeDirectories(DirName(dst), 0700);
-      if (!s.ok()) break;
-      int out = open(dst.c_str(),
-                     O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                     static_cast<mode_t>(*mode & 0755));
-      if (out < 0) {
-        s = Errno("cannot create", dst);
-        break;
-      }
-      // The original mode (the umask narrowed it); never group/other write.
-      fchmod(out, static_cast<mode_t>(*mode & 0755));
-      ArchiveWriter w(out);
-      Sha256Hasher sha;
-      uint64_t left = *size;
-      while (s.ok() && left > 0) {
-        size_t n = std::min<uint64_t>(buf.size(), left);
-        s = r.ReadExactly(buf.data(), n);
-        if (!s.ok()) break;
-        sha.Update(absl::string_view(buf.data(), n));
-        s = w.Write(buf.data(), n);
-        left -= n;
-      }
-      if (s.ok() && fsync(out) != 0) s = Errno("cannot fsync", dst);
-      close(out);
-      EntryInfo e;
-      e.path = name;
-      e.size = *size;
-      e.mode = static_cast<mode_t>(*mode & 0777);
-      e.sha256 = HexEncode(sha.Final());
-      seen[name] = e;
-    }
-    if (!s.ok()) break;
-    size_t pad = (kBlock - *size % kBlock) % kBlock;
-    if (pad > 0) s = r.ReadExactly(buf.data(), pad);
-  }
-  close(fd);
-  if (!s.ok()) return s;
-  if (!have_manifest) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(archive, " has no manifest: not a simprov backup"));
-  }
-  nlohmann::json m = nlohmann::json::parse(manifest_text, nullptr, false);
-  if (m.is_discarded() || !m.is_object() ||
-      m.value("format", "") != "simprov-backup" || !m.contains("entries") ||
-      !m["entries"].is_array()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(archive, " has a corrupt manifest"));
-  }
-  if (m.value("version", 0) != kBackupFormatVersion) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        archive, " is backup format version ", m.value("version", 0),
-        "; this simprov reads version ", kBackupFormatVersion));
-  }
-  RestoreSummary summary;
-  summary.created_at = m.value("created_at", "");
-  summary.kek_included = m.value("kek", "") == "included";
-  size_t listed = 0;
-  for (const auto& e : m["entries"]) {
-    if (!e.is_object()) {
-      return absl::InvalidArgumentError("corrupt manifest entry");
-    }
-    const std::string path = e.value("path", "");
-    auto it = seen.find(path);
-    if (it == seen.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the backup lacks ", path, " listed in its manifest"));
-    }
-    if (it->second.size != e.value("size", uint64_t{0}) ||
-        it->second.sha256 != e.value("sha256", "")) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "checksum mismatch for ", path, ": the backup is corrupt"));
-    }
-    ++listed;
-    summary.bytes += it->second.size;
-  }
-  if (listed != seen.size()) {
-    return absl::InvalidArgumentError(
-        "the backup holds files its manifest does not list");
-  }
-  summary.entries = listed;
-  if (!seen.contains(kStoreName)) {
-    return absl::InvalidArgumentError("the backup holds no store");
-  }
-  // The KEK: from the archive, or the operator's --kek-file.
-  std::vector<Bytes> keks;
-  std::string source;
-  if (summary.kek_included) {
-    if (!kek_file.empty()) {
-      return absl::InvalidArgumentError(
-          "this backup includes its KEK; drop --kek-file");
-    }
-    for (const std::string& p :
-         {staging + "/" + kKekName, NextKekPath(staging + "/" + kKekName)}) {
-      if (!PathExists(p)) continue;
-      auto k = ReadKekFile(p);
-      if (!k.ok()) return k.status();
-      keks.push_back(*k);
-    }
-    source = "the backup";
-  } else {
-    if (kek_file.empty()) {
-      return absl::InvalidArgumentError(
-          "this backup does not include the KEK (the broker ran with "
-          "--kek-file); give it with --kek-file FILE");
-    }
-    auto k = ReadKekFile(kek_file);
-    if (!k.ok()) return k.status();
-    keks.push_back(*k);
-    source = kek_file;
-  }
-  s = CheckKekOpens(staging + "/" + kStoreName, open_store, keks, source);
-  for (Bytes& k : keks) SecureWipe(k);
-  if (!s.ok()) return s;
-  return summary;
-}
-
 }  // namespace
 
 absl::StatusOr<BackupSummary> CreateBackup(Store& store,
@@ -626,48 +367,6 @@ absl::StatusOr<StreamedBackup> StreamBackup(
     result = s;
   }
   return result;
-}
-
-absl::StatusOr<RestoreSummary> RestoreBackup(const std::string& archive,
-                                             const std::string& new_dir,
-                                             const std::string& kek_file,
-                                             const StoreOpener& open_store) {
-  std::string target = new_dir;
-  while (target.size() > 1 && target.back() == '/') target.pop_back();
-  struct stat st;
-  bool exists = false;
-  if (stat(target.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(target, " exists and is not a directory"));
-    }
-    std::error_code ec;
-    if (!std::filesystem::is_empty(target, ec) || ec) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          target, " is not empty; restore needs a new or empty directory"));
-    }
-    exists = true;
-  }
-  const std::string staging = absl::StrCat(target, ".restore.tmp.", getpid());
-  (void)RemoveTree(staging);
-  if (absl::Status s = MakeDirectories(staging, 0700); !s.ok()) return s;
-  auto r = ExtractAndVerify(archive, staging, kek_file, open_store);
-  if (!r.ok()) {
-    (void)RemoveTree(staging);
-    return r.status();
-  }
-  if (exists && rmdir(target.c_str()) != 0) {
-    absl::Status s = Errno("cannot replace", target);
-    (void)RemoveTree(staging);
-    return s;
-  }
-  if (rename(staging.c_str(), target.c_str()) != 0) {
-    absl::Status s = Errno("cannot rename into", target);
-    (void)RemoveTree(staging);
-    return s;
-  }
-  if (absl::Status s = FsyncDirectory(DirName(target)); !s.ok()) return s;
-  return r;
 }
 
 }  // namespace simprov

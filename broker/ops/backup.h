@@ -6,18 +6,20 @@
 //   every other regular file of the data dir (CA certificates and keys,
 //                  token keys, the KEK when it lives there, files other
 //                  components add), except the store's WAL/SHM/journal, the
-//                  admin socket, listen-address, http-address and
-//                  temporary files of atomic writes;
+//                  admin socket, listen-address, http-address, the lock
+//                  file and temporary files of atomic writes;
 //   MANIFEST.json  last: format, version, creation time, whether the KEK is
 //                  included, and the size, mode and SHA-256 of every entry.
 // The broker builds it (CreateBackup) and streams it to `simprov backup`
 // over the admin API (StreamBackup, Ops.Backup).
 //
 // Restore rebuilds a data dir all-or-nothing: it refuses a non-empty
-// target, extracts into a sibling staging directory, verifies every
-// checksum against the manifest and that the KEK (from the archive or
-// --kek-file) opens a sealed row, and only then renames the staging
-// directory into place.
+// target, extracts into a sibling staging directory that it creates itself
+// (never an existing path, never through a symlink), verifies the archive's
+// structure, every checksum against the manifest and that the KEK (from the
+// archive or --kek-file) opens a sealed row, and only then moves the
+// staging directory into place. Any malformed archive is InvalidArgument
+// with one line naming what is wrong, and leaves nothing behind.
 #ifndef SIMPROV_BROKER_OPS_BACKUP_H_
 #define SIMPROV_BROKER_OPS_BACKUP_H_
 
@@ -36,6 +38,12 @@ namespace simprov {
 
 inline constexpr char kBackupManifest[] = "MANIFEST.json";
 inline constexpr int kBackupFormatVersion = 1;
+// The store's entry and the KEK's, in the archive and in a data dir.
+inline constexpr char kBackupStoreName[] = "simprov.db";
+inline constexpr char kBackupKekName[] = "kek";
+// The data dir's lock file (held by a running broker, and by restore):
+// never backed up, and the only file a restore target may already hold.
+inline constexpr char kBackupLockName[] = "broker.lock";
 
 struct BackupSummary {
   uint64_t entries = 0;  // files, the manifest not counted
@@ -76,7 +84,8 @@ struct RestoreSummary {
 using StoreOpener = std::function<absl::StatusOr<std::unique_ptr<Store>>(
     const std::string& path)>;
 
-// Restores `archive` into `new_dir` (absent or empty). `kek_file`: the KEK
+// Restores `archive` into `new_dir` (absent, or empty but for its lock file
+// kBackupLockName, which the caller may hold). `kek_file`: the KEK
 // for a backup taken with --kek-file (it must open the sealed keys);
 // must be empty when the archive includes its KEK. `open_store` opens the
 // extracted store to read a sealed row.

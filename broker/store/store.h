@@ -368,7 +368,9 @@ class Store {
   // ---- Operations: KEK rotation (broker/keys/kek_rotation.h).
   // Visits every subscriber's sealed keys in IMSI order, `batch_size` rows
   // per transaction; `rewrap` returns the new box or nullopt to keep the
-  // row. Stops at the first error (earlier batches stay committed).
+  // row. Stops at the first error (earlier batches stay committed). When
+  // it returns OK, no replaced box is left anywhere in the backend's files
+  // (free space, journals); otherwise it fails and a rerun finishes.
   using RewrapFn = std::function<absl::StatusOr<std::optional<Bytes>>(
       const std::string& imsi, const Bytes& sealed)>;
   struct RewrapCounts {

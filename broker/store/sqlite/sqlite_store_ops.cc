@@ -7,6 +7,44 @@
 #include "broker/store/sqlite/sqlite_store.h"
 
 namespace simprov {
+namespace {
+
+// Leaves no replaced content in the store's files: VACUUM rebuilds the
+// database from its live rows only (free pages and the free space inside
+// pages, where SQLite keeps deleted cells, are gone), and a truncating
+// checkpoint copies it into the database file and empties the WAL, which
+// held every earlier page image. On a connection of its own: VACUUM cannot
+// run inside the writer's transactions. A checkpoint must wait until no
+// reader uses an older snapshot (the busy timeout); if one still does, the
+// WAL cannot be emptied and this fails (Unavailable), so the caller does
+// not report success with the old bytes still on disk.
+absl::Status ScrubReplacedContent(const std::string& path) {
+  auto db = SqliteConnection::Open(path);
+  if (!db.ok()) return db.status();
+  if (absl::Status s = (*db)->Exec("PRAGMA secure_delete=ON"); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = (*db)->Exec("VACUUM"); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("cannot vacuum the store ", path,
+                                               ": ", s.message()));
+  }
+  int log = -1;
+  int checkpointed = -1;
+  const int rc = sqlite3_wal_checkpoint_v2(
+      (*db)->raw(), "main", SQLITE_CHECKPOINT_TRUNCATE, &log, &checkpointed);
+  struct stat st;
+  const bool wal_empty =
+      stat((path + "-wal").c_str(), &st) != 0 || st.st_size == 0;
+  if (rc != SQLITE_OK || log != 0 || !wal_empty) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot empty the store's WAL ", path, "-wal (",
+        rc != SQLITE_OK ? sqlite3_errmsg((*db)->raw()) : "frames remain",
+        "): a reader holds an old snapshot; retry"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::Status SqliteStore::Ping() {
   // An open connection keeps reading a deleted file: check the path too.
@@ -75,7 +113,7 @@ absl::StatusOr<Store::RewrapCounts> SqliteStore::RewrapSealedKeys(
     std::string last;
     // Reads and updates in the writer's transaction, so no write between
     // our read and our update can be lost.
-    absl::Status s = Write([&](SqliteConnection& db) -> absl::Status {
+    auto rewrap_batch = [&](SqliteConnection& db) -> absl::Status {
       batch = RewrapCounts{};
       last.clear();
       std::vector<std::pair<std::string, Bytes>> rows;
@@ -105,13 +143,32 @@ absl::StatusOr<Store::RewrapCounts> SqliteStore::RewrapSealedKeys(
         ++batch.rewrapped;
       }
       return absl::OkStatus();
+    };
+    absl::Status s = Write([&](SqliteConnection& db) -> absl::Status {
+      // Replaced boxes are overwritten with zeros in their pages as they
+      // are replaced; the connection's setting is restored afterwards.
+      int64_t secure_delete = 0;
+      if (auto r = db.QueryRow(
+              "PRAGMA secure_delete", "read secure_delete", {},
+              [&](SqliteStatement& row) { secure_delete = row.Int(0); });
+          !r.ok()) {
+        return r.status();
+      }
+      if (absl::Status r = db.Exec("PRAGMA secure_delete=ON"); !r.ok()) {
+        return r;
+      }
+      absl::Status result = rewrap_batch(db);
+      (void)db.Exec(absl::StrCat("PRAGMA secure_delete=", secure_delete));
+      return result;
     });
     if (!s.ok()) return s;
     total.rows += batch.rows;
     total.rewrapped += batch.rewrapped;
-    if (batch.rows < batch_size) return total;
+    if (batch.rows < batch_size) break;
     after = last;
   }
+  if (absl::Status s = ScrubReplacedContent(path_); !s.ok()) return s;
+  return total;
 }
 
 }  // namespace simprov

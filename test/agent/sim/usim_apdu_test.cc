@@ -337,6 +337,76 @@ TEST(UsimApduTest, ParsesFcp) {
   EXPECT_EQ(truncated.record_count, 0);
 }
 
+// Bytes whose storage goes on well past their size, filled with 0xAB: a
+// parser that trusts a length over its template reads that filler instead of
+// stopping (deterministically, without relying on a crash).
+Bytes InRoomyBuffer(const std::string& hex) {
+  Bytes b(70000, 0xAB);
+  const Bytes v = Hex(hex);
+  std::copy(v.begin(), v.end(), b.begin());
+  b.resize(v.size());
+  return b;
+}
+
+TEST(UsimApduTest, FcpLengthsStayInsideTheirTemplate) {
+  // A file size tag whose long-form length (FFFF) runs 64 KiB past a 6-byte
+  // answer.
+  FileInfo huge = ParseFcp(InRoomyBuffer("62028082FFFF"));
+  EXPECT_EQ(huge.size, 0);
+  EXPECT_EQ(huge.record_length, 0);
+  // The same, with 81: one length byte past the template.
+  EXPECT_EQ(ParseFcp(InRoomyBuffer("6202808110")).size, 0);
+  // Length bytes that start inside the template but end outside it.
+  EXPECT_EQ(ParseFcp(InRoomyBuffer("620280820010")).size, 0);
+  // A descriptor (82) longer than the template that holds it, though the
+  // buffer holds enough bytes.
+  FileInfo nested = ParseFcp(InRoomyBuffer("62048205422100200103"));
+  EXPECT_EQ(nested.record_length, 0);
+  EXPECT_EQ(nested.record_count, 0);
+  // A nested template (A5) longer than its parent, then a size tag.
+  EXPECT_EQ(ParseFcp(InRoomyBuffer("6204A5058002001080020010")).size, 0);
+  // The outer template longer than the answer, in short and long form.
+  EXPECT_EQ(ParseFcp(InRoomyBuffer("6206800200")).size, 0);
+  EXPECT_EQ(ParseFcp(InRoomyBuffer("628200068002")).size, 0);
+  EXPECT_EQ(ParseFcp(InRoomyBuffer("62830000048002")).size, 0);  // 3 bytes
+  EXPECT_EQ(ParseFcp(InRoomyBuffer("6281")).size, 0);  // no length byte
+  EXPECT_EQ(ParseFcp(InRoomyBuffer("62")).size, 0);
+  // Well-formed long-form lengths are still read.
+  FileInfo ok = ParseFcp(Hex("628106 8081020060 00"));
+  EXPECT_EQ(ok.size, 0x60);
+  ok = ParseFcp(Hex("62820009 82820005 4221002003"));
+  EXPECT_EQ(ok.record_length, 0x20);
+  EXPECT_EQ(ok.record_count, 3);
+}
+
+TEST(UsimApduTest, DirRecordLengthsStayInsideTheirTemplate) {
+  // An AID tag of 16 bytes inside a template of 1: the record's remaining
+  // bytes (or what lies after them) must not be returned as an AID.
+  auto aid = AidFromDirRecord(InRoomyBuffer("61014F10A0"));
+  EXPECT_EQ(aid.status().code(), absl::StatusCode::kDataLoss);
+  // Same with the AID bytes present in the record but outside the template.
+  aid = AidFromDirRecord(
+      InRoomyBuffer("61014F10A0000000871002FF49FF058900000000"));
+  EXPECT_EQ(aid.status().code(), absl::StatusCode::kDataLoss);
+  // Long-form lengths running past the template or the record.
+  EXPECT_FALSE(AidFromDirRecord(InRoomyBuffer("61024F81")).ok());
+  EXPECT_FALSE(AidFromDirRecord(InRoomyBuffer("61034F8210")).ok());
+  EXPECT_FALSE(AidFromDirRecord(InRoomyBuffer("6104 4F820010 A0")).ok());
+  EXPECT_FALSE(AidFromDirRecord(InRoomyBuffer("6182FFFF4F05")).ok());
+  EXPECT_FALSE(AidFromDirRecord(InRoomyBuffer("6181")).ok());
+  EXPECT_FALSE(AidFromDirRecord(InRoomyBuffer("61")).ok());
+  // The AID itself longer than its template, with the record holding more.
+  EXPECT_FALSE(
+      AidFromDirRecord(InRoomyBuffer("6105 4F07A000000087 1002FF")).ok());
+  // A label (50) running past the template before the AID.
+  EXPECT_FALSE(
+      AidFromDirRecord(InRoomyBuffer("6109 5008555349 4F05A000000087")).ok());
+  // A well-formed long-form length is still read.
+  aid = AidFromDirRecord(Hex("618108 4F8105A000000087"));
+  ASSERT_TRUE(aid.ok()) << aid.status();
+  EXPECT_EQ(HexEncode(*aid), "a000000087");
+}
+
 // --- Against the virtual USIM -------------------------------------------
 
 class VirtualUsimTest : public ::testing::TestWithParam<bool> {
