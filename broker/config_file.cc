@@ -120,6 +120,12 @@ class FlagConfig final : public CLI::Config {
 
 namespace {
 
+// A line number from a parser's source position: 1-based (yaml-cpp counts
+// from 0 and marks some nodes -1; toml++ from 1, 0 when unknown).
+int LineOf(int64_t line) {
+  return static_cast<int>(std::max<int64_t>(1, line));
+}
+
 absl::Status LineError(int line, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("line ", line, ": ", what));
 }
@@ -127,7 +133,7 @@ absl::Status LineError(int line, absl::string_view what) {
 // One TOML scalar as the flag's text.
 absl::StatusOr<std::string> TomlScalar(const toml::node& node,
                                        const std::string& key) {
-  const int line = static_cast<int>(node.source().begin.line);
+  const int line = LineOf(node.source().begin.line);
   if (const auto* v = node.as_string()) return std::string(v->get());
   if (const auto* v = node.as_integer()) return absl::StrCat(v->get());
   if (const auto* v = node.as_floating_point()) return absl::StrCat(v->get());
@@ -149,14 +155,14 @@ absl::StatusOr<std::vector<ConfigEntry>> ParseToml(absl::string_view text) {
   try {
     table = toml::parse(std::string_view(text.data(), text.size()));
   } catch (const toml::parse_error& e) {
-    return LineError(static_cast<int>(e.source().begin.line),
+    return LineError(LineOf(e.source().begin.line),
                      std::string(e.description()));
   }
   std::vector<ConfigEntry> out;
   for (const auto& [k, node] : table) {
     ConfigEntry e;
     e.key = std::string(k.str());
-    e.line = static_cast<int>(node.source().begin.line);
+    e.line = LineOf(node.source().begin.line);
     if (const toml::array* array = node.as_array()) {
       for (const toml::node& item : *array) {
         if (item.is_array()) {
@@ -183,16 +189,17 @@ absl::StatusOr<std::vector<ConfigEntry>> ParseYaml(absl::string_view text) {
   try {
     root = YAML::Load(std::string(text));
   } catch (const YAML::Exception& e) {
-    return LineError(e.mark.line + 1, e.msg);
+    return LineError(LineOf(e.mark.line + 1), e.msg);
   }
   std::vector<ConfigEntry> out;
   if (root.IsNull()) return out;  // an empty file
   if (!root.IsMap()) {
-    return LineError(root.Mark().line + 1, "expected a map of key: value");
+    return LineError(LineOf(root.Mark().line + 1),
+                     "expected a map of key: value");
   }
   for (const auto& kv : root) {
     ConfigEntry e;
-    e.line = kv.first.Mark().line + 1;
+    e.line = LineOf(kv.first.Mark().line + 1);
     if (!kv.first.IsScalar()) return LineError(e.line, "expected a plain key");
     e.key = kv.first.Scalar();
     const YAML::Node& v = kv.second;
@@ -201,7 +208,7 @@ absl::StatusOr<std::vector<ConfigEntry>> ParseYaml(absl::string_view text) {
     } else if (v.IsSequence()) {
       for (const YAML::Node& item : v) {
         if (!item.IsScalar()) {
-          return LineError(item.Mark().line + 1,
+          return LineError(LineOf(item.Mark().line + 1),
                            absl::StrCat(e.key,
                                         ": list items must be plain "
                                         "values"));
