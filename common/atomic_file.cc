@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 
@@ -147,6 +148,14 @@ absl::Status MakeDirectories(const std::string& path, mode_t mode) {
         absl::StrCat(path, " is not a directory"));
   }
   return absl::OkStatus();
+}
+
+absl::Status RemoveTree(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+  return ec ? absl::InternalError(
+                  absl::StrCat("cannot remove ", path, ": ", ec.message()))
+            : absl::OkStatus();
 }
 
 }  // namespace simprov

@@ -54,6 +54,9 @@ absl::Status FsyncDirectory(const std::string& dir);
 // mkdir -p with `mode` for the directories it creates.
 absl::Status MakeDirectories(const std::string& path, mode_t mode);
 bool PathExists(const std::string& path);
+// Removes `path` and everything below it (nothing if absent); InternalError
+// naming the path otherwise.
+absl::Status RemoveTree(const std::string& path);
 std::string DirName(const std::string& path);
 
 }  // namespace simprov

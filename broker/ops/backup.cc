@@ -202,14 +202,6 @@ std::string Rfc3339(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
 }
 
-absl::Status RemoveTree(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::remove_all(path, ec);
-  return ec ? absl::InternalError(
-                  absl::StrCat("cannot remove ", path, ": ", ec.message()))
-            : absl::OkStatus();
-}
-
 absl::StatusOr<BackupSummary> WriteArchive(Store& store,
                                            const std::string& data_dir,
                                            const std::string& tmp,

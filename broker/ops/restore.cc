@@ -508,14 +508,6 @@ absl::StatusOr<RestoreSummary> ExtractAndVerify(const std::string& archive,
   return summary;
 }
 
-absl::Status RemoveTree(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::remove_all(path, ec);
-  return ec ? absl::InternalError(
-                  absl::StrCat("cannot remove ", path, ": ", ec.message()))
-            : absl::OkStatus();
-}
-
 // The target's state: absent, or a directory holding nothing but the lock
 // file.
 absl::StatusOr<bool> TargetExists(const std::string& target) {

@@ -121,6 +121,31 @@ absl::Status SqliteStore::PruneTokenRevocations(absl::Time before) {
   });
 }
 
+namespace {
+
+// What a token's certificate says about its subject: the columns, and the
+// row read back (one reader for the look-up by serial and by hash).
+constexpr char kTokenSubjectColumns[] =
+    "c.serial, c.status, s.imsi, s.device_id, c.device_id, s.group_name, "
+    "s.iccid, s.status, s.imei, c.superseded_at";
+
+Store::TokenSubject TokenSubjectFrom(SqliteStatement& row) {
+  Store::TokenSubject t;
+  t.serial = row.Text(0);
+  t.cert_status = row.Text(1);
+  t.imsi = row.Text(2);
+  t.device_id = row.Text(3);
+  if (t.device_id.empty()) t.device_id = row.Text(4);
+  t.group = row.Text(5);
+  t.iccid = row.Text(6);
+  t.status = row.Text(7);
+  t.imei = row.Text(8);
+  t.superseded = row.Int(9) != 0;
+  return t;
+}
+
+}  // namespace
+
 absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubject(
     const std::string& serial) {
   // Read before the look-up and before the read below: an entry filled
@@ -138,25 +163,15 @@ absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubject(
   if (!reader.ok()) return reader.status();
   TokenSubject t;
   auto found = (*reader)->QueryRow(
-      "SELECT c.status, s.imsi, s.device_id, c.device_id, s.group_name, "
-      "s.iccid, s.status, s.imei, c.superseded_at FROM certificates c JOIN "
-      "subscribers s ON s.imsi = c.imsi WHERE c.serial = ?",
-      "token subject", {serial}, [&](SqliteStatement& row) {
-        t.cert_status = row.Text(0);
-        t.imsi = row.Text(1);
-        t.device_id = row.Text(2);
-        if (t.device_id.empty()) t.device_id = row.Text(3);
-        t.group = row.Text(4);
-        t.iccid = row.Text(5);
-        t.status = row.Text(6);
-        t.imei = row.Text(7);
-        t.superseded = row.Int(8) != 0;
-      });
+      absl::StrCat("SELECT ", kTokenSubjectColumns,
+                   " FROM certificates c JOIN subscribers s ON s.imsi = "
+                   "c.imsi WHERE c.serial = ?"),
+      "token subject", {serial},
+      [&](SqliteStatement& row) { t = TokenSubjectFrom(row); });
   if (!found.ok()) return found.status();
   if (!*found) {
     return absl::NotFoundError(absl::StrCat("no certificate ", serial));
   }
-  t.serial = serial;
   if (wal_index_ != nullptr) {
     std::lock_guard<std::mutex> lock(subjects_mu_);
     if (subjects_change_ != change) {
@@ -178,23 +193,13 @@ absl::StatusOr<Store::TokenSubject> SqliteStore::GetTokenSubjectByCertHash(
   if (!reader.ok()) return reader.status();
   TokenSubject t;
   auto found = (*reader)->QueryRow(
-      "SELECT c.serial, c.status, s.imsi, s.device_id, c.device_id, "
-      "s.group_name, s.iccid, s.status, s.imei FROM certificate_sha256 h "
-      "JOIN certificates c ON c.serial = h.serial JOIN subscribers s ON "
-      "s.imsi = c.imsi WHERE h.sha256 = ? ORDER BY c.issued_at DESC, "
-      "c.serial LIMIT 1",
+      absl::StrCat("SELECT ", kTokenSubjectColumns,
+                   " FROM certificate_sha256 h JOIN certificates c ON "
+                   "c.serial = h.serial JOIN subscribers s ON s.imsi = c.imsi "
+                   "WHERE h.sha256 = ? ORDER BY c.issued_at DESC, c.serial "
+                   "LIMIT 1"),
       "token subject by certificate hash", {cert_sha256},
-      [&](SqliteStatement& row) {
-        t.serial = row.Text(0);
-        t.cert_status = row.Text(1);
-        t.imsi = row.Text(2);
-        t.device_id = row.Text(3);
-        if (t.device_id.empty()) t.device_id = row.Text(4);
-        t.group = row.Text(5);
-        t.iccid = row.Text(6);
-        t.status = row.Text(7);
-        t.imei = row.Text(8);
-      });
+      [&](SqliteStatement& row) { t = TokenSubjectFrom(row); });
   if (!found.ok()) return found.status();
   if (!*found) {
     return absl::NotFoundError("no certificate with that SHA-256 hash");
