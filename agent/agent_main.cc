@@ -42,6 +42,7 @@ struct Flags {
   bool set_clock = false;
   std::string max_skew = "2s";
   bool verbose = false;
+  std::string log_format = "text";
   // Tokens (docs/tokens.md).
   std::vector<std::string> audiences;
   std::vector<std::string> scopes;
@@ -64,6 +65,9 @@ std::string Time(absl::Time t) {
 // Validates the flags into a config.
 absl::StatusOr<AgentConfig> Configure(const Flags& f) {
   if (f.verbose) SetLogLevel(LogLevel::kDebug);
+  if (LogFormat format; ParseLogFormat(f.log_format, &format)) {
+    SetLogFormat(format);
+  }
   AgentConfig c;
   auto broker = ParseBroker(f.broker);
   if (!broker.ok()) return broker.status();
@@ -278,6 +282,10 @@ int main(int argc, char** argv) {
                   "uncertain)")
         ->capture_default_str();
     c->add_flag("-v,--verbose", f.verbose, "Log progress and retries");
+    c->add_option("--log-format", f.log_format,
+                  "text, or json (one JSON object per line)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"text", "json"}));
   };
   auto sim = [&](CLI::App* c) {
     c->add_option("--sim", f.sim,

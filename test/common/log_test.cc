@@ -68,5 +68,46 @@ TEST(LogTest, JwtKidWithNulAndPrintableBytesKept) {
   EXPECT_THAT(out, HasSubstr("ERROR"));
 }
 
+TEST(LogTest, JsonLinesEscapeAsJsonRequires) {
+  const std::string line = FormatLogLine(
+      LogLevel::kWarning, "a \"b\" \\ c\nd\x01 \xc3\xa9",
+      "2026-12-08T00:00:00.000Z", LogFormat::kJson, /*journald=*/false);
+  EXPECT_EQ(line,
+            "{\"time\":\"2026-12-08T00:00:00.000Z\",\"level\":\"warning\","
+            "\"msg\":\"a \\\"b\\\" \\\\ c\\nd\\u0001 \xc3\xa9\"}");
+  // Bytes that are not UTF-8 cannot make the line invalid JSON.
+  EXPECT_EQ(
+      FormatLogLine(LogLevel::kInfo, "x\xff", "T", LogFormat::kJson, false),
+      "{\"time\":\"T\",\"level\":\"info\",\"msg\":\"x\\u00ff\"}");
+  EXPECT_EQ(
+      FormatLogLine(LogLevel::kInfo, "\xc3", "T", LogFormat::kJson, false),
+      "{\"time\":\"T\",\"level\":\"info\",\"msg\":\"\\u00c3\"}");
+}
+
+TEST(LogTest, JournaldLinesStartWithTheSyslogPriority) {
+  EXPECT_EQ(FormatLogLine(LogLevel::kDebug, "m", "T", LogFormat::kText, true),
+            "<7>T DEBUG m");
+  EXPECT_EQ(FormatLogLine(LogLevel::kInfo, "m", "T", LogFormat::kText, true),
+            "<6>T INFO m");
+  EXPECT_EQ(FormatLogLine(LogLevel::kWarning, "m", "T", LogFormat::kText, true),
+            "<4>T WARN m");
+  EXPECT_EQ(FormatLogLine(LogLevel::kError, "m", "T", LogFormat::kJson, true),
+            "<3>{\"time\":\"T\",\"level\":\"error\",\"msg\":\"m\"}");
+  EXPECT_EQ(FormatLogLine(LogLevel::kError, "m", "T", LogFormat::kText, false),
+            "T ERROR m");
+}
+
+TEST(LogTest, SetLogFormatSwitchesToJsonLines) {
+  LogFormat format = LogFormat::kText;
+  ASSERT_TRUE(ParseLogFormat("json", &format));
+  EXPECT_FALSE(ParseLogFormat("xml", &format));
+  SetLogFormat(format);
+  const std::string out = CaptureStderr([] { LogInfo("hello %s", "json"); });
+  SetLogFormat(LogFormat::kText);
+  EXPECT_THAT(out,
+              MatchesRegex("\\{\"time\":\"[0-9T:.Z-]+\",\"level\":\"info\","
+                           "\"msg\":\"hello json\"\\}\n"));
+}
+
 }  // namespace
 }  // namespace simprov
