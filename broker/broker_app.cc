@@ -202,6 +202,18 @@ absl::Status BrokerApp::Init() {
   if (f.rate_burst < 1) {
     return absl::InvalidArgumentError("--rate-burst must be at least 1");
   }
+  // Public URLs that name nobody are refused before anything is created
+  // (the one derived from --http-listen is checked when it is bound).
+  bool loopback = false;
+  for (const auto& [flag, url] :
+       {std::pair{"--public-url", &f.public_url},
+        std::pair{"--token-issuer", &f.token_issuer}}) {
+    if (url->empty()) continue;
+    if (auto ok = PublicBaseUrl(*url, "", 0, "", &loopback); !ok.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, ": ", ok.status().message()));
+    }
+  }
 
   // Bad operator CA files are refused before the data dir is touched.
   if (!f.ca.empty()) {
@@ -459,38 +471,77 @@ absl::Status BrokerApp::StartGrpc() {
 
 absl::Status BrokerApp::StartHttp() {
   const BrokerConfig& f = config_;
+  bool loopback = false;
   if (f.http_listen.empty()) {
+    if (!f.public_url.empty()) {
+      auto base = PublicBaseUrl(f.public_url, "", 0, "", &loopback);
+      if (!base.ok()) return base.status();
+      if (f.token_issuer.empty()) tokens_->SetIssuer(*base);
+    }
     crl_->SetUrl(CrlUrl(f.public_url, "", 0, ""));
-    return absl::OkStatus();
+    return StartMetricsHttp();
   }
   auto hp = ParseHostPort(f.http_listen);
   if (!hp.ok()) return hp.status();
   http_ = std::make_unique<httplib::Server>();
   http_->set_socket_options(ExclusiveSocketOptions);
-  RegisterBrokerHttpRoutes(*http_, {.store = *store_,
-                                    .anchors_pem = ca_->TrustAnchorsPem(),
-                                    .metrics = metrics_registry_,
-                                    .crl = *crl_,
-                                    .tokens = *tokens_});
+  RegisterBrokerHttpRoutes(
+      *http_,
+      {.store = *store_,
+       .anchors_pem = ca_->TrustAnchorsPem(),
+       .metrics = f.metrics_listen.empty() ? &metrics_registry_ : nullptr,
+       .crl = *crl_,
+       .tokens = *tokens_});
   int http_port =
       hp->port == 0 ? http_->bind_to_any_port(hp->host)
                     : (http_->bind_to_port(hp->host, hp->port) ? hp->port : -1);
   if (http_port <= 0) return CannotListen(f.http_listen);
   const std::string http_bound = absl::StrCat(hp->host, ":", http_port);
-  crl_->SetUrl(CrlUrl(f.public_url, hp->host, http_port, names_.front()));
-  if (f.token_issuer.empty()) {
-    tokens_->SetIssuer(hp->host.find(':') != std::string::npos
-                           ? absl::StrCat("http://[", hp->host, "]:", http_port)
-                           : "http://" + http_bound);
+  // The token issuer, the JWKS and the CRL address: one public base URL.
+  auto base = PublicBaseUrl(f.public_url, hp->host, http_port, names_.front(),
+                            &loopback);
+  if (!base.ok()) return base.status();
+  if (loopback && f.public_url.empty()) {
+    LogWarning(
+        "the broker's public URL is %s, a loopback address: only this "
+        "machine can fetch its CRL and JWKS; set --public-url",
+        *base);
   }
+  crl_->SetUrl(CrlUrl(*base, "", 0, ""));
+  if (f.token_issuer.empty()) tokens_->SetIssuer(*base);
   http_thread_ = std::thread([this] { http_->listen_after_bind(); });
   if (absl::Status s =
           WriteFileAtomic(paths_.http_address(), http_bound + "\n", 0644);
       !s.ok()) {
     return s;
   }
-  LogInfo("HTTP (/healthz, /readyz, /metrics, /ca.pem, %s) on %s", kCrlHttpPath,
-          http_bound);
+  LogInfo("HTTP (/healthz, /readyz,%s /ca.pem, %s) on %s; public URL %s",
+          f.metrics_listen.empty() ? " /metrics," : "", kCrlHttpPath,
+          http_bound, *base);
+  return StartMetricsHttp();
+}
+
+absl::Status BrokerApp::StartMetricsHttp() {
+  const BrokerConfig& f = config_;
+  if (f.metrics_listen.empty()) return absl::OkStatus();
+  auto hp = ParseHostPort(f.metrics_listen);
+  if (!hp.ok()) return hp.status();
+  metrics_http_ = std::make_unique<httplib::Server>();
+  metrics_http_->set_socket_options(ExclusiveSocketOptions);
+  RegisterMetricsRoute(*metrics_http_, metrics_registry_);
+  const int port =
+      hp->port == 0
+          ? metrics_http_->bind_to_any_port(hp->host)
+          : (metrics_http_->bind_to_port(hp->host, hp->port) ? hp->port : -1);
+  if (port <= 0) return CannotListen(f.metrics_listen);
+  const std::string bound = absl::StrCat(hp->host, ":", port);
+  metrics_thread_ = std::thread([this] { metrics_http_->listen_after_bind(); });
+  if (absl::Status s =
+          WriteFileAtomic(paths_.metrics_address(), bound + "\n", 0644);
+      !s.ok()) {
+    return s;
+  }
+  LogInfo("metrics (/metrics) on %s", bound);
   return absl::OkStatus();
 }
 
@@ -527,6 +578,11 @@ void BrokerApp::Shutdown() {
       std::chrono::system_clock::now() + std::chrono::seconds(5);
   if (device_server_) device_server_->Shutdown(deadline);
   if (admin_server_) admin_server_->Shutdown(deadline);
+  if (metrics_http_) {
+    metrics_http_->stop();
+    if (metrics_thread_.joinable()) metrics_thread_.join();
+    unlink(paths_.metrics_address().c_str());
+  }
   if (http_) {
     http_->stop();
     if (http_thread_.joinable()) http_thread_.join();
@@ -558,6 +614,9 @@ int RunBroker(const BrokerConfig& config) {
   if (config.log_level == "debug") SetLogLevel(LogLevel::kDebug);
   if (config.log_level == "warning") SetLogLevel(LogLevel::kWarning);
   if (config.log_level == "error") SetLogLevel(LogLevel::kError);
+  if (LogFormat format; ParseLogFormat(config.log_format, &format)) {
+    SetLogFormat(format);
+  }
 
   auto app = BrokerApp::Create(config);
   if (!app.ok()) return Fail(app.status());

@@ -71,6 +71,8 @@ struct BrokerConfig {
   int rate_burst = 10;
   std::string rate_refill = "2s";
   std::string log_level = "info";
+  std::string log_format = "text";
+  std::string metrics_listen;  // empty: /metrics on --http-listen
   std::string public_url;
   std::string crl_validity = "24h";
   // Tokens (docs/tokens.md).
@@ -121,6 +123,7 @@ class BrokerApp {
   absl::Status InitServices();
   absl::Status StartGrpc();
   absl::Status StartHttp();
+  absl::Status StartMetricsHttp();
   void Sweep();
 
   // The data dir's lock, taken by Init before it writes anything there;
@@ -177,6 +180,8 @@ class BrokerApp {
   std::unique_ptr<grpc::Server> admin_server_;
   std::unique_ptr<httplib::Server> http_;
   std::thread http_thread_;
+  std::unique_ptr<httplib::Server> metrics_http_;  // --metrics-listen
+  std::thread metrics_thread_;
   bool outbox_started_ = false;
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "absl/status/statusor.h"
+
 namespace httplib {
 class Server;
 }  // namespace httplib
@@ -21,7 +23,8 @@ class TokenService;
 struct BrokerHttpRoutes {
   Store& store;             // /readyz: Store::Ping
   std::string anchors_pem;  // /ca.pem: the devices' trust anchors
-  MetricsRegistry& metrics;
+  // /metrics; null when --metrics-listen serves it on its own listener.
+  MetricsRegistry* metrics;
   const CrlPublisher& crl;
   TokenService& tokens;
 };
@@ -34,6 +37,21 @@ struct BrokerHttpRoutes {
 // and the CRL and token routes.
 void RegisterBrokerHttpRoutes(httplib::Server& http,
                               const BrokerHttpRoutes& routes);
+
+//   GET /metrics   Prometheus text format (also on --metrics-listen)
+void RegisterMetricsRoute(httplib::Server& http, MetricsRegistry& metrics);
+
+// The base URL peers reach the broker's HTTP at: the token issuer, the
+// JWKS and the CRL Distribution Point derive from it. `public_url` when
+// given; else http://HOST:PORT of the HTTP listener, with a wildcard host
+// (0.0.0.0, ::) replaced by `public_name`. InvalidArgument for a URL that
+// is not http(s) or names a wildcard address (nobody can reach it);
+// `*loopback` says whether it names a loopback address (worth a warning).
+absl::StatusOr<std::string> PublicBaseUrl(const std::string& public_url,
+                                          const std::string& http_host,
+                                          int http_port,
+                                          const std::string& public_name,
+                                          bool* loopback);
 
 }  // namespace simprov
 

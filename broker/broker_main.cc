@@ -50,17 +50,27 @@ int main(int argc, char** argv) {
                  "Time to regain one challenge after the burst")
       ->capture_default_str();
   app.add_option("--public-url", f.public_url,
-                 "Base URL devices and peers reach the broker's HTTP at "
-                 "(CRL Distribution Points); default: from --http-listen");
+                 "Base URL devices and applications reach the broker's HTTP "
+                 "at: the token issuer, the JWKS URL and the CRL "
+                 "Distribution Point derive from it (default: http://"
+                 "HTTP-LISTEN, a wildcard host replaced by the first "
+                 "--public-name)");
+  app.add_option("--metrics-listen", f.metrics_listen,
+                 "Serve /metrics on this HOST:PORT instead of on "
+                 "--http-listen (keep it off the public port)");
   app.add_option("--crl-validity", f.crl_validity,
                  "CRL nextUpdate - thisUpdate (regenerated at half)")
       ->capture_default_str();
   app.add_option("--log-level", f.log_level, "debug, info, warning or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
+  app.add_option("--log-format", f.log_format,
+                 "text, or json (one JSON object per line)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--token-issuer", f.token_issuer,
-                 "iss of device tokens and the discovery issuer (default: "
-                 "http://HTTP-ADDRESS); set it to the public URL")
+                 "iss of device tokens and the metadata's issuer (default: "
+                 "--public-url)")
       ->check([](const std::string& s) {
         return s.rfind("https://", 0) == 0 || s.rfind("http://", 0) == 0
                    ? std::string()

@@ -44,6 +44,7 @@ struct DataDirPaths {
   std::string admin_ca_dir() const { return root + "/admin-ca"; }
   std::string listen_address() const { return root + "/listen-address"; }
   std::string http_address() const { return root + "/http-address"; }
+  std::string metrics_address() const { return root + "/metrics-address"; }
   std::string admin_address() const { return root + "/admin-address"; }
   std::string lock() const { return root + "/" + kBackupLockName; }
 };
