@@ -498,8 +498,10 @@ absl::Status BrokerApp::StartHttp() {
   if (http_port <= 0) return CannotListen(f.http_listen);
   const std::string http_bound = absl::StrCat(hp->host, ":", http_port);
   // The token issuer, the JWKS and the CRL address: one public base URL.
-  auto base = PublicBaseUrl(f.public_url, hp->host, http_port, names_.front(),
-                            &loopback);
+  auto base = PublicBaseUrl(
+      f.public_url, hp->host, http_port,
+      f.public_names.empty() ? names_.front() : f.public_names.front(),
+      &loopback);
   if (!base.ok()) return base.status();
   if (loopback && f.public_url.empty()) {
     LogWarning(

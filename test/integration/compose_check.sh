@@ -9,6 +9,11 @@
 set -uo pipefail
 src=$1 broker=$2 cli=$3 agent=$4
 tmp=$(mktemp -d)
+# Run as root, mosquitto drops to its own user, as in its image: give that
+# user the data directory the way the image does.
+if [[ $(id -u) == 0 ]] && id mosquitto >/dev/null 2>&1; then
+  chown mosquitto:mosquitto "$tmp"
+fi
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
@@ -71,7 +76,7 @@ printf 'imsi,ki,opc\n%s,%s,%s\n' "$imsi" "$k" "$opc" >"$tmp/sims.csv"
   fail "import"
 printf '{"imsi": "%s", "k": "%s", "opc": "%s"}\n' "$imsi" "$k" "$opc" >"$tmp/sim.json"
 "$agent" bootstrap --broker "$(cat "$tmp/b/listen-address")" --sim "soft:$tmp/sim.json" \
-  --out "$tmp/dev" --broker-ca "$tmp/b/ca.pem" --wait-registered 30s >/dev/null 2>"$tmp/agent.log" ||
+  --out "$tmp/dev" --broker-ca "$tmp/b/ca.pem" --wait-registered=30s >/dev/null 2>"$tmp/agent.log" ||
   fail "bootstrap: $(cat "$tmp/agent.log")"
 mosquitto_ctrl -h 127.0.0.1 -p "$port" -u admin -P "$MOSQUITTO_ADMIN_PASSWORD" \
   dynsec getClient "$imsi" >/dev/null 2>&1 || fail "device $imsi not registered in Mosquitto"
