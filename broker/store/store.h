@@ -174,6 +174,10 @@ class Store {
   virtual absl::Status RecordIssuance(const CertificateRecord& cert,
                                       const AuditEvent& event) = 0;
   virtual absl::Status AppendAudit(const AuditEvent& event) = 0;
+  // Appends `event` after the queued ones and returns once it is durable
+  // (it joins the group commit of concurrent writes). For the record of an
+  // answer the broker must not lose in a crash: an issued token's.
+  virtual absl::Status AppendAuditDurable(const AuditEvent& event) = 0;
   virtual absl::StatusOr<std::vector<CertificateRecord>> CertificatesOf(
       const std::string& imsi) = 0;
   // NotFound for a serial this broker never issued.

@@ -183,11 +183,14 @@ std::string TokenService::issuer() const {
   return issuer_;
 }
 
-void TokenService::Audit(const std::string& actor, const std::string& action,
-                         const std::string& target, const std::string& reason) {
-  absl::Status s =
-      store_.AppendAudit({clock_.Now(), actor, action, target, "ok", reason});
+absl::Status TokenService::Audit(const std::string& actor,
+                                 const std::string& action,
+                                 const std::string& target,
+                                 const std::string& reason) {
+  absl::Status s = store_.AppendAuditDurable(
+      {clock_.Now(), actor, action, target, "ok", reason});
   if (!s.ok()) LogError("audit %s: %s", action, s.message());
+  return s;
 }
 
 absl::StatusOr<TokenService::VerifiedCert> TokenService::VerifyClientCert(
@@ -377,10 +380,14 @@ absl::StatusOr<v1::IssueTokenResponse> TokenService::Issue(
              token.status().message());
     return absl::InternalError("token signing failed");
   }
-  Audit(
-      subject->imsi, "token", subject->imsi,
-      absl::StrCat("jti=", claims.jti, " aud=", absl::StrJoin(claims.aud, ","),
-                   " exp=", exp, " kid=", (*key)->kid));
+  // No token leaves without its audit record.
+  if (!Audit(subject->imsi, "token", subject->imsi,
+             absl::StrCat("jti=", claims.jti,
+                          " aud=", absl::StrJoin(claims.aud, ","), " exp=", exp,
+                          " kid=", (*key)->kid))
+           .ok()) {
+    return absl::UnavailableError("audit unavailable: token not issued");
+  }
   v1::IssueTokenResponse resp;
   resp.set_token(std::move(*token));
   resp.set_expires_at_unix(exp);
@@ -402,7 +409,7 @@ absl::StatusOr<v1::CreateAppResponse> TokenService::CreateApp(
       !s.ok()) {
     return s;
   }
-  Audit(actor, "app-create", name, "");
+  (void)Audit(actor, "app-create", name, "");
   v1::CreateAppResponse resp;
   resp.set_name(name);
   resp.set_key(key);
@@ -417,7 +424,7 @@ absl::Status TokenService::RevokeToken(const std::string& jti,
   if (absl::Status s = store_.RevokeTokenId(jti, clock_.Now()); !s.ok()) {
     return s;
   }
-  Audit(actor, "token-revoke", jti, "");
+  (void)Audit(actor, "token-revoke", jti, "");
   return absl::OkStatus();
 }
 
@@ -427,7 +434,8 @@ absl::Status TokenService::RevokeDevice(const std::string& imsi,
   if (absl::Status s = store_.RevokeDeviceTokens(imsi, clock_.Now()); !s.ok()) {
     return s;
   }
-  Audit(actor, "token-revoke", imsi, "all tokens of the device issued so far");
+  (void)Audit(actor, "token-revoke", imsi,
+              "all tokens of the device issued so far");
   return absl::OkStatus();
 }
 

@@ -116,9 +116,11 @@ class TokenService {
   void Sweep();
 
  private:
-  // Queued by the store, written in batches (Store::AppendAudit).
-  void Audit(const std::string& actor, const std::string& action,
-             const std::string& target, const std::string& reason);
+  // Durable before it returns (Store::AppendAuditDurable): an answered
+  // token always has its record, crash or not. Failures are logged and
+  // returned.
+  absl::Status Audit(const std::string& actor, const std::string& action,
+                     const std::string& target, const std::string& reason);
   // A certificate whose chain verified: its serial, expiry and cnf
   // thumbprint. Chain verification (two ECDSA verifies) is remembered per
   // certificate until it expires; its status is read from the store at

@@ -52,6 +52,7 @@ class SqliteStore : public Store {
   absl::Status RecordIssuance(const CertificateRecord& cert,
                               const AuditEvent& event) override;
   absl::Status AppendAudit(const AuditEvent& event) override;
+  absl::Status AppendAuditDurable(const AuditEvent& event) override;
   absl::StatusOr<std::vector<CertificateRecord>> CertificatesOf(
       const std::string& imsi) override;
   absl::StatusOr<CertificateRecord> GetCertificate(

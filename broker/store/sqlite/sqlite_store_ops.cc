@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/store/sqlite/sqlite_store.h"
+#include "broker/store/sqlite/sqlite_store_internal.h"
 
 namespace simprov {
 namespace {
@@ -45,6 +46,13 @@ absl::Status ScrubReplacedContent(const std::string& path) {
 }
 
 }  // namespace
+
+absl::Status SqliteStore::AppendAuditDurable(const AuditEvent& event) {
+  (void)FlushAudit();  // events queued earlier come first (cheap when none)
+  return Write([&](SqliteConnection& db) -> absl::Status {
+    return sqlite_internal::InsertAudit(db, event);
+  });
+}
 
 absl::Status SqliteStore::Ping() {
   // An open connection keeps reading a deleted file: check the path too.

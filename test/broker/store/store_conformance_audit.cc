@@ -31,6 +31,20 @@ TEST_P(StoreConformanceTest, AppendAuditKeepsOrderPerImsi) {
   EXPECT_EQ((*audit)[1].result, "refused");
 }
 
+// A durable append is written before it returns, after the events queued
+// before it: another handle on the same store sees both at once, with no
+// flush and no close (a crash right after the answer loses nothing).
+TEST_P(StoreConformanceTest, DurableAuditIsWrittenBeforeItReturns) {
+  ASSERT_TRUE(store_->AppendAudit(Event(Imsi(1), "queued", kT0)).ok());
+  ASSERT_TRUE(
+      store_->AppendAuditDurable(Event(Imsi(1), "jti=durable", kT0)).ok());
+  auto peer = GetParam().open(dir_.path(), clock_);
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  auto audit = (*peer)->AuditOf(Imsi(1));
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  EXPECT_EQ(Reasons(*audit), (Strings{"queued", "jti=durable"}));
+}
+
 // Appended events are queued; FlushAudit writes them (durably), and any
 // write with its own event comes after the events queued before it.
 TEST_P(StoreConformanceTest, AppendedEventsAreFlushedInOrder) {
