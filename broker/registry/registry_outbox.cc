@@ -102,6 +102,9 @@ void RegistryOutbox::WorkerLoop() {
     }
     auto n = RunOnce();
     if (!n.ok()) LogError("registry outbox: %s", n.status().message());
+    // A full batch delivered: more may be due, so go on at once (the pacing
+    // of each registry still applies); otherwise wait to be woken.
+    if (n.ok() && static_cast<size_t>(*n) >= options_.batch) continue;
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.poll_interval),
                  [this] { return stopping_ || woken_; });
