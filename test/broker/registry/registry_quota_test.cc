@@ -213,17 +213,15 @@ TEST_F(QuotaTest, DeliveriesArePacedToTheRate) {
   EXPECT_EQ(throttled_, 0);
   auto reg = Arrivals("RegisterCertificate");
   ASSERT_EQ(reg.size(), 30u);
-  // 50 ms apart when sent; each arrival may come a few ms late (more on a
-  // loaded machine), so: no two together (an unpaced worker sends them
-  // about 1 ms apart), and every ten in a row spread over 500 ms but for
-  // one arrival's delay.
-  for (size_t i = 1; i < reg.size(); ++i) {
-    EXPECT_GE(Seconds(reg[i - 1].at, reg[i].at), 0.030) << i;
-  }
+  // 50 ms apart when sent. Each arrival may come late by its network and
+  // scheduling delay (tens of ms on a loaded machine), so the check allows
+  // one arrival's delay of up to 50 ms: every ten in a row spread over at
+  // least 450 ms, all thirty over at least 1.40 s. Unpaced, the thirty
+  // arrive within about 0.1 s.
   for (size_t i = 10; i < reg.size(); ++i) {
-    EXPECT_GE(Seconds(reg[i - 10].at, reg[i].at), 0.5 - 0.015) << i;
+    EXPECT_GE(Seconds(reg[i - 10].at, reg[i].at), 0.5 - 0.05) << i;
   }
-  EXPECT_GE(Seconds(reg.front().at, reg.back().at), 29 * 0.05 - 0.015);
+  EXPECT_GE(Seconds(reg.front().at, reg.back().at), 29 * 0.05 - 0.05);
 }
 
 // Unpaced (rate=0) against a quota of 10 a second: the endpoint throttles,
