@@ -322,6 +322,7 @@ absl::Status BrokerApp::InitServices() {
   auto outbox = ConfigureRegistries(f.registry, *store_, clock_, random_);
   if (!outbox.ok()) return outbox.status();
   outbox_ = std::move(*outbox);
+  outbox_->OnThrottled(metrics_.RegisterRegistries(outbox_->RegistryNames()));
   options.issuance = outbox_.get();
   {
     Store* st = store_.get();

@@ -6,6 +6,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -91,6 +93,12 @@ int GroupsApply(const CliContext& g, const std::string& file) {
           absl::Status s = Explain(st, where);
           return Fail(
               absl::Status(s.code(), absl::StrCat(file, ": ", s.message())));
+        }
+        if (g.json) {
+          PrintJson({{"applied",
+                      json(std::vector<std::string>(resp.applied().begin(),
+                                                    resp.applied().end()))}});
+          return kExitOk;
         }
         std::cout << "applied " << resp.applied_size()
                   << " groups: " << absl::StrJoin(resp.applied(), ", ") << "\n";
@@ -180,6 +188,10 @@ int GroupsDelete(const CliContext& g, const std::string& name) {
                      v1::DeleteGroupResponse resp;
                      grpc::Status st = stub.DeleteGroup(&ctx, req, &resp);
                      if (!st.ok()) return Fail(Explain(st, where));
+                     if (g.json) {
+                       PrintJson({{"deleted", name}});
+                       return kExitOk;
+                     }
                      std::cout << "deleted group " << name << "\n";
                      return kExitOk;
                    });
@@ -200,6 +212,10 @@ int SetStatus(const CliContext& g, const std::string& imsi,
         v1::LifecycleResponse resp;
         grpc::Status st = stub.SetSubscriberStatus(&ctx, req, &resp);
         if (!st.ok()) return Fail(Explain(st, where));
+        if (g.json) {
+          PrintJson({{"imsi", imsi}, {"status", resp.status()}});
+          return kExitOk;
+        }
         std::cout << "subscriber " << imsi << " is " << resp.status() << "\n";
         return kExitOk;
       });
@@ -217,6 +233,11 @@ int SetGroup(const CliContext& g, const std::string& imsi,
         v1::LifecycleResponse resp;
         grpc::Status st = stub.SetSubscriberGroup(&ctx, req, &resp);
         if (!st.ok()) return Fail(Explain(st, where));
+        if (g.json) {
+          PrintJson(
+              {{"imsi", imsi}, {"group", group}, {"status", resp.status()}});
+          return kExitOk;
+        }
         std::cout << "subscriber " << imsi << " is in group " << group
                   << " (applies at its next issuance or renewal)\n";
         return kExitOk;
@@ -233,6 +254,10 @@ int ClearImeiLock(const CliContext& g, const std::string& imsi) {
         v1::LifecycleResponse resp;
         grpc::Status st = stub.ClearImeiLock(&ctx, req, &resp);
         if (!st.ok()) return Fail(Explain(st, where));
+        if (g.json) {
+          PrintJson({{"imsi", imsi}, {"status", resp.status()}});
+          return kExitOk;
+        }
         std::cout << "subscriber " << imsi
                   << ": IMEI lock cleared; the next IMEI seen binds\n";
         return kExitOk;
@@ -264,6 +289,13 @@ int Revoke(const CliContext& g, const std::string& imsi,
         v1::RevokeDeviceResponse resp;
         grpc::Status st = stub.RevokeDevice(&ctx, req, &resp);
         if (!st.ok()) return Fail(Explain(st, where));
+        if (g.json) {
+          PrintJson(
+              {{"revoked", json(std::vector<std::string>(
+                               resp.serials().begin(), resp.serials().end()))},
+               {"crl_number", resp.crl_number()}});
+          return kExitOk;
+        }
         if (resp.serials().empty()) {
           std::cout << "nothing to revoke (no valid certificate); CRL "
                        "regenerated\n";
@@ -289,6 +321,15 @@ int Replace(const CliContext& g, const std::string& old_imsi,
         v1::ReplaceDeviceResponse resp;
         grpc::Status st = stub.ReplaceDevice(&ctx, req, &resp);
         if (!st.ok()) return Fail(Explain(st, where));
+        if (g.json) {
+          PrintJson({{"device_id", resp.device_id()},
+                     {"old_imsi", old_imsi},
+                     {"new_imsi", new_imsi},
+                     {"revoked", json(std::vector<std::string>(
+                                     resp.revoked_serials().begin(),
+                                     resp.revoked_serials().end()))}});
+          return kExitOk;
+        }
         std::cout << "device " << resp.device_id() << ": SIM " << old_imsi
                   << " replaced by " << new_imsi << "; revoked "
                   << resp.revoked_serials_size() << " certificate"
@@ -474,6 +515,7 @@ void AddFleetCommands(CLI::App& app, CliContext& ctx) {
       "apply", "Create or update the groups of a JSON file (all or nothing)");
   apply->add_option("FILE", *file, "{\"groups\": [{\"name\": ...}, ...]}")
       ->required();
+  AddJsonFlag(apply, ctx);
   apply->callback([&ctx, file] { ctx.rc = GroupsApply(ctx, *file); });
   auto* glist = groups->add_subcommand("list", "List groups");
   AddPaging(glist, *paging);
@@ -486,6 +528,7 @@ void AddFleetCommands(CLI::App& app, CliContext& ctx) {
   auto* gdel = groups->add_subcommand(
       "delete", "Delete a group (refused while subscribers belong to it)");
   gdel->add_option("NAME", *name, "Group name")->required();
+  AddJsonFlag(gdel, ctx);
   gdel->callback([&ctx, name] { ctx.rc = GroupsDelete(ctx, *name); });
 
   // subscribers lifecycle (the group is created by AddSubscriberCommands)
@@ -502,6 +545,7 @@ void AddFleetCommands(CLI::App& app, CliContext& ctx) {
             : "Refuse the SIM for good (resume does not undo it)";
     auto* c = subs->add_subcommand(action, help);
     c->add_option("IMSI", *imsi, "The subscriber's IMSI")->required();
+    AddJsonFlag(c, ctx);
     std::string a = action;
     c->callback([&ctx, imsi, a] { ctx.rc = SetStatus(ctx, *imsi, a); });
   }
@@ -509,10 +553,12 @@ void AddFleetCommands(CLI::App& app, CliContext& ctx) {
       "set-group", "Move a subscriber to a group (applies at next issuance)");
   sg->add_option("IMSI", *imsi, "The subscriber's IMSI")->required();
   sg->add_option("GROUP", *group, "An existing group")->required();
+  AddJsonFlag(sg, ctx);
   sg->callback([&ctx, imsi, group] { ctx.rc = SetGroup(ctx, *imsi, *group); });
   auto* cil = subs->add_subcommand(
       "clear-imei-lock", "Forget the bound IMEI; the next IMEI seen binds");
   cil->add_option("IMSI", *imsi, "The subscriber's IMSI")->required();
+  AddJsonFlag(cil, ctx);
   cil->callback([&ctx, imsi] { ctx.rc = ClearImeiLock(ctx, *imsi); });
 
   // devices
@@ -532,6 +578,7 @@ void AddFleetCommands(CLI::App& app, CliContext& ctx) {
                   "RFC 5280 reason: unspecified, keyCompromise, cACompromise, "
                   "affiliationChanged, superseded, cessationOfOperation, "
                   "privilegeWithdrawn, aACompromise");
+  AddJsonFlag(rev, ctx);
   rev->callback([&ctx, imsi, serial, reason] {
     ctx.rc = Revoke(ctx, *imsi, *serial, *reason);
   });
@@ -544,6 +591,7 @@ void AddFleetCommands(CLI::App& app, CliContext& ctx) {
   rep->add_option("OLD_IMSI", *old_imsi, "The SIM being replaced")->required();
   rep->add_option("NEW_IMSI", *new_imsi, "The new SIM (imported, unused)")
       ->required();
+  AddJsonFlag(rep, ctx);
   rep->callback([&ctx, old_imsi, new_imsi] {
     ctx.rc = Replace(ctx, *old_imsi, *new_imsi);
   });

@@ -35,8 +35,12 @@ int CreateApp(const CliContext& g, const std::string& name) {
   v1::CreateAppResponse resp;
   grpc::Status st = stub->CreateApp(&ctx, req, &resp);
   if (!st.ok()) return Fail(Explain(st, where));
-  std::cout << "application: " << resp.name() << "\n"
-            << "key:         " << resp.key() << "\n";
+  if (g.json) {
+    PrintJson({{"name", resp.name()}, {"key", resp.key()}});
+  } else {
+    std::cout << "application: " << resp.name() << "\n"
+              << "key:         " << resp.key() << "\n";
+  }
   std::cerr << "simprov: the key is shown once; the broker keeps only its "
                "hash. Introspect with HTTP Basic "
             << resp.name() << ":KEY\n";
@@ -67,7 +71,9 @@ int Revoke(const CliContext& g, const std::string& jti,
     st = stub->RevokeDeviceTokens(&ctx, req, &resp);
   }
   if (!st.ok()) return Fail(Explain(st, where));
-  if (!jti.empty()) {
+  if (g.json) {
+    PrintJson({{"jti", jti}, {"device", imsi}});
+  } else if (!jti.empty()) {
     std::cout << "revoked token " << jti << "\n";
   } else {
     std::cout << "revoked every token issued so far to " << imsi << "\n";
@@ -113,7 +119,7 @@ struct VerifyFlags {
   std::string token;
 };
 
-int Verify(const VerifyFlags& f) {
+int Verify(const VerifyFlags& f, bool as_json) {
   const bool url = absl::StartsWith(f.jwks, "http://") ||
                    absl::StartsWith(f.jwks, "https://");
   TokenVerifierOptions o;
@@ -157,6 +163,12 @@ int Verify(const VerifyFlags& f) {
     std::cerr << "simprov: token invalid: " << r.error << "\n";
     return kExitInvalid;
   }
+  if (as_json) {
+    PrintJson({{"valid", true},
+               {"claims",
+                nlohmann::json::parse(r.token.claims_json, nullptr, false)}});
+    return kExitOk;
+  }
   std::cout << r.token.claims_json << "\n";
   return kExitOk;
 }
@@ -174,6 +186,7 @@ void AddTokenCommands(CLI::App& app, CliContext& ctx) {
       ->add_option("NAME", *name,
                    "The application's name: the token audience it accepts")
       ->required();
+  AddJsonFlag(create, ctx);
   create->callback([&ctx, name] { ctx.rc = CreateApp(ctx, *name); });
 
   auto* tokens = app.add_subcommand("tokens", "Device tokens");
@@ -186,6 +199,7 @@ void AddTokenCommands(CLI::App& app, CliContext& ctx) {
       "introspection answers active=false at once");
   revoke->add_option("JTI", *jti, "The token's jti claim");
   revoke->add_option("--device", *imsi, "Revoke all tokens of this IMSI");
+  AddJsonFlag(revoke, ctx);
   revoke->callback([&ctx, jti, imsi] { ctx.rc = Revoke(ctx, *jti, *imsi); });
 
   auto* token = app.add_subcommand("token", "Work with one device token");
@@ -211,7 +225,8 @@ void AddTokenCommands(CLI::App& app, CliContext& ctx) {
   verify
       ->add_option("TOKEN", vf->token, "The token, or - to read it from stdin")
       ->required();
-  verify->callback([&ctx, vf] { ctx.rc = Verify(*vf); });
+  AddJsonFlag(verify, ctx);
+  verify->callback([&ctx, vf] { ctx.rc = Verify(*vf, ctx.json); });
 }
 
 }  // namespace simprov

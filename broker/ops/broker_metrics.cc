@@ -124,4 +124,17 @@ void BrokerMetrics::RegisterOutbox(std::function<double()> depth,
                      std::move(oldest_age_seconds));
 }
 
+std::function<void(const std::string&)> BrokerMetrics::RegisterRegistries(
+    const std::vector<std::string>& names) {
+  CounterFamily& throttled = registry_.AddCounterFamily(
+      "simprov_registry_throttled_total",
+      "Throttling answers from an IoT registry (each pauses every delivery "
+      "to it), by registry",
+      {"registry"});
+  for (const std::string& n : names) throttled.WithLabels({n});
+  return [&throttled](const std::string& registry) {
+    throttled.WithLabels({registry}).Inc();
+  };
+}
+
 }  // namespace simprov

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -38,6 +39,11 @@ class BrokerMetrics {
   // the age of its oldest entry in seconds (0 when empty).
   void RegisterOutbox(std::function<double()> depth,
                       std::function<double()> oldest_age_seconds);
+
+  // Registers simprov_registry_throttled_total{registry} with a zero
+  // series per registry; returns what counts one throttling answer. Once.
+  std::function<void(const std::string&)> RegisterRegistries(
+      const std::vector<std::string>& names);
 
   // The label value a refusal reason maps to.
   static std::string RefusalLabel(absl::string_view reason);

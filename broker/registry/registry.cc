@@ -2,10 +2,12 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -19,6 +21,13 @@ namespace {
 
 constexpr size_t kMaxUrlSize = 4096;
 constexpr size_t kMaxPayloadSize = 64 * 1024;
+// AWS IoT Core's default quota for its registry calls is about 10 per
+// second per account.
+constexpr double kDefaultAwsRate = 10;
+constexpr double kMaxRate = 10000;
+constexpr char kThrottledPayload[] = "type.simprov.dev/registry-throttled";
+// The longest pause a registry's Retry-After may impose.
+constexpr absl::Duration kMaxRetryAfter = absl::Minutes(5);
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -198,6 +207,18 @@ absl::StatusOr<RegistryUrl> ParseRegistryUrl(absl::string_view url) {
   if (u.name.empty() || u.name.size() > 64) {
     return absl::InvalidArgumentError("registry name must be 1-64 characters");
   }
+  u.rate = u.scheme == "aws-iot" ? kDefaultAwsRate : 0;
+  if (auto it = u.query.find("rate"); it != u.query.end()) {
+    double rate = 0;
+    if (!absl::SimpleAtod(it->second, &rate) || !(rate >= 0) ||
+        rate > kMaxRate) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "registry ", u.Redacted(), ": rate= must be deliveries per second ",
+          "(a number up to 10000, or 0 for unlimited), not '", it->second,
+          "'"));
+    }
+    u.rate = rate;
+  }
   return u;
 }
 
@@ -237,11 +258,55 @@ absl::StatusOr<std::vector<std::string>> ReadRegistryFile(
 
 absl::StatusOr<std::unique_ptr<Registry>> NewRegistry(const RegistryUrl& url,
                                                       Clock& clock) {
-  if (url.scheme == "mosquitto") return NewMosquittoRegistry(url);
-  if (url.scheme == "aws-iot") return NewAwsIotRegistry(url, clock);
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown registry scheme '", url.scheme,
-                   "' (mosquitto:// or aws-iot://)"));
+  absl::StatusOr<std::unique_ptr<Registry>> r;
+  if (url.scheme == "mosquitto") {
+    r = NewMosquittoRegistry(url);
+  } else if (url.scheme == "aws-iot") {
+    r = NewAwsIotRegistry(url, clock);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown registry scheme '", url.scheme,
+                     "' (mosquitto:// or aws-iot://)"));
+  }
+  if (r.ok()) (*r)->set_rate(url.rate);
+  return r;
+}
+
+absl::Status ThrottledError(absl::string_view message,
+                            absl::Duration retry_after) {
+  absl::Status s = absl::ResourceExhaustedError(message);
+  s.SetPayload(kThrottledPayload,
+               absl::Cord(absl::StrCat(absl::ToInt64Milliseconds(
+                   std::max(retry_after, absl::ZeroDuration())))));
+  return s;
+}
+
+bool IsThrottled(const absl::Status& s, absl::Duration* retry_after) {
+  if (s.code() != absl::StatusCode::kResourceExhausted) return false;
+  auto p = s.GetPayload(kThrottledPayload);
+  if (!p.has_value()) return false;
+  int64_t ms = 0;
+  if (retry_after != nullptr) {
+    *retry_after = absl::SimpleAtoi(std::string(*p), &ms)
+                       ? absl::Milliseconds(ms)
+                       : absl::ZeroDuration();
+  }
+  return true;
+}
+
+absl::Duration ParseRetryAfter(absl::string_view value, absl::Time now) {
+  value = absl::StripAsciiWhitespace(value);
+  if (value.empty()) return absl::ZeroDuration();
+  absl::Duration d = absl::ZeroDuration();
+  int64_t seconds = 0;
+  absl::Time at;
+  std::string err;
+  if (absl::SimpleAtoi(value, &seconds)) {
+    d = absl::Seconds(std::max<int64_t>(seconds, 0));
+  } else if (absl::ParseTime("%a, %d %b %Y %H:%M:%S GMT", value, &at, &err)) {
+    d = std::max(at - now, absl::ZeroDuration());
+  }
+  return std::min(d, kMaxRetryAfter);
 }
 
 }  // namespace simprov

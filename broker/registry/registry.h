@@ -9,7 +9,9 @@
 //   mosquitto://USER:PASS@HOST:PORT?tls=1&ca=FILE&topics=T1,T2&...
 //   aws-iot://REGION?policy=NAME&thing=TEMPLATE&endpoint=URL&...
 // Query values are percent-decoded; `name=` names the registry (default:
-// the scheme), `password_env=VAR` reads the password from the environment.
+// the scheme), `password_env=VAR` reads the password from the environment,
+// `rate=N` caps the deliveries the outbox makes per second (default 10 for
+// aws-iot, unlimited for mosquitto; 0 means unlimited).
 #ifndef SIMPROV_BROKER_REGISTRY_REGISTRY_H_
 #define SIMPROV_BROKER_REGISTRY_REGISTRY_H_
 
@@ -55,6 +57,8 @@ struct RegistryUrl {
   int port = 0;
   std::map<std::string, std::string> query;  // percent-decoded
   std::string name;                          // query "name" or the scheme
+  // Deliveries per second (query "rate"); 0: unlimited.
+  double rate = 0;
 
   std::string Get(const std::string& key, const std::string& def = "") const;
   std::string Redacted() const;
@@ -65,6 +69,18 @@ absl::StatusOr<RegistryUrl> ParseRegistryUrl(absl::string_view url);
 // "%23%7Bimsi%7D" -> "#{imsi}"; '+' stays '+'. InvalidArgument on a bad
 // escape.
 absl::StatusOr<std::string> PercentDecode(absl::string_view s);
+// A registry's "slow down" answer (HTTP 429, ThrottlingException): the
+// outbox pauses every delivery to that registry, for `retry_after` when the
+// registry said how long (zero: it did not), and does not count the attempt
+// against the entry. ResourceExhausted with the wait as a payload.
+absl::Status ThrottledError(absl::string_view message,
+                            absl::Duration retry_after);
+// True for a ThrottledError; `retry_after` (may be null) gets its wait.
+bool IsThrottled(const absl::Status& s, absl::Duration* retry_after);
+// An HTTP Retry-After value: delta-seconds or an HTTP-date (relative to
+// `now`). Zero when absent or unparsable; never negative.
+absl::Duration ParseRetryAfter(absl::string_view value, absl::Time now);
+
 // True for a literal loopback address or name: an IPv4 address in
 // 127.0.0.0/8 (dotted quad), ::1 (bracketed or not, or ::ffff:127.x.y.z),
 // or "localhost". Not a name that merely starts with "127.".
@@ -79,6 +95,10 @@ class Registry {
   virtual ~Registry() = default;
   const std::string& name() const { return name_; }
   virtual std::string kind() const = 0;
+  // Deliveries per second the outbox may make here (RegistryUrl::rate);
+  // 0: unlimited.
+  double rate() const { return rate_; }
+  void set_rate(double rate) { rate_ = rate; }
 
   // Templates this registry uses when a group binding does not say.
   virtual std::string DefaultThingTemplate() const { return "#{device_id}"; }
@@ -109,6 +129,7 @@ class Registry {
 
  private:
   const std::string name_;
+  double rate_ = 0;
 };
 
 // Adapters by scheme. InvalidArgument for a bad URL or unknown scheme.

@@ -18,6 +18,7 @@
 #include <cstdlib>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "broker/registry/aws_sigv4.h"
@@ -40,6 +41,8 @@ std::string Env(const char* name) {
 struct HttpAnswer {
   int status = 0;
   std::string body;
+  std::string error_type;   // x-amzn-ErrorType
+  std::string retry_after;  // Retry-After
 };
 
 class AwsIotRegistry : public Registry {
@@ -204,15 +207,36 @@ class AwsIotRegistry : public Registry {
   }
 
  private:
-  static absl::StatusOr<std::string> Failure(absl::string_view call,
-                                             const HttpAnswer& a) {
+  // An error answer as a status. Throttling (HTTP 429, or
+  // ThrottlingException named by the x-amzn-ErrorType header or the body's
+  // __type/code, which AWS also sends with HTTP 400) is a ThrottledError
+  // carrying the Retry-After wait.
+  absl::StatusOr<std::string> Failure(absl::string_view call,
+                                      const HttpAnswer& a) const {
     std::string type;
+    std::string error_code;
     nlohmann::json j = nlohmann::json::parse(a.body, nullptr, false);
-    if (j.is_object()) type = j.value("message", "");
-    std::string msg =
-        absl::StrCat(call, ": HTTP ", a.status, type.empty() ? "" : ": ",
-                     type.substr(0, 200));
-    if (a.status == 429 || a.status >= 500) {
+    if (j.is_object()) {
+      auto text = [&j](const char* key) {
+        auto it = j.find(key);
+        return it != j.end() && it->is_string() ? it->get<std::string>()
+                                                : std::string();
+      };
+      type = text("message");
+      error_code = text("__type");
+      if (error_code.empty()) error_code = text("code");
+    }
+    const bool throttled =
+        a.status == 429 ||
+        absl::StrContains(a.error_type, "ThrottlingException") ||
+        absl::StrContains(error_code, "ThrottlingException");
+    std::string msg = absl::StrCat(
+        call, ": HTTP ", a.status, throttled ? ": ThrottlingException" : "",
+        type.empty() ? "" : ": ", type.substr(0, 200));
+    if (throttled) {
+      return ThrottledError(msg, ParseRetryAfter(a.retry_after, clock_.Now()));
+    }
+    if (a.status >= 500) {
       return absl::UnavailableError(msg);
     }
     return absl::FailedPreconditionError(msg);
@@ -278,7 +302,9 @@ class AwsIotRegistry : public Registry {
     if (res->body.size() > kMaxAnswerSize) {
       return absl::UnavailableError("AWS IoT answer larger than 256 KiB");
     }
-    return HttpAnswer{res->status, res->body};
+    return HttpAnswer{res->status, res->body,
+                      res->get_header_value("x-amzn-ErrorType"),
+                      res->get_header_value("Retry-After")};
   }
 
   const RegistryUrl url_;

@@ -37,6 +37,7 @@ RegistryOutbox::RegistryOutbox(
       hook_(std::move(hook)),
       clock_(clock),
       options_(options),
+      pacer_(options.base_delay, options.max_delay),
       random_(random) {}
 
 RegistryOutbox::~RegistryOutbox() { Stop(); }
@@ -63,6 +64,12 @@ void RegistryOutbox::Wake() {
     woken_ = true;
   }
   cv_.notify_all();
+}
+
+std::vector<std::string> RegistryOutbox::RegistryNames() const {
+  std::vector<std::string> names;
+  for (const auto& r : registries_) names.push_back(r->name());
+  return names;
 }
 
 Registry* RegistryOutbox::Find(const std::string& name) const {
@@ -95,6 +102,9 @@ void RegistryOutbox::WorkerLoop() {
     }
     auto n = RunOnce();
     if (!n.ok()) LogError("registry outbox: %s", n.status().message());
+    // A full batch delivered: more may be due, so go on at once (the pacing
+    // of each registry still applies); otherwise wait to be woken.
+    if (n.ok() && static_cast<size_t>(*n) >= options_.batch) continue;
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.poll_interval),
                  [this] { return stopping_ || woken_; });
@@ -112,17 +122,49 @@ absl::StatusOr<int> RegistryOutbox::RunOnce() {
   auto due = store_.DueIntents(now, options_.batch);
   if (!due.ok()) return due.status();
   int delivered = 0;
+  // Registries that throttle: the rest of their entries wait for the pause
+  // to end (they stay due), the other registries' entries go on.
+  std::set<std::string> paused;
   for (const RegistrationIntent& intent : *due) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) break;
     }
-    if (Deliver(intent).ok()) ++delivered;
+    if (paused.contains(intent.registry)) continue;
+    absl::Status s = Deliver(intent);
+    if (s.ok()) {
+      ++delivered;
+    } else if (IsThrottled(s, nullptr)) {
+      paused.insert(intent.registry);
+    }
   }
   return delivered;
 }
 
+bool RegistryOutbox::WaitForSlot(const Registry& registry) {
+  while (true) {
+    RegistryPacer::SteadyTime at;
+    switch (pacer_.Acquire(registry.name(), registry.rate(),
+                           std::chrono::steady_clock::now(), &at)) {
+      case RegistryPacer::Slot::kGo:
+        return true;
+      case RegistryPacer::Slot::kPaused:
+        return false;
+      case RegistryPacer::Slot::kWait:
+        break;
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cv_.wait_until(lock, at, [this] { return stopping_; })) return false;
+  }
+}
+
 absl::Status RegistryOutbox::Deliver(const RegistrationIntent& intent) {
+  Registry* registry = Find(intent.registry);
+  if (registry != nullptr && !WaitForSlot(*registry)) {
+    return ThrottledError(absl::StrCat("registry ", intent.registry,
+                                       " is paused after a throttling answer"),
+                          absl::ZeroDuration());
+  }
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (!in_flight_.insert(intent.id).second) {
@@ -134,7 +176,6 @@ absl::Status RegistryOutbox::Deliver(const RegistrationIntent& intent) {
   }
   absl::Status result;
   std::string answer;
-  Registry* registry = Find(intent.registry);
   auto device = DeviceRegistration::FromJson(intent.payload);
   if (registry == nullptr) {
     result = absl::FailedPreconditionError(absl::StrCat(
@@ -146,10 +187,23 @@ absl::Status RegistryOutbox::Deliver(const RegistrationIntent& intent) {
   }
   const absl::Time now = clock_.Now();
   absl::Status recorded;
-  if (result.code() == absl::StatusCode::kCancelled) {
+  absl::Duration retry_after;
+  if (IsThrottled(result, &retry_after)) {
+    // Not the entry's fault: nothing is recorded, it stays due, and the
+    // whole registry pauses.
+    const absl::Duration pause = pacer_.Throttled(
+        intent.registry, retry_after, std::chrono::steady_clock::now());
+    if (on_throttled_) on_throttled_(intent.registry);
+    LogWarning(
+        "registry %s is throttling (%s): every delivery to it pauses for %s "
+        "(not counted as a failed attempt)",
+        intent.registry, OneLine(result.message()),
+        absl::FormatDuration(pause));
+  } else if (result.code() == absl::StatusCode::kCancelled) {
     // An update of a certificate revoked meanwhile: its removal follows.
     recorded = store_.FinishIntent(intent.id, "skipped", "", now);
   } else if (result.ok()) {
+    pacer_.Delivered(intent.registry);
     recorded = store_.FinishIntent(intent.id, "done", answer, now);
     (void)store_.AppendAudit(
         {now, "broker", "registry-" + intent.kind, intent.imsi, "ok",
@@ -159,6 +213,7 @@ absl::Status RegistryOutbox::Deliver(const RegistrationIntent& intent) {
             intent.registry, intent.kind, intent.device_id, intent.serial,
             intent.attempts + 1);
   } else {
+    pacer_.Delivered(intent.registry);
     const absl::Duration wait = Backoff(intent.attempts);
     recorded =
         store_.DeferIntent(intent.id, OneLine(result.message()), now + wait);

@@ -12,10 +12,19 @@
 // (and terminated subscribers) get "remove" entries; a removal keeps what a
 // still-valid certificate of the device needs. A changed group policy
 // queues "update" entries (ReregisterGroup).
+//
+// Quotas: deliveries to a registry are paced to its rate (URL rate=, see
+// RegistryPacer). A throttling answer (ThrottledError: HTTP 429,
+// ThrottlingException, Retry-After) pauses every delivery to that registry,
+// not only the entry that got it, and is not counted as a failed attempt:
+// the entry stays due as it was and goes again when the pause is over.
+// Devices never wait for this, except in a group that registers
+// synchronously.
 #ifndef SIMPROV_BROKER_REGISTRY_REGISTRY_OUTBOX_H_
 #define SIMPROV_BROKER_REGISTRY_REGISTRY_OUTBOX_H_
 
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -27,6 +36,7 @@
 #include "broker/enrol/issuance_hooks.h"
 #include "broker/registry/issue_hook.h"
 #include "broker/registry/registry.h"
+#include "broker/registry/registry_pacer.h"
 #include "broker/store/store.h"
 #include "common/clock.h"
 
@@ -65,6 +75,12 @@ class RegistryOutbox : public IssuanceHooks {
   absl::Duration Backoff(int64_t attempts);
 
   bool HasRegistries() const { return !registries_.empty(); }
+  std::vector<std::string> RegistryNames() const;
+  // Called with the registry's name at each throttling answer (the
+  // simprov_registry_throttled_total metric). Set before Start.
+  void OnThrottled(std::function<void(const std::string&)> fn) {
+    on_throttled_ = std::move(fn);
+  }
   Registry* Find(const std::string& name) const;
 
   // Registers again, through the outbox, every valid certificate of the
@@ -112,6 +128,9 @@ class RegistryOutbox : public IssuanceHooks {
   absl::StatusOr<std::vector<DeviceRegistration>> StillValid(
       const RegistrationIntent& removal);
   void WorkerLoop();
+  // Waits for the next delivery slot of `registry` (its rate). False when
+  // the registry is paused after a throttling answer, or when stopping.
+  bool WaitForSlot(const Registry& registry);
 
   // Constant after construction.
   Store& store_;
@@ -119,6 +138,8 @@ class RegistryOutbox : public IssuanceHooks {
   std::unique_ptr<IssueHook> hook_;
   Clock& clock_;
   const OutboxOptions options_;
+  RegistryPacer pacer_;
+  std::function<void(const std::string&)> on_throttled_;
 
   std::mutex random_mu_;
   Random& random_;  // guarded by random_mu_

@@ -69,6 +69,36 @@ std::string DecodeBase64(absl::string_view in) {
   return out;
 }
 
+// RFC 6749 section 2.3.1: OAuth clients form-urlencode the client id and
+// secret before HTTP Basic ('-' as %2D, ' ' as '+'). Names and keys never
+// hold '%' or '+', so what curl -u sends decodes to itself. False on a bad
+// escape.
+bool FormUrlDecode(absl::string_view in, std::string* out) {
+  out->clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '+') {
+      out->push_back(' ');
+    } else if (in[i] != '%') {
+      out->push_back(in[i]);
+    } else {
+      int v = 0;
+      if (i + 2 >= in.size()) return false;
+      for (size_t k = i + 1; k <= i + 2; ++k) {
+        const char c = in[k];
+        const int d = c >= '0' && c <= '9'   ? c - '0'
+                      : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                      : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                             : -1;
+        if (d < 0) return false;
+        v = v * 16 + d;
+      }
+      out->push_back(static_cast<char>(v));
+      i += 2;
+    }
+  }
+  return true;
+}
+
 void AppendJsonString(std::string* out, absl::string_view v) {
   static constexpr char kHex[] = "0123456789abcdef";
   out->push_back('"');
@@ -451,8 +481,12 @@ absl::StatusOr<std::string> TokenService::Introspect(
   if (colon == std::string::npos) {
     return absl::UnauthenticatedError("need HTTP Basic authentication");
   }
-  const std::string app = pair.substr(0, colon);
-  const Bytes presented = KeyHash(pair.substr(colon + 1));
+  std::string app, key;
+  if (!FormUrlDecode(absl::string_view(pair).substr(0, colon), &app) ||
+      !FormUrlDecode(absl::string_view(pair).substr(colon + 1), &key)) {
+    return absl::UnauthenticatedError("need HTTP Basic authentication");
+  }
+  const Bytes presented = KeyHash(key);
   auto stored = IsAppName(app) ? store_.TokenAppKeyHash(app)
                                : absl::NotFoundError("no such application");
   if (!stored.ok() && stored.status().code() != absl::StatusCode::kNotFound) {

@@ -21,6 +21,7 @@
 #include "broker/store/sqlite/sqlite_store.h"
 #include "common/digest.h"
 #include "common/x509.h"
+#include "test/testing/fake_aws_iot.h"
 #include "test/testing/process.h"
 
 namespace simprov {
@@ -305,127 +306,9 @@ TEST_F(OutboxTest, TerminatedSubscriberIsRemoved) {
 
 // ---- AWS IoT ----------------------------------------------------------------
 
-constexpr char kAccessKey[] = "AKIDSIMPROVTEST";
-constexpr char kSecretKey[] = "c2ltcHJvdi10ZXN0LXNlY3JldC1rZXk";
-
-// A local endpoint that answers like AWS IoT Core, after recomputing the
-// SigV4 signature of each request (403 when it does not match).
-class FakeAwsIot {
- public:
-  struct Call {
-    std::string method, path, body, principal;
-    std::string new_status;  // ?newStatus=
-  };
-
-  FakeAwsIot() {
-    auto handler = [this](const httplib::Request& req, httplib::Response& res) {
-      Handle(req, res);
-    };
-    server_.Post(".*", handler);
-    server_.Put(".*", handler);
-    server_.Get(".*", handler);
-    server_.Delete(".*", handler);
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-  }
-  ~FakeAwsIot() {
-    server_.stop();
-    thread_.join();
-  }
-  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_); }
-  std::vector<Call> calls() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return calls_;
-  }
-  int bad_signatures() const { return bad_signatures_; }
-
- private:
-  bool SignatureMatches(const httplib::Request& req) {
-    std::string auth = req.get_header_value("Authorization");
-    size_t sh = auth.find("SignedHeaders=");
-    size_t sg = auth.find(", Signature=");
-    if (sh == std::string::npos || sg == std::string::npos) return false;
-    std::string names = auth.substr(sh + 14, sg - sh - 14);
-    SigV4Request s;
-    s.method = req.method;
-    // The server decoded the path; the signer saw it as sent.
-    std::string wire;
-    for (absl::string_view seg : absl::StrSplit(req.path, '/')) {
-      if (!wire.empty() || !seg.empty()) wire += "/";
-      wire += AwsUriEncode(seg);
-    }
-    s.path = wire.empty() ? "/" : wire;
-    for (const auto& [k, v] : req.params) s.query.emplace_back(k, v);
-    for (absl::string_view n : absl::StrSplit(names, ';')) {
-      s.headers.emplace_back(std::string(n),
-                             req.get_header_value(std::string(n).c_str()));
-    }
-    s.body = req.body;
-    if (names.find("host") == std::string::npos ||
-        names.find("x-amz-date") == std::string::npos) {
-      return false;
-    }
-    SigV4Signature expected =
-        SignV4(s, {kAccessKey, kSecretKey, ""}, "eu-west-1", "iot");
-    return expected.authorization == auth;
-  }
-
-  void Handle(const httplib::Request& req, httplib::Response& res) {
-    if (!SignatureMatches(req)) {
-      ++bad_signatures_;
-      res.status = 403;
-      res.set_content(
-          R"({"message":"The request signature we calculated does not match"})",
-          "application/json");
-      return;
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    calls_.push_back({req.method, req.path, req.body,
-                      req.get_header_value("x-amzn-principal"),
-                      req.get_param_value("newStatus")});
-    if (req.method == "POST" && req.path == "/certificate/register-no-ca") {
-      nlohmann::json j = nlohmann::json::parse(req.body);
-      std::string pem = j["certificatePem"];
-      std::string id = HexEncode(Sha256(ToBytes(pem)));
-      std::string arn = "arn:aws:iot:eu-west-1:123456789012:cert/" + id;
-      if (certs_.count(id)) {
-        res.status = 409;
-        res.set_content(nlohmann::json({{"message", "exists"},
-                                        {"resourceId", id},
-                                        {"resourceArn", arn}})
-                            .dump(),
-                        "application/json");
-        return;
-      }
-      certs_.insert(id);
-      res.set_content(
-          nlohmann::json({{"certificateArn", arn}, {"certificateId", id}})
-              .dump(),
-          "application/json");
-      return;
-    }
-    if (req.method == "POST" && req.path.rfind("/things/", 0) == 0) {
-      std::string thing = req.path.substr(8);
-      if (!things_.insert(thing).second) {
-        res.status = 409;
-        res.set_content(R"({"message":"exists"})", "application/json");
-        return;
-      }
-      res.set_content(nlohmann::json({{"thingName", thing}}).dump(),
-                      "application/json");
-      return;
-    }
-    res.set_content("{}", "application/json");
-  }
-
-  httplib::Server server_;
-  int port_ = 0;
-  std::thread thread_;
-  std::mutex mu_;
-  std::vector<Call> calls_;
-  std::set<std::string> certs_, things_;
-  std::atomic<int> bad_signatures_{0};
-};
+constexpr const char* kAccessKey = testing::kFakeAwsAccessKey;
+constexpr const char* kSecretKey = testing::kFakeAwsSecretKey;
+using testing::FakeAwsIot;
 
 class AwsIotTest : public ::testing::Test {
  protected:
