@@ -42,9 +42,11 @@
 #include "broker/store/sqlite/sqlite_store.h"
 #include "common/bytes.h"
 #include "common/clock.h"
+#include "common/digest.h"
 #include "common/milenage.h"
 #include "common/x509.h"
 #include "test/integration/mosquitto_testing.h"
+#include "test/testing/fake_aws_iot.h"
 
 namespace simprov::testing {
 namespace {
@@ -150,7 +152,16 @@ TEST_F(SoakTest, SigkillUnderLoadKeepsEveryPromise) {
   std::mt19937 rng(static_cast<uint32_t>(seed));
 
   setenv("SIMPROV_TEST_MQ_PASS", kAdminPass, 1);
-  WriteFileOrDie(dir_ + "/registries", RegistryUrl() + "\n");
+  // The AWS IoT test endpoint checks every request's SigV4 signature.
+  FakeAwsIot aws;
+  setenv("AWS_ACCESS_KEY_ID", kFakeAwsAccessKey, 1);
+  setenv("AWS_SECRET_ACCESS_KEY", kFakeAwsSecretKey, 1);
+  unsetenv("AWS_SESSION_TOKEN");
+  WriteFileOrDie(dir_ + "/registries",
+                 absl::StrCat(RegistryUrl(), "\n",
+                              "aws-iot://eu-west-1?policy=devices&rate=100&"
+                              "endpoint=",
+                              aws.url(), "\n"));
   LiveBroker broker(dir_ + "/broker", {"--registry-file", dir_ + "/registries",
                                        "--http-listen", "127.0.0.1:0"});
   ASSERT_TRUE(broker.Start());
@@ -303,6 +314,28 @@ TEST_F(SoakTest, SigkillUnderLoadKeepsEveryPromise) {
             << absl::FormatDuration(absl::Now() - drain_start)
             << " after the load stopped\n";
   const std::vector<std::string> clients = DynsecClients();
+  // AWS: which certificates were registered (HTTP 200, by serial) and
+  // which were deactivated afterwards.
+  std::map<std::string, std::string> serial_of_id;
+  for (const FakeAwsIot::Call& c : aws.calls()) {
+    if (c.method != "POST" || c.path != "/certificate/register-no-ca") continue;
+    const std::string pem = nlohmann::json::parse(c.body)["certificatePem"];
+    auto cert = CertFromPem(pem);
+    ASSERT_TRUE(cert.ok());
+    serial_of_id[HexEncode(Sha256(pem))] = DescribeCert(cert->get()).serial_hex;
+  }
+  std::map<std::string, int> aws_registered;
+  for (const auto& [id, n] : aws.registrations()) {
+    aws_registered[serial_of_id[id]] = n;
+  }
+  std::set<std::string> aws_deactivated;
+  for (const FakeAwsIot::Call& c : aws.calls()) {
+    if (c.method == "PUT" && absl::StartsWith(c.path, "/certificates/") &&
+        c.new_status == "INACTIVE") {
+      aws_deactivated.insert(serial_of_id[c.path.substr(14)]);
+    }
+  }
+  EXPECT_EQ(aws.bad_signatures(), 0);
   ASSERT_EQ(broker.process().Stop(), 0) << broker.process().log();
 
   const std::string db = dir_ + "/broker/simprov.db";
@@ -312,7 +345,7 @@ TEST_F(SoakTest, SigkillUnderLoadKeepsEveryPromise) {
 
   auto store = SqliteStore::Open(db);
   ASSERT_TRUE(store.ok()) << store.status();
-  int64_t checked_serials = 0, checked_sqns = 0;
+  int64_t checked_serials = 0, checked_sqns = 0, checked_aws = 0;
   for (Device& d : devices) {
     const std::string& imsi = d.sim.imsi;
     // Every answered certificate is in the store, as answered.
@@ -345,6 +378,19 @@ TEST_F(SoakTest, SigkillUnderLoadKeepsEveryPromise) {
     for (const CertificateRecord& c : *certs) {
       if (c.renewed_from.empty()) ++bootstrapped;
       if (c.status == "valid" && c.not_after > absl::Now()) valid = true;
+      // AWS holds every certificate: valid ones registered once and
+      // active, revoked ones never registered or deactivated.
+      const int n = aws_registered[c.serial];
+      if (c.status == "valid") {
+        EXPECT_EQ(n, 1) << imsi << " " << c.serial << " in AWS " << n;
+        EXPECT_EQ(aws_deactivated.count(c.serial), 0u) << c.serial;
+      } else {
+        EXPECT_LE(n, 1) << c.serial;
+        if (n == 1) {
+          EXPECT_EQ(aws_deactivated.count(c.serial), 1u) << c.serial;
+        }
+      }
+      ++checked_aws;
     }
     EXPECT_LE(bootstrapped, d.vectors.size()) << imsi;
     EXPECT_GE(bootstrapped, static_cast<size_t>(d.bootstraps)) << imsi;
@@ -376,7 +422,8 @@ TEST_F(SoakTest, SigkillUnderLoadKeepsEveryPromise) {
   EXPECT_EQ(outbox->depth, 0);
   std::cout << "soak: invariants checked: " << checked_serials
             << " answered certificates, " << checked_sqns << " SQNs, "
-            << devices.size() << " registry entries\n";
+            << devices.size() << " Mosquitto clients, " << checked_aws
+            << " AWS certificates\n";
 }
 
 }  // namespace
