@@ -14,6 +14,7 @@ declare -A allowed=(
   [agent/sim]="common"
   [broker/store]="broker/store common"
   [broker/store/sqlite]="broker/store common"
+  [broker/store/postgres]="broker/store common"
   [broker/policy]="broker/store common"
   [broker/keys]="broker/store common"
   [broker/ca]="broker/store common"
