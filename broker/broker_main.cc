@@ -128,6 +128,14 @@ int main(int argc, char** argv) {
   app.add_option("--kek-file", f.kek_file,
                  "Key-encryption key file outside the data dir (64 hex "
                  "digits, 0600); created on first start when absent");
+  app.add_option("--store", f.store,
+                 "Where the state lives: sqlite (DIR/simprov.db) or a libpq "
+                 "URI postgresql://USER@HOST:PORT/DB?PARAMS shared by "
+                 "several brokers")
+      ->capture_default_str();
+  app.add_option("--store-password-file", f.store_password_file,
+                 "The PostgreSQL password (first line, trimmed); or libpq's "
+                 "PGPASSWORD, ~/.pgpass, passfile=");
   // Every flag above is also a --config key and an environment variable.
   simprov::AddConfigSources(app, "SIMPROV_");
   // restore is a subcommand with its own flags: no config keys.

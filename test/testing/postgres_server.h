@@ -31,7 +31,9 @@ class PostgresServer {
   static PostgresServer& Shared();
 
   // Runs initdb on the first call, then starts the server and waits until
-  // it accepts connections (at most 60 s).
+  // it accepts connections (at most 60 s). The server is killed when the
+  // calling thread ends (PR_SET_PDEATHSIG follows the thread that forked):
+  // call it from a thread that outlives the server (the test's own).
   absl::Status Start();
   // Fast shutdown (the data stays; Start() again serves it).
   absl::Status Stop();
