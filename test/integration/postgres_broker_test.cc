@@ -151,5 +151,91 @@ TEST_F(PostgresBrokerTest, BrokerStartedBeforeItsDatabaseWaitsAndServes) {
   EXPECT_EQ(broker->Stop(), 0);
 }
 
+TEST_F(PostgresBrokerTest, MigrateStoreCopiesSqliteAndTheDeviceRenewsOnIt) {
+  PostgresServer& server = PostgresServer::Shared();
+  ASSERT_TRUE(server.ok()) << server.status();
+  // A SQLite deployment: two SIMs, one bootstrapped.
+  const std::string data = dir_ + "/broker";
+  auto broker = BrokerProcess::Start(data);
+  ASSERT_NE(broker, nullptr);
+  TestSim first = RandomSim(kImsi);
+  TestSim second = RandomSim("001010000007002");
+  broker->Import({first, second});
+  ProcessResult r =
+      broker->Bootstrap(WriteSoftSim(dir_, first), dir_ + "/device");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(broker->Stop(), 0);
+
+  auto db = server.CreateDatabase();
+  ASSERT_TRUE(db.ok()) << db.status();
+  r = RunProcess({testing::kBrokerBin, "migrate-store", "--data-dir", data,
+                  "--to", server.Uri(*db)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "subscribers rows=2 sha256=")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "certificates rows=1 sha256=")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "migrated 10 tables")) << r.out;
+  EXPECT_EQ(*server.QueryValue(*db, "SELECT COUNT(*) FROM subscribers"), "2");
+
+  // Into a database that holds a store already: refused, nothing changes.
+  r = RunProcess({testing::kBrokerBin, "migrate-store", "--data-dir", data,
+                  "--to", server.Uri(*db)});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(absl::StrContains(r.err, "not empty")) << r.err;
+  EXPECT_EQ(*server.QueryValue(*db, "SELECT COUNT(*) FROM subscribers"), "2");
+
+  // The same data dir (KEK, CA) on PostgreSQL: the device renews and the
+  // other SIM bootstraps (its sealed keys and SQN came along); audit ids
+  // continue after the copied ones.
+  broker = BrokerProcess::Start(data, {"--store", server.Uri(*db)});
+  ASSERT_NE(broker, nullptr);
+  r = Agent("renew", *broker);
+  ASSERT_EQ(r.exit_code, 0) << r.err << broker->log();
+  r = broker->Bootstrap(WriteSoftSim(dir_, second), dir_ + "/device2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(*server.QueryValue(*db, "SELECT COUNT(*) FROM certificates"), "3");
+  ASSERT_EQ(broker->Stop(), 0);
+}
+
+TEST_F(PostgresBrokerTest, MigrateStoreRollsBackWhatDoesNotReadBackTheSame) {
+  PostgresServer& server = PostgresServer::Shared();
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto db = server.CreateDatabase();
+  ASSERT_TRUE(db.ok()) << db.status();
+  // The target's schema, from an empty store's migration.
+  auto empty = BrokerProcess::Start(dir_ + "/empty");
+  ASSERT_NE(empty, nullptr);
+  ASSERT_EQ(empty->Stop(), 0);
+  ProcessResult r =
+      RunProcess({testing::kBrokerBin, "migrate-store", "--data-dir",
+                  dir_ + "/empty", "--to", server.Uri(*db)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // A trigger alters every subscriber written, so what is read back
+  // differs from what was read.
+  ASSERT_TRUE(
+      server
+          .Exec(*db,
+                "CREATE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN NEW.iccid := 'tampered'; RETURN NEW; END $$; "
+                "CREATE TRIGGER tamper BEFORE INSERT ON subscribers FOR EACH "
+                "ROW EXECUTE FUNCTION tamper()")
+          .ok());
+  const std::string data = dir_ + "/broker";
+  auto broker = BrokerProcess::Start(data);
+  ASSERT_NE(broker, nullptr);
+  broker->Import({RandomSim(kImsi), RandomSim("001010000007002")});
+  ASSERT_EQ(broker->Stop(), 0);
+  r = RunProcess({testing::kBrokerBin, "migrate-store", "--data-dir", data,
+                  "--to", server.Uri(*db)});
+  EXPECT_EQ(r.exit_code, kExitError) << r.err;
+  EXPECT_TRUE(
+      absl::StrContains(r.err, "table subscribers: read 2 rows (sha256 "))
+      << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "nothing copied")) << r.err;
+  // All or nothing: not a row, and the CRL counter as it was.
+  EXPECT_EQ(*server.QueryValue(*db, "SELECT COUNT(*) FROM subscribers"), "0");
+  EXPECT_EQ(*server.QueryValue(*db, "SELECT COUNT(*) FROM audit"), "0");
+  EXPECT_EQ(*server.QueryValue(*db, "SELECT COUNT(*) FROM crl_state"), "1");
+}
+
 }  // namespace
 }  // namespace simprov

@@ -59,6 +59,9 @@ while IFS= read -r f; do
     if [[ $target == broker/store/sqlite/* && $o != broker/store/sqlite ]]; then
       ok=0
     fi
+    if [[ $target == broker/store/postgres/* && $o != broker/store/postgres ]]; then
+      ok=0
+    fi
     if ((ok == 0)); then
       echo "$f: includes $target, but $o may only use: ${allowed[$o]}"
       bad=1

@@ -97,6 +97,14 @@ Bytes Result::Blob(int row, int col) const {
   return out;
 }
 
+std::vector<std::string> Result::Columns() const {
+  std::vector<std::string> out;
+  for (int i = 0; r_ && i < PQnfields(r_.get()); ++i) {
+    out.emplace_back(PQfname(r_.get(), i));
+  }
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
     const ConnectOptions& options) {
   // Earlier keywords are defaults the URI overrides; the password file

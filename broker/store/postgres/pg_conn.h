@@ -57,6 +57,9 @@ class Result {
   std::string Text(int row, int col) const;
   int64_t Int(int row, int col) const;
   Bytes Blob(int row, int col) const;  // a bytea column
+  // The column names, and a column's type OID.
+  std::vector<std::string> Columns() const;
+  unsigned Type(int col) const { return PQftype(r_.get(), col); }
 
  private:
   std::shared_ptr<PGresult> r_;
