@@ -15,6 +15,8 @@
 #include <cstring>
 #include <iostream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -35,6 +37,7 @@
 #include "broker/ops/ops_service.h"
 #include "broker/policy/group_policies.h"
 #include "broker/registry/registry_service.h"
+#include "broker/store/postgres/postgres_store.h"
 #include "broker/store/sqlite/sqlite_store.h"
 #include "broker/tokens/token_keys.h"
 #include "broker/tokens/token_service.h"
@@ -154,6 +157,62 @@ absl::StatusOr<TokensConfig> ConfigureTokens(const BrokerConfig& f,
   return c;
 }
 
+// The store --store names: SQLite in the data dir, or PostgreSQL. A
+// PostgreSQL server that cannot be reached at start is waited for (retried
+// with backoff for up to kStoreWait, each attempt logged), not given up on
+// at once: brokers and their database often start together.
+constexpr absl::Duration kStoreWait = absl::Minutes(5);
+
+bool IsPostgresUri(const std::string& store) {
+  return absl::StartsWith(store, "postgresql://") ||
+         absl::StartsWith(store, "postgres://");
+}
+
+absl::StatusOr<std::unique_ptr<Store>> OpenStore(
+    const BrokerConfig& f, const DataDirPaths& paths, Clock& clock,
+    std::function<void(absl::Duration)> write_observer) {
+  if (f.store == "sqlite") {
+    if (!f.store_password_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--store-password-file needs --store postgresql://...");
+    }
+    auto store = SqliteStore::Open(paths.store(), clock);
+    if (!store.ok()) return store.status();
+    (*store)->SetWriteObserver(std::move(write_observer));
+    return std::unique_ptr<Store>(std::move(*store));
+  }
+  PostgresStore::ConnectOptions options;
+  options.conninfo = f.store;
+  if (!f.store_password_file.empty()) {
+    auto password = ReadFileToString(f.store_password_file, 4096);
+    if (!password.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--store-password-file: ", password.status().message()));
+    }
+    options.password = std::string(absl::StripAsciiWhitespace(*password));
+  }
+  const std::string shown = pg::RedactConnInfo(f.store);
+  const absl::Time deadline = absl::Now() + kStoreWait;
+  absl::Duration backoff = absl::Milliseconds(250);
+  for (int attempt = 1;; ++attempt) {
+    auto store = PostgresStore::Open(options, clock);
+    if (store.ok()) {
+      LogInfo("store: PostgreSQL %s", shown);
+      return std::unique_ptr<Store>(std::move(*store));
+    }
+    if (!absl::IsUnavailable(store.status()) || absl::Now() >= deadline) {
+      return store.status();
+    }
+    LogWarning(
+        "store: PostgreSQL %s not reachable (attempt %d), retrying "
+        "in %s: %s",
+        shown, attempt, absl::FormatDuration(backoff),
+        store.status().message());
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(5));
+  }
+}
+
 }  // namespace
 
 BrokerApp::BrokerApp(const BrokerConfig& config)
@@ -176,6 +235,10 @@ absl::Status BrokerApp::Init() {
   auto listen = ParseHostPort(f.listen);
   if (!listen.ok()) return listen.status();
   listen_ = *listen;
+  if (f.store != "sqlite" && !IsPostgresUri(f.store)) {
+    return absl::InvalidArgumentError(
+        "--store: expected sqlite, postgresql://... or postgres://...");
+  }
   auto cert_ttl = ParseHumanDuration(f.cert_ttl);
   if (!cert_ttl.ok()) return cert_ttl.status();
   cert_ttl_ = *cert_ttl;
@@ -265,10 +328,10 @@ absl::Status BrokerApp::Init() {
   // Every admin service asks this one who calls (admin_auth.h).
   authorizer_ = std::make_unique<AdminAuthorizer>(*admin_revocations_);
 
-  auto store = SqliteStore::Open(paths_.store(), clock_);
+  auto store = OpenStore(f, paths_, clock_, [this](absl::Duration d) {
+    metrics_.ObserveStoreWrite(d);
+  });
   if (!store.ok()) return store.status();
-  (*store)->SetWriteObserver(
-      [this](absl::Duration d) { metrics_.ObserveStoreWrite(d); });
   store_ = std::move(*store);
   rotator_ =
       std::make_unique<KekRotator>(*store_, *kek_, kek_path_, clock_, random_);

@@ -89,6 +89,10 @@ struct BrokerConfig {
   std::string admin_listen;
   // Operations (docs/operations.md).
   std::string kek_file;
+  // The store (docs/broker.md): "sqlite" (DIR/simprov.db) or a libpq URI
+  // postgresql://... / postgres://..., and a file holding its password.
+  std::string store = "sqlite";
+  std::string store_password_file;
 };
 
 class BrokerApp {

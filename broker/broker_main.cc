@@ -7,6 +7,7 @@
 
 #include "broker/broker_app.h"
 #include "broker/config_file.h"
+#include "broker/migrate_store.h"
 #include "common/cli/completion.h"
 #include "common/exit_codes.h"
 #include "common/grpc_status.h"
@@ -128,6 +129,14 @@ int main(int argc, char** argv) {
   app.add_option("--kek-file", f.kek_file,
                  "Key-encryption key file outside the data dir (64 hex "
                  "digits, 0600); created on first start when absent");
+  app.add_option("--store", f.store,
+                 "Where the state lives: sqlite (DIR/simprov.db) or a libpq "
+                 "URI postgresql://USER@HOST:PORT/DB?PARAMS shared by "
+                 "several brokers")
+      ->capture_default_str();
+  app.add_option("--store-password-file", f.store_password_file,
+                 "The PostgreSQL password (first line, trimmed); or libpq's "
+                 "PGPASSWORD, ~/.pgpass, passfile=");
   // Every flag above is also a --config key and an environment variable.
   simprov::AddConfigSources(app, "SIMPROV_");
   // restore is a subcommand with its own flags: no config keys.
@@ -144,6 +153,20 @@ int main(int argc, char** argv) {
       ->required();
   restore_cmd->add_option("--kek-file", restore.kek_file,
                           "The KEK, for a backup taken with --kek-file");
+  // migrate-store: likewise its own flags.
+  simprov::MigrateStoreConfig migrate;
+  auto* migrate_cmd = app.add_subcommand(
+      "migrate-store",
+      "Copy a stopped broker's SQLite store into an empty PostgreSQL "
+      "database (all or nothing, verified by row counts and checksums)");
+  migrate_cmd
+      ->add_option("--data-dir", migrate.data_dir,
+                   "The data directory whose simprov.db is copied")
+      ->required();
+  migrate_cmd->add_option("--to", migrate.to, "postgresql://... (libpq URI)")
+      ->required();
+  migrate_cmd->add_option("--store-password-file", migrate.password_file,
+                          "The PostgreSQL password (or libpq's ways)");
   std::string completion_shell;
   CLI::App* completion = simprov::AddCompletionCommand(app, &completion_shell);
   if (simprov::HandleCompletion(app, "simprov-broker", argc, argv)) return 0;
@@ -162,6 +185,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (restore_cmd->parsed()) return simprov::RunRestore(restore);
+  if (migrate_cmd->parsed()) return simprov::RunMigrateStore(migrate);
   if (absl::Status s = simprov::ApplyEnvFiles(app, "SIMPROV_"); !s.ok()) {
     std::cerr << "simprov-broker: " << s.message() << "\n";
     return simprov::kExitUsage;

@@ -14,6 +14,7 @@ declare -A allowed=(
   [agent/sim]="common"
   [broker/store]="broker/store common"
   [broker/store/sqlite]="broker/store common"
+  [broker/store/postgres]="broker/store common"
   [broker/policy]="broker/store common"
   [broker/keys]="broker/store common"
   [broker/ca]="broker/store common"
@@ -56,6 +57,9 @@ while IFS= read -r f; do
     # A folder's subfolders are its own (broker/store/sqlite is not: it is
     # a backend, and only broker/ may name it).
     if [[ $target == broker/store/sqlite/* && $o != broker/store/sqlite ]]; then
+      ok=0
+    fi
+    if [[ $target == broker/store/postgres/* && $o != broker/store/postgres ]]; then
       ok=0
     fi
     if ((ok == 0)); then
