@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "broker/store/cluster_lease.h"
 #include "common/atomic_file.h"
 #include "common/duration.h"
 #include "common/log.h"
@@ -26,6 +27,11 @@ std::string OneLine(absl::string_view s) {
   return out;
 }
 
+OutboxOptions WithHolder(OutboxOptions o) {
+  if (o.holder.empty()) o.holder = absl::StrCat("outbox@", InstanceId());
+  return o;
+}
+
 }  // namespace
 
 RegistryOutbox::RegistryOutbox(
@@ -36,7 +42,7 @@ RegistryOutbox::RegistryOutbox(
       registries_(std::move(registries)),
       hook_(std::move(hook)),
       clock_(clock),
-      options_(options),
+      options_(WithHolder(std::move(options))),
       random_(random) {}
 
 RegistryOutbox::~RegistryOutbox() { Stop(); }
@@ -109,7 +115,8 @@ absl::StatusOr<int> RegistryOutbox::RunOnce() {
   if (*removals > 0) {
     LogInfo("registry outbox: %d removal(s) queued", *removals);
   }
-  auto due = store_.DueIntents(now, options_.batch);
+  auto due =
+      store_.ClaimIntents(now, options_.batch, options_.holder, options_.lease);
   if (!due.ok()) return due.status();
   int delivered = 0;
   for (const RegistrationIntent& intent : *due) {
@@ -117,6 +124,8 @@ absl::StatusOr<int> RegistryOutbox::RunOnce() {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) break;
     }
+    // Past the lease another broker may claim what is left: leave it.
+    if (clock_.Now() >= now + options_.lease) break;
     if (Deliver(intent).ok()) ++delivered;
   }
   return delivered;

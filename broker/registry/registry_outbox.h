@@ -39,6 +39,12 @@ struct OutboxOptions {
   // nobody wakes it.
   absl::Duration poll_interval = absl::Seconds(1);
   size_t batch = 64;
+  // Entries are claimed with a lease (Store::ClaimIntents) so that of
+  // several brokers on one store one delivers each entry at a time; a
+  // broker that dies holds its claims until the lease runs out. `holder`
+  // names this outbox (empty: "outbox@" and the process's InstanceId).
+  std::string holder;
+  absl::Duration lease = absl::Seconds(60);
 };
 
 class RegistryOutbox : public IssuanceHooks {
