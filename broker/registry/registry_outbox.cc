@@ -115,8 +115,10 @@ absl::StatusOr<int> RegistryOutbox::RunOnce() {
   if (*removals > 0) {
     LogInfo("registry outbox: %d removal(s) queued", *removals);
   }
-  auto due =
-      store_.ClaimIntents(now, options_.batch, options_.holder, options_.lease);
+  const bool leased = options_.lease > absl::ZeroDuration();
+  auto due = leased ? store_.ClaimIntents(now, options_.batch, options_.holder,
+                                          options_.lease)
+                    : store_.DueIntents(now, options_.batch);
   if (!due.ok()) return due.status();
   int delivered = 0;
   for (const RegistrationIntent& intent : *due) {
@@ -125,7 +127,7 @@ absl::StatusOr<int> RegistryOutbox::RunOnce() {
       if (stopping_) break;
     }
     // Past the lease another broker may claim what is left: leave it.
-    if (clock_.Now() >= now + options_.lease) break;
+    if (leased && clock_.Now() >= now + options_.lease) break;
     if (Deliver(intent).ok()) ++delivered;
   }
   return delivered;
@@ -431,8 +433,12 @@ absl::StatusOr<std::unique_ptr<RegistryOutbox>> ConfigureRegistries(
     if (!h.ok()) return h.status();
     hook = std::move(*h);
   }
-  return std::make_unique<RegistryOutbox>(store, std::move(registries),
-                                          std::move(hook), clock, random);
+  // One broker on its own store needs no claims (and a restart after a
+  // crash must not wait for its old leases).
+  OutboxOptions options;
+  if (!store.IsShared()) options.lease = absl::ZeroDuration();
+  return std::make_unique<RegistryOutbox>(
+      store, std::move(registries), std::move(hook), clock, random, options);
 }
 
 }  // namespace simprov
