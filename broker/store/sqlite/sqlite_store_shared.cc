@@ -4,8 +4,17 @@
 // Each method is one statement or one write closure, i.e. one transaction
 // on the single writer. The SQL is portable to PostgreSQL as written
 // (DELETE/UPDATE ... RETURNING, INSERT ... ON CONFLICT ... DO UPDATE ...
-// WHERE, subqueries with ORDER BY/LIMIT); only `seq INTEGER PRIMARY KEY`
-// becomes an identity column there.
+// WHERE, subqueries with ORDER BY/LIMIT); there `seq INTEGER PRIMARY KEY`
+// becomes an identity column and BLOB bytea. Where SQLite's single writer
+// serializes and PostgreSQL (READ COMMITTED) does not:
+//  - PutSession: lock the IMSI first (e.g. pg_advisory_xact_lock on its
+//    hash) so that concurrent inserts for one IMSI keep the per-IMSI cap;
+//    the total cap may then overshoot by the number of concurrent inserts.
+//  - ClaimIntents: the subquery selects FOR UPDATE SKIP LOCKED, so
+//    concurrent claimers take disjoint entries without waiting.
+//  - TakeSession*, TakeRateToken, TryAcquireLease, RevokeAdminCertificate
+//    are single statements that lock the row they change: atomic as they
+//    are (a DELETE that finds its row deleted meanwhile returns nothing).
 #include <algorithm>
 #include <optional>
 
