@@ -37,6 +37,7 @@
 #include "broker/ops/ops_service.h"
 #include "broker/policy/group_policies.h"
 #include "broker/registry/registry_service.h"
+#include "broker/store/cluster_lease.h"
 #include "broker/store/postgres/postgres_store.h"
 #include "broker/store/sqlite/sqlite_store.h"
 #include "broker/tokens/token_keys.h"
@@ -47,6 +48,11 @@
 
 namespace simprov {
 namespace {
+
+// How long a periodic job's lease lasts unrenewed; the sweeper renews it
+// every 5 s, so another broker takes over within this after the holder
+// dies.
+constexpr absl::Duration kJobLeaseTtl = absl::Seconds(30);
 
 // Prints the error as one line; its exit code (never 0).
 int Fail(const absl::Status& s) {
@@ -321,18 +327,21 @@ absl::Status BrokerApp::Init() {
   auto admin_ca = LoadOrCreateAdminCa(paths_, clock_, random_);
   if (!admin_ca.ok()) return admin_ca.status();
   admin_ca_ = std::move(*admin_ca);
-  auto admin_revocations =
-      AdminRevocations::Load(paths_.admin_ca_dir() + "/revoked");
-  if (!admin_revocations.ok()) return admin_revocations.status();
-  admin_revocations_ = std::move(*admin_revocations);
-  // Every admin service asks this one who calls (admin_auth.h).
-  authorizer_ = std::make_unique<AdminAuthorizer>(*admin_revocations_);
-
   auto store = OpenStore(f, paths_, clock_, [this](absl::Duration d) {
     metrics_.ObserveStoreWrite(d);
   });
   if (!store.ok()) return store.status();
   store_ = std::move(*store);
+  // Admin-certificate revocations live in the store (a file of the data dir
+  // before: imported once).
+  auto admin_revocations = AdminRevocations::Open(
+      *store_, clock_, paths_.admin_ca_dir() + "/revoked");
+  if (!admin_revocations.ok()) return admin_revocations.status();
+  admin_revocations_ = std::move(*admin_revocations);
+  // Every admin service asks this one who calls (admin_auth.h).
+  authorizer_ = std::make_unique<AdminAuthorizer>(*admin_revocations_);
+  jobs_ = std::make_unique<ClusterJobs>(*store_, clock_, InstanceId(),
+                                        kJobLeaseTtl);
   rotator_ =
       std::make_unique<KekRotator>(*store_, *kek_, kek_path_, clock_, random_);
   KekRing* ring = kek_.get();
@@ -612,19 +621,40 @@ absl::Status BrokerApp::StartMetricsHttp() {
 }
 
 void BrokerApp::Sweep() {
+  // This broker's challenge sessions and rate limits (in the store when it
+  // is shared: expiring them there is idempotent).
   bootstrapper_->Sweep();
-  if (absl::Status s = crl_->MaybeRefresh(); !s.ok()) {
-    LogError("CRL refresh: %s", s.message());
-  }
-  tokens_->Sweep();
-  if (auto n = superseded_->RunOnce(); !n.ok()) {
-    LogError("revoking superseded certificates: %s", n.status().message());
-  }
-  if (auto a = ca_->MaybeActivateStaged(false); !a.ok()) {
-    LogError("CA activation: %s", a.status().message());
-  } else if (*a) {
-    LogInfo("staged CA activated: it signs from now on");
-  }
+  // Periodic jobs (broker/store/cluster_lease.h). Once per cluster: the
+  // jobs whose state is all in the store. On every broker: the CRL (each
+  // broker signs and serves its own copy, numbered from the store's one
+  // sequence), token key maintenance and the staged CA, whose state is
+  // still files of the data dir; they become once per cluster when their
+  // state moves into the store.
+  using Scope = ClusterJobs::Scope;
+  auto run = [this](const char* name, Scope scope,
+                    const std::function<void()>& fn) {
+    if (auto ran = jobs_->Run(name, scope, fn); !ran.ok()) {
+      LogError("periodic job %s: %s", name, ran.status().message());
+    }
+  };
+  run("crl-refresh", Scope::kPerBroker, [this] {
+    if (absl::Status s = crl_->MaybeRefresh(); !s.ok()) {
+      LogError("CRL refresh: %s", s.message());
+    }
+  });
+  run("token-maintenance", Scope::kPerBroker, [this] { tokens_->Sweep(); });
+  run("supersede-sweeper", Scope::kOncePerCluster, [this] {
+    if (auto n = superseded_->RunOnce(); !n.ok()) {
+      LogError("revoking superseded certificates: %s", n.status().message());
+    }
+  });
+  run("ca-activation", Scope::kPerBroker, [this] {
+    if (auto a = ca_->MaybeActivateStaged(false); !a.ok()) {
+      LogError("CA activation: %s", a.status().message());
+    } else if (*a) {
+      LogInfo("staged CA activated: it signs from now on");
+    }
+  });
 }
 
 int BrokerApp::WaitForSignal() {
@@ -661,6 +691,8 @@ void BrokerApp::Shutdown() {
     stop_cv_.notify_all();
     sweeper_.join();
   }
+  // Another broker on a shared store takes the periodic jobs over now.
+  if (jobs_) jobs_->ReleaseAll();
   if (outbox_started_) outbox_->Stop();
   // Only a broker that served removes the files: a failed start leaves
   // another broker's socket and addresses alone.

@@ -44,6 +44,7 @@ class AdminRevocations;
 class BootstrapGrpcService;
 class Bootstrapper;
 class CertificateAuthority;
+class ClusterJobs;
 class CrlPublisher;
 class DeviceRegistryGrpcService;
 class FleetGrpcService;
@@ -159,6 +160,8 @@ class BrokerApp {
   MetricsRegistry metrics_registry_;
   BrokerMetrics metrics_{metrics_registry_};
   std::unique_ptr<Store> store_;
+  // Periodic jobs, once per cluster where their state is in the store.
+  std::unique_ptr<ClusterJobs> jobs_;
   std::unique_ptr<KekRotator> rotator_;
   std::unique_ptr<GroupPolicies> policies_;
   std::unique_ptr<TokenKeyManager> token_keys_;

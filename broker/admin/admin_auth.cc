@@ -3,6 +3,10 @@
 #include <grpcpp/security/auth_context.h>
 #include <openssl/x509v3.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -83,14 +87,15 @@ absl::StatusOr<AdminIdentity> AdminIdentityFromCert(X509* cert) {
   return *found;
 }
 
-absl::StatusOr<std::unique_ptr<AdminRevocations>> AdminRevocations::Load(
-    std::string path) {
-  auto r = std::unique_ptr<AdminRevocations>(new AdminRevocations(path));
-  if (!PathExists(path)) return r;
-  auto text = ReadFileToString(path, 4 << 20);
+absl::StatusOr<std::unique_ptr<AdminRevocations>> AdminRevocations::Open(
+    Store& store, Clock& clock, const std::string& legacy_path) {
+  auto r =
+      std::unique_ptr<AdminRevocations>(new AdminRevocations(store, clock));
+  if (!PathExists(legacy_path)) return r;
+  auto text = ReadFileToString(legacy_path, 4 << 20);
   if (!text.ok()) return text.status();
+  std::vector<std::string> serials;
   int line_no = 0;
-  absl::MutexLock lock(&r->mu_);
   for (absl::string_view line : absl::StrSplit(*text, '\n')) {
     ++line_no;
     line = absl::StripAsciiWhitespace(line);
@@ -98,35 +103,40 @@ absl::StatusOr<std::unique_ptr<AdminRevocations>> AdminRevocations::Load(
     auto serial = NormalizeSerial(line);
     if (!serial.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          path, " line ", line_no, ": ", serial.status().message()));
+          legacy_path, " line ", line_no, ": ", serial.status().message()));
     }
-    r->serials_.insert(*serial);
+    serials.push_back(*serial);
   }
+  for (const std::string& serial : serials) {
+    auto added = store.RevokeAdminCertificate(serial, clock.Now());
+    if (!added.ok()) return added.status();
+  }
+  const std::string imported = legacy_path + ".imported";
+  if (std::rename(legacy_path.c_str(), imported.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot rename ", legacy_path,
+                                            " to ", imported, ": ",
+                                            std::strerror(errno)));
+  }
+  LogInfo("admin certificate revocations: imported %d from %s into the store",
+          serials.size(), legacy_path);
   return r;
 }
 
-bool AdminRevocations::IsRevoked(absl::string_view serial_hex) const {
+absl::StatusOr<bool> AdminRevocations::IsRevoked(
+    absl::string_view serial_hex) const {
   auto serial = NormalizeSerial(serial_hex);
   if (!serial.ok()) return false;
-  absl::MutexLock lock(&mu_);
-  return serials_.count(*serial) > 0;
+  auto revoked = store_.AdminCertificateRevoked(*serial);
+  if (!revoked.ok()) return absl::UnavailableError(revoked.status().message());
+  return *revoked;
 }
 
 absl::StatusOr<bool> AdminRevocations::Revoke(absl::string_view serial_hex) {
   auto serial = NormalizeSerial(serial_hex);
   if (!serial.ok()) return serial.status();
-  absl::MutexLock lock(&mu_);
-  if (serials_.count(*serial) > 0) return false;
-  std::set<std::string> next = serials_;
-  next.insert(*serial);
-  // On disk first: a revocation the caller saw succeed survives a restart.
-  if (absl::Status s =
-          WriteFileAtomic(path_, absl::StrJoin(next, "\n") + "\n", 0600);
-      !s.ok()) {
-    return s;
-  }
-  serials_ = std::move(next);
-  return true;
+  auto added = store_.RevokeAdminCertificate(*serial, clock_.Now());
+  if (!added.ok()) return absl::UnavailableError(added.status().message());
+  return *added;
 }
 
 absl::StatusOr<AdminIdentity> AdminAuthorizer::CallerIdentity(
@@ -151,7 +161,9 @@ absl::StatusOr<AdminIdentity> AdminAuthorizer::CallerIdentity(
       return absl::PermissionDeniedError("client certificate does not parse");
     }
     const std::string serial = DescribeCert(cert->get()).serial_hex;
-    if (revocations_.IsRevoked(serial)) {
+    auto revoked = revocations_.IsRevoked(serial);
+    if (!revoked.ok()) return revoked.status();
+    if (*revoked) {
       return absl::PermissionDeniedError(
           absl::StrCat("admin certificate ", serial, " is revoked"));
     }

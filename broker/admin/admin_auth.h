@@ -30,7 +30,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "broker/store/store.h"
+#include "common/clock.h"
 
 namespace simprov {
 
@@ -57,23 +58,28 @@ struct AdminIdentity {
 // has none (e.g. a device or server certificate) or more than one.
 absl::StatusOr<AdminIdentity> AdminIdentityFromCert(X509* cert);
 
-// Revoked admin certificates by serial, kept in a file (DIR/admin-ca/revoked:
-// one lowercase hex serial a line, rewritten atomically on each change).
+// Revoked admin certificates by serial, in the store (so every broker on a
+// shared store refuses a revoked admin certificate at once). Older
+// versions kept them in a file (DIR/admin-ca/revoked, one hex serial a
+// line); Open imports that file once.
 class AdminRevocations {
  public:
-  // Reads `path` (absent: none revoked). InvalidArgument for a bad line.
-  static absl::StatusOr<std::unique_ptr<AdminRevocations>> Load(
-      std::string path);
-  bool IsRevoked(absl::string_view serial_hex) const;
-  // Adds the serial (normalized by NormalizeSerial, common/serial.h) and saves
-  // the file; false if it was revoked already.
+  // Imports the serials of `legacy_path` (if it exists) into the store,
+  // then renames it to legacy_path + ".imported" so that it is read only
+  // once. InvalidArgument for a bad line (nothing imported, file kept).
+  static absl::StatusOr<std::unique_ptr<AdminRevocations>> Open(
+      Store& store, Clock& clock, const std::string& legacy_path);
+  // False for a serial that does not parse; Unavailable when the store does
+  // not answer.
+  absl::StatusOr<bool> IsRevoked(absl::string_view serial_hex) const;
+  // Adds the serial (normalized by NormalizeSerial, common/serial.h),
+  // durably; false if it was revoked already.
   absl::StatusOr<bool> Revoke(absl::string_view serial_hex);
 
  private:
-  explicit AdminRevocations(std::string path) : path_(std::move(path)) {}
-  const std::string path_;
-  mutable absl::Mutex mu_;
-  std::set<std::string> serials_ ABSL_GUARDED_BY(mu_);
+  AdminRevocations(Store& store, Clock& clock) : store_(store), clock_(clock) {}
+  Store& store_;
+  Clock& clock_;
 };
 
 // Every admin RPC method ("Service.Method", e.g. "Fleet.RevokeDevice") and

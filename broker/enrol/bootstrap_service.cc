@@ -96,13 +96,30 @@ Bootstrapper::Bootstrapper(BootstrapOptions options, Store& store,
       kek_(kek),
       clock_(clock),
       random_(random),
-      sessions_(options_.max_sessions_per_imsi, options_.max_sessions),
-      limiter_(options_.rate_burst, options_.rate_refill) {}
+      shared_(options_.shared_state || store.IsShared()),
+      limiter_(options_.rate_burst, options_.rate_refill),
+      shared_limiter_(store, options_.rate_burst, options_.rate_refill) {
+  if (shared_) {
+    sessions_ = std::make_unique<StoreSessionTable>(
+        store, kek, random, options_.max_sessions_per_imsi,
+        options_.max_sessions);
+  } else {
+    sessions_ = std::make_unique<InMemorySessionTable>(
+        options_.max_sessions_per_imsi, options_.max_sessions);
+  }
+}
 
 void Bootstrapper::Sweep() {
   absl::Time now = clock_.Now();
-  sessions_.ExpireBefore(now - options_.session_ttl);
-  limiter_.ForgetIdle(now);
+  if (absl::Status s = sessions_->ExpireBefore(now - options_.session_ttl);
+      !s.ok()) {
+    LogError("expiring challenge sessions: %s", s.message());
+  }
+  if (!shared_) {
+    limiter_.ForgetIdle(now);
+  } else if (absl::Status s = shared_limiter_.ForgetIdle(now); !s.ok()) {
+    LogError("forgetting idle rate limits: %s", s.message());
+  }
 }
 
 absl::StatusOr<v1::ChallengeResponse> Bootstrapper::Challenge(
@@ -111,7 +128,11 @@ absl::StatusOr<v1::ChallengeResponse> Bootstrapper::Challenge(
   if (!IsValidImsi(imsi)) {
     return absl::InvalidArgumentError("IMSI must be 6 to 15 decimal digits");
   }
-  if (!limiter_.Allow(imsi, clock_.Now())) {
+  absl::StatusOr<bool> allowed =
+      shared_ ? shared_limiter_.Allow(imsi, clock_.Now())
+              : absl::StatusOr<bool>(limiter_.Allow(imsi, clock_.Now()));
+  if (!allowed.ok()) return absl::UnavailableError(allowed.status().message());
+  if (!*allowed) {
     LogWarning("challenge: IMSI %s rate-limited", imsi);
     return absl::ResourceExhaustedError(
         "too many challenges for this IMSI; retry later");
@@ -131,7 +152,9 @@ absl::StatusOr<v1::ChallengeResponse> Bootstrapper::Challenge(
 absl::Status Bootstrapper::Resynchronise(const std::string& imsi,
                                          const Bytes& rand, const Bytes& auts) {
   if (options_.metrics) options_.metrics->ChallengeFailure("sync");
-  std::optional<Session> s = sessions_.TakeByRand(imsi, rand);
+  auto taken = sessions_->TakeByRand(imsi, rand);
+  if (!taken.ok()) return taken.status();
+  std::optional<Session>& s = *taken;
   const absl::Status refused = absl::UnauthenticatedError(
       "resynchronisation refused: no outstanding challenge with that RAND, "
       "or AUTS does not verify");
@@ -239,7 +262,9 @@ absl::StatusOr<v1::ChallengeResponse> Bootstrapper::NewChallenge(
   resp.set_rand(ToString(session.rand));
   resp.set_autn(ToString(session.autn));
   resp.set_expires_in_ms(absl::ToInt64Milliseconds(options_.session_ttl));
-  sessions_.Insert(std::move(session));
+  if (absl::Status s = sessions_->Insert(std::move(session)); !s.ok()) {
+    return absl::UnavailableError(s.message());
+  }
   return resp;
 }
 
@@ -357,7 +382,9 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
   const absl::Status auth_failed =
       absl::UnauthenticatedError("authentication failed");
   // Uses the session up, whatever follows.
-  std::optional<Session> s = sessions_.Take(ToBytes(req.session_id()));
+  auto taken = sessions_->Take(ToBytes(req.session_id()));
+  if (!taken.ok()) return taken.status();
+  std::optional<Session>& s = *taken;
   if (!s) {
     return Refuse(action, imsi,
                   absl::UnauthenticatedError("unknown or already used session"),
@@ -374,7 +401,7 @@ absl::StatusOr<v1::EnrolResponse> Bootstrapper::Finish(
   // Both comparisons are constant-time; the lengths are not secret. A
   // decoy's XRES comes from throwaway keys; it is refused even if matched.
   const Bytes res = ToBytes(req.res());
-  const bool res_matches = ConstantTimeEqual(res, s->xres);
+  const bool res_matches = ResMatches(*s, res);
   if (!res_matches || s->decoy) {
     return Refuse(action, imsi, auth_failed,
                   s->decoy ? s->decoy_reason : "RES does not match");

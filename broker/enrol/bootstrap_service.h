@@ -36,6 +36,11 @@ struct BootstrapOptions {
   absl::Duration rate_refill = absl::Seconds(2);
   size_t max_sessions_per_imsi = 4;
   size_t max_sessions = 1 << 20;
+  // Challenge sessions and per-IMSI rate limits in the store
+  // (StoreSessionTable, StoreRateLimiter) instead of in memory, so that any
+  // broker on a shared store can complete a challenge another answered.
+  // Also on when the store says it is shared (Store::IsShared).
+  bool shared_state = false;
   // Fleet lifecycle; not owned, may be null. Without policies
   // every group gets ImplicitPolicy (CN=IMSI, cert_ttl); without a CRL
   // publisher (or with an empty URL) certificates carry no CRL
@@ -52,7 +57,8 @@ struct BootstrapOptions {
 // certificate it superseded (docs/fleet.md, "Lineage").
 inline constexpr absl::Duration kRenewalRetryWindow = absl::Minutes(10);
 
-// Stateless apart from the session table and rate limiter; thread-safe.
+// Stateless apart from the session table and rate limiter (in memory, or
+// in the store when shared); thread-safe.
 class Bootstrapper {
  public:
   Bootstrapper(BootstrapOptions options, Store& store, CertificateAuthority& ca,
@@ -110,8 +116,10 @@ class Bootstrapper {
   KekRing& kek_;
   Clock& clock_;
   Random& random_;
-  SessionTable sessions_;
-  RateLimiter limiter_;
+  const bool shared_;
+  std::unique_ptr<SessionTable> sessions_;
+  RateLimiter limiter_;              // when !shared_
+  StoreRateLimiter shared_limiter_;  // when shared_
 };
 
 class BootstrapGrpcService final : public v1::Bootstrap::Service {

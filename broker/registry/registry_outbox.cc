@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "broker/store/cluster_lease.h"
 #include "common/atomic_file.h"
 #include "common/duration.h"
 #include "common/log.h"
@@ -26,6 +27,11 @@ std::string OneLine(absl::string_view s) {
   return out;
 }
 
+OutboxOptions WithHolder(OutboxOptions o) {
+  if (o.holder.empty()) o.holder = absl::StrCat("outbox@", InstanceId());
+  return o;
+}
+
 }  // namespace
 
 RegistryOutbox::RegistryOutbox(
@@ -36,8 +42,8 @@ RegistryOutbox::RegistryOutbox(
       registries_(std::move(registries)),
       hook_(std::move(hook)),
       clock_(clock),
-      options_(options),
-      pacer_(options.base_delay, options.max_delay),
+      options_(WithHolder(std::move(options))),
+      pacer_(options_.base_delay, options_.max_delay),
       random_(random) {}
 
 RegistryOutbox::~RegistryOutbox() { Stop(); }
@@ -119,7 +125,10 @@ absl::StatusOr<int> RegistryOutbox::RunOnce() {
   if (*removals > 0) {
     LogInfo("registry outbox: %d removal(s) queued", *removals);
   }
-  auto due = store_.DueIntents(now, options_.batch);
+  const bool leased = options_.lease > absl::ZeroDuration();
+  auto due = leased ? store_.ClaimIntents(now, options_.batch, options_.holder,
+                                          options_.lease)
+                    : store_.DueIntents(now, options_.batch);
   if (!due.ok()) return due.status();
   int delivered = 0;
   // Registries that throttle: the rest of their entries wait for the pause
@@ -130,6 +139,8 @@ absl::StatusOr<int> RegistryOutbox::RunOnce() {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) break;
     }
+    // Past the lease another broker may claim what is left: leave it.
+    if (leased && clock_.Now() >= now + options_.lease) break;
     if (paused.contains(intent.registry)) continue;
     absl::Status s = Deliver(intent);
     if (s.ok()) {
@@ -477,8 +488,12 @@ absl::StatusOr<std::unique_ptr<RegistryOutbox>> ConfigureRegistries(
     if (!h.ok()) return h.status();
     hook = std::move(*h);
   }
-  return std::make_unique<RegistryOutbox>(store, std::move(registries),
-                                          std::move(hook), clock, random);
+  // One broker on its own store needs no claims (and a restart after a
+  // crash must not wait for its old leases).
+  OutboxOptions options;
+  if (!store.IsShared()) options.lease = absl::ZeroDuration();
+  return std::make_unique<RegistryOutbox>(
+      store, std::move(registries), std::move(hook), clock, random, options);
 }
 
 }  // namespace simprov

@@ -49,6 +49,15 @@ struct OutboxOptions {
   // nobody wakes it.
   absl::Duration poll_interval = absl::Seconds(1);
   size_t batch = 64;
+  // Entries are claimed with a lease (Store::ClaimIntents) so that of
+  // several brokers on one store one delivers each entry at a time; a
+  // broker that dies holds its claims until the lease runs out. `holder`
+  // names this outbox (empty: "outbox@" and the process's InstanceId).
+  // A zero lease claims nothing (one broker on its own store: the broker
+  // reads due entries as they are, and a restart after a crash does not
+  // wait for its old leases).
+  std::string holder;
+  absl::Duration lease = absl::Seconds(60);
 };
 
 class RegistryOutbox : public IssuanceHooks {

@@ -383,6 +383,85 @@ class Store {
   };
   virtual absl::StatusOr<RewrapCounts> RewrapSealedKeys(const RewrapFn& rewrap,
                                                         size_t batch_size) = 0;
+
+  // ---- Shared broker state: what several brokers on one database share
+  // beyond the records above (sqlite_store_shared.cc). Times are passed in
+  // (each broker's clock) and kept to the millisecond. Each method is one
+  // atomic statement or transaction: concurrent callers on any broker see
+  // it happen entirely or not at all.
+
+  // Whether several brokers may use this store at once (a database
+  // server). A broker keeps its challenge sessions and rate limits in the
+  // store when it is (broker/enrol/session_table.h), in memory otherwise.
+  virtual bool IsShared() const { return false; }
+
+  // Challenge sessions. Stores `s` and, in the same transaction, deletes
+  // the oldest sessions of its IMSI so that at most caps.per_imsi are open
+  // (counting `s`), then the oldest of anybody so that at most caps.total
+  // are. "Oldest" is insertion order. AlreadyExists for a duplicate id.
+  virtual absl::Status PutSession(const StoredSession& s,
+                                  const SessionCaps& caps) = 0;
+  // Deletes the session with this id and returns it, whatever its age:
+  // single-use, so of concurrent calls for one id (on any brokers) exactly
+  // one gets it. NotFound when there is none.
+  virtual absl::StatusOr<StoredSession> TakeSession(const Bytes& id) = 0;
+  // The same for the open session of `imsi` whose RAND is `rand` (the
+  // RAND is public, so it is compared as plain data). NotFound when none.
+  virtual absl::StatusOr<StoredSession> TakeSessionByRand(
+      const std::string& imsi, const Bytes& rand) = 0;
+  // Deletes sessions created before `before`; returns how many.
+  virtual absl::StatusOr<int64_t> ExpireSessions(absl::Time before) = 0;
+  // Open sessions (all, or of one IMSI when `imsi` is not empty).
+  virtual absl::StatusOr<int64_t> CountSessions(const std::string& imsi) = 0;
+
+  // Rate limits: a token bucket per key (e.g. an IMSI) holding `burst`
+  // tokens, one more every `refill`, kept as its theoretical arrival time
+  // (GCRA, equivalent to the bucket). Spends one token if there is one at
+  // `now` and returns true, else false and changes nothing. One atomic
+  // statement, so concurrent callers on any brokers never spend one token
+  // twice; exact up to the skew between the callers' clocks.
+  virtual absl::StatusOr<bool> TakeRateToken(const std::string& key, int burst,
+                                             absl::Duration refill,
+                                             absl::Time now) = 0;
+  // Forgets buckets that are full at `now` (idle keys); returns how many.
+  virtual absl::StatusOr<int64_t> ForgetIdleRateLimits(absl::Time now) = 0;
+
+  // Registry outbox leases. Like DueIntents (revoked certificates' register
+  // entries skipped first), but claims what it returns: each entry pending,
+  // due at `now` and not leased to anybody until after `now` gets the lease
+  // (holder, now + lease) in the same atomic statement, so one entry is
+  // handed to one holder at a time. Oldest due first, at most `limit`. A
+  // holder that dies keeps its entries until the lease expires; then any
+  // holder claims them. FinishIntent and DeferIntent end the lease.
+  virtual absl::StatusOr<std::vector<RegistrationIntent>> ClaimIntents(
+      absl::Time now, size_t limit, const std::string& holder,
+      absl::Duration lease) = 0;
+
+  // Named leases for work done once per cluster (the broker's periodic
+  // jobs). Takes or renews lease `name` for `holder` until now + ttl when
+  // it is free, expired at `now`, or already `holder`'s; returns whether
+  // `holder` holds it now. Atomic: of concurrent callers with different
+  // holders on a free lease exactly one gets it.
+  virtual absl::StatusOr<bool> TryAcquireLease(const std::string& name,
+                                               const std::string& holder,
+                                               absl::Duration ttl,
+                                               absl::Time now) = 0;
+  // Gives the lease up if `holder` holds it (else changes nothing).
+  virtual absl::Status ReleaseLease(const std::string& name,
+                                    const std::string& holder) = 0;
+  // The lease as stored (holder and expiry); NotFound if never taken or
+  // released.
+  virtual absl::StatusOr<LeaseRow> GetLease(const std::string& name) = 0;
+
+  // Admin-certificate revocations (broker/admin/admin_auth.h): serials in
+  // lower-case hex. Adds `serial`; returns false if it was revoked already.
+  virtual absl::StatusOr<bool> RevokeAdminCertificate(const std::string& serial,
+                                                      absl::Time at) = 0;
+  // Whether `serial` is a revoked admin certificate.
+  virtual absl::StatusOr<bool> AdminCertificateRevoked(
+      const std::string& serial) = 0;
+  // Every revoked admin certificate serial, in order.
+  virtual absl::StatusOr<std::vector<std::string>> ListAdminRevocations() = 0;
 };
 
 }  // namespace simprov

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "common/bytes.h"
 
 namespace simprov {
 
@@ -41,6 +42,37 @@ struct AuditQuery {
   absl::Time since = absl::InfinitePast();
   int64_t after_id = 0;  // cursor, exclusive
   size_t limit = 0;      // 0: no limit
+};
+
+// A challenge session at rest in a shared store (broker/enrol/session_table.h
+// StoreSessionTable). Only what an Enrol on any broker needs, and no secret
+// in the clear: XRES is kept as a hash, CK || IK sealed under the KEK.
+struct StoredSession {
+  Bytes id;  // the 16 random bytes of the session id
+  std::string imsi;
+  Bytes rand;       // 16 bytes; public (sent to the device)
+  Bytes autn;       // 16 bytes; public (sent to the device)
+  Bytes xres_hash;  // SHA-256(session id || XRES)
+  Bytes
+      sealed_keys;  // KEK-sealed CK || IK (aad: id, IMSI, device, group, decoy)
+  absl::Time created = absl::UnixEpoch();  // millisecond precision
+  bool decoy = false;
+  std::string decoy_reason;
+  std::string device_id;
+  std::string group;
+};
+
+// Caps a PutSession keeps (each at least 1).
+struct SessionCaps {
+  size_t per_imsi = 4;
+  size_t total = size_t{1} << 20;
+};
+
+// A named lease (Store::TryAcquireLease): who holds it and until when.
+struct LeaseRow {
+  std::string name;
+  std::string holder;
+  absl::Time expires = absl::UnixEpoch();  // millisecond precision
 };
 
 }  // namespace simprov

@@ -142,6 +142,34 @@ class SqliteStore : public Store {
   absl::StatusOr<int64_t> EnqueueRemovals(absl::Time now) override;
   absl::StatusOr<OutboxStats> GetOutboxStats(absl::Time now) override;
 
+  // Shared broker state: sqlite_store_shared.cc.
+  absl::Status PutSession(const StoredSession& s,
+                          const SessionCaps& caps) override;
+  absl::StatusOr<StoredSession> TakeSession(const Bytes& id) override;
+  absl::StatusOr<StoredSession> TakeSessionByRand(const std::string& imsi,
+                                                  const Bytes& rand) override;
+  absl::StatusOr<int64_t> ExpireSessions(absl::Time before) override;
+  absl::StatusOr<int64_t> CountSessions(const std::string& imsi) override;
+  absl::StatusOr<bool> TakeRateToken(const std::string& key, int burst,
+                                     absl::Duration refill,
+                                     absl::Time now) override;
+  absl::StatusOr<int64_t> ForgetIdleRateLimits(absl::Time now) override;
+  absl::StatusOr<std::vector<RegistrationIntent>> ClaimIntents(
+      absl::Time now, size_t limit, const std::string& holder,
+      absl::Duration lease) override;
+  absl::StatusOr<bool> TryAcquireLease(const std::string& name,
+                                       const std::string& holder,
+                                       absl::Duration ttl,
+                                       absl::Time now) override;
+  absl::Status ReleaseLease(const std::string& name,
+                            const std::string& holder) override;
+  absl::StatusOr<LeaseRow> GetLease(const std::string& name) override;
+  absl::StatusOr<bool> RevokeAdminCertificate(const std::string& serial,
+                                              absl::Time at) override;
+  absl::StatusOr<bool> AdminCertificateRevoked(
+      const std::string& serial) override;
+  absl::StatusOr<std::vector<std::string>> ListAdminRevocations() override;
+
   // Operations, in sqlite_store_ops.cc.
   absl::StatusOr<RewrapCounts> RewrapSealedKeys(const RewrapFn& rewrap,
                                                 size_t batch_size) override;
@@ -165,6 +193,8 @@ class SqliteStore : public Store {
   static absl::Status RecordIssuanceIn(SqliteConnection& db,
                                        const CertificateRecord& cert,
                                        const AuditEvent& event);
+  // Marks pending register entries of revoked certificates "skipped".
+  absl::Status SkipRevokedRegistrations(absl::Time now);
   // Whether `sql` (a SELECT) yields a row, on the reader.
   absl::StatusOr<bool> Exists(const std::string& sql);
   void WriterLoop();

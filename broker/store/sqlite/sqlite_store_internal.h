@@ -6,10 +6,15 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "absl/types/span.h"
 #include "broker/store/sqlite/sqlite_db.h"
 #include "broker/store/store.h"
 
 namespace simprov::sqlite_internal {
+
+// Schema migrations, applied in order, each in its own transaction
+// (sqlite_store_schema.cc).
+absl::Span<const char* const> Migrations();
 
 int64_t Unix(absl::Time t);
 // A LIMIT for "at most `limit`, 0: all" (SQLite reads -1 as no limit).
@@ -23,6 +28,8 @@ extern const char kCertificateColumns[];
 CertificateRecord ReadCertificate(SqliteStatement& row);
 extern const char kAuditColumns[];
 AuditEvent ReadAudit(SqliteStatement& row);
+extern const char kIntentColumns[];
+RegistrationIntent ReadIntent(SqliteStatement& row);
 absl::Status InsertAudit(SqliteConnection& db, const AuditEvent& e);
 // The certificate's DER hash (what a token's cnf names), recorded with it.
 absl::Status InsertCertificateSha256(SqliteConnection& db,

@@ -6,11 +6,9 @@
 #include "broker/store/sqlite/sqlite_store_internal.h"
 
 namespace simprov {
-namespace {
+namespace sqlite_internal {
 
-using sqlite_internal::Unix;
-
-constexpr char kIntentColumns[] =
+const char kIntentColumns[] =
     "id, registry, kind, serial, imsi, device_id, payload, created_at, state, "
     "attempts, next_attempt_ms, last_error, result, done_at";
 
@@ -32,6 +30,13 @@ RegistrationIntent ReadIntent(SqliteStatement& row) {
   r.done_at = absl::FromUnixSeconds(row.Int(13));
   return r;
 }
+
+}  // namespace sqlite_internal
+namespace {
+
+using sqlite_internal::kIntentColumns;
+using sqlite_internal::ReadIntent;
+using sqlite_internal::Unix;
 
 absl::Status InsertIntent(SqliteConnection& db, const RegistrationIntent& r) {
   return db.ExecBound(
@@ -64,8 +69,7 @@ absl::Status SqliteStore::RecordIssuanceWithIntents(
   });
 }
 
-absl::StatusOr<std::vector<RegistrationIntent>> SqliteStore::DueIntents(
-    absl::Time now, size_t limit) {
+absl::Status SqliteStore::SkipRevokedRegistrations(absl::Time now) {
   // Register entries of certificates revoked before delivery are skipped:
   // registering them would only be undone. (Looked up first on the reader:
   // an idle outbox costs no write.)
@@ -74,18 +78,20 @@ absl::StatusOr<std::vector<RegistrationIntent>> SqliteStore::DueIntents(
       "'register' AND serial IN (SELECT serial FROM certificates WHERE "
       "status = 'revoked') LIMIT 1");
   if (!any.ok()) return any.status();
-  absl::Status skipped =
-      !*any
-          ? absl::OkStatus()
-          : Write([&](SqliteConnection& db) -> absl::Status {
-              return db.ExecBound(
-                  "UPDATE registry_outbox SET state = 'skipped', done_at = ?, "
-                  "last_error = 'certificate revoked before registration' "
-                  "WHERE state = 'pending' AND kind = 'register' AND serial IN "
-                  "(SELECT serial FROM certificates WHERE status = 'revoked')",
-                  "registry outbox", {Unix(now)});
-            });
-  if (!skipped.ok()) return skipped;
+  if (!*any) return absl::OkStatus();
+  return Write([&](SqliteConnection& db) -> absl::Status {
+    return db.ExecBound(
+        "UPDATE registry_outbox SET state = 'skipped', done_at = ?, "
+        "last_error = 'certificate revoked before registration' "
+        "WHERE state = 'pending' AND kind = 'register' AND serial IN "
+        "(SELECT serial FROM certificates WHERE status = 'revoked')",
+        "registry outbox", {Unix(now)});
+  });
+}
+
+absl::StatusOr<std::vector<RegistrationIntent>> SqliteStore::DueIntents(
+    absl::Time now, size_t limit) {
+  if (absl::Status s = SkipRevokedRegistrations(now); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(read_mu_);
   std::vector<RegistrationIntent> out;
   absl::Status s = reader_->Query(
@@ -107,7 +113,8 @@ absl::Status SqliteStore::FinishIntent(int64_t id, const std::string& state,
   return Write([&](SqliteConnection& db) -> absl::Status {
     return db.ExecBound(
         "UPDATE registry_outbox SET state = ?, result = ?, done_at = ?, "
-        "attempts = attempts + 1 WHERE id = ? AND state = 'pending'",
+        "attempts = attempts + 1, lease_holder = '', lease_expires_ms = 0 "
+        "WHERE id = ? AND state = 'pending'",
         "registry outbox", {state, result, Unix(at), id});
   });
 }
@@ -117,7 +124,8 @@ absl::Status SqliteStore::DeferIntent(int64_t id, const std::string& error,
   return Write([&](SqliteConnection& db) -> absl::Status {
     return db.ExecBound(
         "UPDATE registry_outbox SET last_error = ?, next_attempt_ms = ?, "
-        "attempts = attempts + 1 WHERE id = ? AND state = 'pending'",
+        "attempts = attempts + 1, lease_holder = '', lease_expires_ms = 0 "
+        "WHERE id = ? AND state = 'pending'",
         "registry outbox",
         {absl::string_view(error).substr(0, 512),
          absl::ToUnixMillis(next_attempt_at), id});

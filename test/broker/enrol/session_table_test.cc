@@ -11,12 +11,13 @@
 #include <thread>
 #include <vector>
 
+#include "broker/keys/kek_rotation.h"
+#include "broker/store/sqlite/sqlite_store.h"
 #include "common/clock.h"
+#include "test/broker/store/store_test_util.h"
 
 namespace simprov {
 namespace {
-
-const absl::Time kT0 = absl::FromUnixSeconds(1700000000);
 
 Bytes Id(int n) {
   Bytes id(16, 0);
@@ -24,8 +25,6 @@ Bytes Id(int n) {
   id[15] = static_cast<uint8_t>(n);
   return id;
 }
-
-std::string Imsi(int n) { return std::to_string(1010000000000 + n); }
 
 Bytes Rand(int n) { return Bytes(16, static_cast<uint8_t>(n)); }
 
@@ -45,6 +44,67 @@ Session MakeSession(int id, const std::string& imsi, absl::Time created,
   return s;
 }
 
+// Both SessionTable implementations behind one face: each call must
+// succeed (a store error fails the test), sessions come back as optionals.
+enum class Kind { kMemory, kStore };
+
+class Harness {
+ public:
+  Harness(Kind kind, size_t per_imsi, size_t total) {
+    if (kind == Kind::kMemory) {
+      table_ = std::make_unique<InMemorySessionTable>(per_imsi, total);
+      return;
+    }
+    auto store = SqliteStore::Open(dir_.path() + "/store.db", clock_);
+    EXPECT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    table_ = std::make_unique<StoreSessionTable>(*store_, kek_, random_,
+                                                 per_imsi, total);
+  }
+  void Insert(Session s) {
+    absl::Status st = table_->Insert(std::move(s));
+    EXPECT_TRUE(st.ok()) << st;
+  }
+  std::optional<Session> Take(const Bytes& id) {
+    return Unwrap(table_->Take(id));
+  }
+  std::optional<Session> TakeByRand(const std::string& imsi, const Bytes& r) {
+    return Unwrap(table_->TakeByRand(imsi, r));
+  }
+  void ExpireBefore(absl::Time cutoff) {
+    absl::Status st = table_->ExpireBefore(cutoff);
+    EXPECT_TRUE(st.ok()) << st;
+  }
+  size_t size() {
+    auto n = table_->Count();
+    EXPECT_TRUE(n.ok()) << n.status();
+    return n.ok() ? *n : 0;
+  }
+  Store* store() { return store_.get(); }
+  KekRing& kek() { return kek_; }
+
+ private:
+  static std::optional<Session> Unwrap(
+      absl::StatusOr<std::optional<Session>> r) {
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return std::nullopt;
+    return std::move(*r);
+  }
+  TempDir dir_;
+  FakeClock clock_{kT0};
+  DeterministicRandom random_{7};
+  KekRing kek_{Bytes(32, 0x42)};
+  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<SessionTable> table_;
+};
+
+class SessionTableTest : public ::testing::TestWithParam<Kind> {
+ protected:
+  std::shared_ptr<Harness> Make(size_t per_imsi, size_t total) {
+    return std::make_shared<Harness>(GetParam(), per_imsi, total);
+  }
+};
+
 // Runs `fn` on its own thread and fails (instead of hanging the test run)
 // if it does not return within a generous bound. The correct code returns in
 // microseconds; this only turns a deadlock into a failure.
@@ -59,61 +119,62 @@ bool FinishesPromptly(Fn fn) {
   return f.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
 }
 
-TEST(SessionTableTest, TakeReturnsTheSessionOnce) {
-  SessionTable table(4, 100);
-  table.Insert(MakeSession(1, "001010000000001", kT0));
-  EXPECT_EQ(table.size(), 1u);
-  std::optional<Session> s = table.Take(Id(1));
+TEST_P(SessionTableTest, TakeReturnsTheSessionOnce) {
+  auto table = Make(4, 100);
+  table->Insert(MakeSession(1, "001010000000001", kT0));
+  EXPECT_EQ(table->size(), 1u);
+  std::optional<Session> s = table->Take(Id(1));
   ASSERT_TRUE(s.has_value());
   EXPECT_EQ(s->id, Id(1));
   EXPECT_EQ(s->imsi, "001010000000001");
   EXPECT_EQ(s->rand, Rand(1));
   EXPECT_EQ(s->autn, Bytes(16, 0xa0));
-  EXPECT_EQ(s->xres, Bytes(8, 0xb0));
+  EXPECT_TRUE(ResMatches(*s, Bytes(8, 0xb0)));
+  EXPECT_FALSE(ResMatches(*s, Bytes(8, 0xb1)));
   EXPECT_EQ(s->ck, Bytes(16, 0xc0));
   EXPECT_EQ(s->ik, Bytes(16, 0xd0));
   EXPECT_EQ(s->created, kT0);
   EXPECT_EQ(s->device_id, "dev-1");
   EXPECT_EQ(s->group, "g");
-  EXPECT_EQ(table.size(), 0u);
-  EXPECT_FALSE(table.Take(Id(1)).has_value());
-  EXPECT_FALSE(table.TakeByRand("001010000000001", Rand(1)).has_value());
+  EXPECT_EQ(table->size(), 0u);
+  EXPECT_FALSE(table->Take(Id(1)).has_value());
+  EXPECT_FALSE(table->TakeByRand("001010000000001", Rand(1)).has_value());
 }
 
-TEST(SessionTableTest, TakeUnknownIdReturnsNothing) {
-  SessionTable table(4, 100);
-  table.Insert(MakeSession(1, "001010000000001", kT0));
-  EXPECT_FALSE(table.Take(Id(2)).has_value());
-  EXPECT_FALSE(table.Take(Bytes{}).has_value());
-  EXPECT_EQ(table.size(), 1u);
+TEST_P(SessionTableTest, TakeUnknownIdReturnsNothing) {
+  auto table = Make(4, 100);
+  table->Insert(MakeSession(1, "001010000000001", kT0));
+  EXPECT_FALSE(table->Take(Id(2)).has_value());
+  EXPECT_FALSE(table->Take(Bytes{}).has_value());
+  EXPECT_EQ(table->size(), 1u);
 }
 
-TEST(SessionTableTest, DecoyFieldsSurvive) {
-  SessionTable table(4, 100);
+TEST_P(SessionTableTest, DecoyFieldsSurvive) {
+  auto table = Make(4, 100);
   Session s = MakeSession(1, "001010000000009", kT0);
   s.decoy = true;
   s.decoy_reason = "unknown";
-  table.Insert(s);
-  auto got = table.Take(Id(1));
+  table->Insert(s);
+  auto got = table->Take(Id(1));
   ASSERT_TRUE(got.has_value());
   EXPECT_TRUE(got->decoy);
   EXPECT_EQ(got->decoy_reason, "unknown");
 }
 
-TEST(SessionTableTest, ConcurrentTakeOnOneIdSucceedsExactlyOnce) {
+TEST_P(SessionTableTest, ConcurrentTakeOnOneIdSucceedsExactlyOnce) {
   constexpr int kThreads = 8;
   constexpr int kRounds = 300;
-  SessionTable table(4, 1000);
+  auto table = Make(4, 1000);
   for (int round = 0; round < kRounds; ++round) {
     // One IMSI per round keeps this test independent of the per-IMSI cap.
-    table.Insert(MakeSession(round, Imsi(round), kT0));
+    table->Insert(MakeSession(round, Imsi(round), kT0));
     std::atomic<int> winners{0};
     std::latch start(kThreads);
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t) {
       threads.emplace_back([&] {
         start.arrive_and_wait();
-        std::optional<Session> s = table.Take(Id(round));
+        std::optional<Session> s = table->Take(Id(round));
         if (s.has_value()) {
           EXPECT_EQ(s->id, Id(round));
           EXPECT_EQ(s->ck, Bytes(16, 0xc0));
@@ -123,16 +184,16 @@ TEST(SessionTableTest, ConcurrentTakeOnOneIdSucceedsExactlyOnce) {
     }
     for (auto& th : threads) th.join();
     ASSERT_EQ(winners.load(), 1) << "round " << round;
-    ASSERT_EQ(table.size(), 0u) << "round " << round;
+    ASSERT_EQ(table->size(), 0u) << "round " << round;
   }
 }
 
-TEST(SessionTableTest, ConcurrentTakeByRandSucceedsExactlyOnce) {
+TEST_P(SessionTableTest, ConcurrentTakeByRandSucceedsExactlyOnce) {
   constexpr int kThreads = 8;
   constexpr int kRounds = 100;
-  SessionTable table(4, 1000);
+  auto table = Make(4, 1000);
   for (int round = 0; round < kRounds; ++round) {
-    table.Insert(MakeSession(round, Imsi(round), kT0, 7));
+    table->Insert(MakeSession(round, Imsi(round), kT0, 7));
     std::atomic<int> winners{0};
     std::latch start(kThreads);
     std::vector<std::thread> threads;
@@ -140,9 +201,9 @@ TEST(SessionTableTest, ConcurrentTakeByRandSucceedsExactlyOnce) {
       threads.emplace_back([&, t] {
         start.arrive_and_wait();
         // Half the threads go by id, half by RAND.
-        std::optional<Session> s = t % 2
-                                       ? table.Take(Id(round))
-                                       : table.TakeByRand(Imsi(round), Rand(7));
+        std::optional<Session> s =
+            t % 2 ? table->Take(Id(round))
+                  : table->TakeByRand(Imsi(round), Rand(7));
         if (s.has_value()) winners.fetch_add(1);
       });
     }
@@ -151,67 +212,67 @@ TEST(SessionTableTest, ConcurrentTakeByRandSucceedsExactlyOnce) {
   }
 }
 
-TEST(SessionTableTest, PerImsiCapReplacesTheOldest) {
-  SessionTable table(3, 100);
+TEST_P(SessionTableTest, PerImsiCapReplacesTheOldest) {
+  auto table = Make(3, 100);
   const std::string a = "001010000000001";
   const std::string b = "001010000000002";
-  table.Insert(MakeSession(1, a, kT0));
-  table.Insert(MakeSession(2, a, kT0 + absl::Seconds(1)));
-  table.Insert(MakeSession(100, b, kT0 + absl::Seconds(1)));
-  table.Insert(MakeSession(3, a, kT0 + absl::Seconds(2)));
-  EXPECT_EQ(table.size(), 4u);
-  table.Insert(MakeSession(4, a, kT0 + absl::Seconds(3)));
-  EXPECT_EQ(table.size(), 4u);
-  EXPECT_FALSE(table.Take(Id(1)).has_value());  // the oldest of a
-  table.Insert(MakeSession(5, a, kT0 + absl::Seconds(4)));
-  EXPECT_FALSE(table.Take(Id(2)).has_value());
+  table->Insert(MakeSession(1, a, kT0));
+  table->Insert(MakeSession(2, a, kT0 + absl::Seconds(1)));
+  table->Insert(MakeSession(100, b, kT0 + absl::Seconds(1)));
+  table->Insert(MakeSession(3, a, kT0 + absl::Seconds(2)));
+  EXPECT_EQ(table->size(), 4u);
+  table->Insert(MakeSession(4, a, kT0 + absl::Seconds(3)));
+  EXPECT_EQ(table->size(), 4u);
+  EXPECT_FALSE(table->Take(Id(1)).has_value());  // the oldest of a
+  table->Insert(MakeSession(5, a, kT0 + absl::Seconds(4)));
+  EXPECT_FALSE(table->Take(Id(2)).has_value());
   // The three newest of a, and b's session, are still open.
-  EXPECT_TRUE(table.Take(Id(3)).has_value());
-  EXPECT_TRUE(table.Take(Id(4)).has_value());
-  EXPECT_TRUE(table.Take(Id(5)).has_value());
-  EXPECT_TRUE(table.Take(Id(100)).has_value());
-  EXPECT_EQ(table.size(), 0u);
+  EXPECT_TRUE(table->Take(Id(3)).has_value());
+  EXPECT_TRUE(table->Take(Id(4)).has_value());
+  EXPECT_TRUE(table->Take(Id(5)).has_value());
+  EXPECT_TRUE(table->Take(Id(100)).has_value());
+  EXPECT_EQ(table->size(), 0u);
 }
 
-TEST(SessionTableTest, PerImsiCapOfOne) {
-  SessionTable table(1, 100);
-  table.Insert(MakeSession(1, "001010000000001", kT0));
-  table.Insert(MakeSession(2, "001010000000001", kT0));
-  EXPECT_EQ(table.size(), 1u);
-  EXPECT_FALSE(table.Take(Id(1)).has_value());
-  EXPECT_TRUE(table.Take(Id(2)).has_value());
+TEST_P(SessionTableTest, PerImsiCapOfOne) {
+  auto table = Make(1, 100);
+  table->Insert(MakeSession(1, "001010000000001", kT0));
+  table->Insert(MakeSession(2, "001010000000001", kT0));
+  EXPECT_EQ(table->size(), 1u);
+  EXPECT_FALSE(table->Take(Id(1)).has_value());
+  EXPECT_TRUE(table->Take(Id(2)).has_value());
 }
 
 // A taken session no longer counts against its IMSI's cap: taking the newest
 // of two and opening another must leave the older one open.
-TEST(SessionTableTest, TakenSessionDoesNotCountAgainstTheCap) {
-  SessionTable table(2, 100);
+TEST_P(SessionTableTest, TakenSessionDoesNotCountAgainstTheCap) {
+  auto table = Make(2, 100);
   const std::string a = "001010000000001";
-  table.Insert(MakeSession(1, a, kT0));
-  table.Insert(MakeSession(2, a, kT0));
-  ASSERT_TRUE(table.Take(Id(2)).has_value());
-  table.Insert(MakeSession(3, a, kT0));
-  EXPECT_EQ(table.size(), 2u);
-  EXPECT_TRUE(table.Take(Id(1)).has_value());
-  EXPECT_TRUE(table.Take(Id(3)).has_value());
+  table->Insert(MakeSession(1, a, kT0));
+  table->Insert(MakeSession(2, a, kT0));
+  ASSERT_TRUE(table->Take(Id(2)).has_value());
+  table->Insert(MakeSession(3, a, kT0));
+  EXPECT_EQ(table->size(), 2u);
+  EXPECT_TRUE(table->Take(Id(1)).has_value());
+  EXPECT_TRUE(table->Take(Id(3)).has_value());
 }
 
-TEST(SessionTableTest, SessionTakenByRandDoesNotCountAgainstTheCap) {
-  SessionTable table(2, 100);
+TEST_P(SessionTableTest, SessionTakenByRandDoesNotCountAgainstTheCap) {
+  auto table = Make(2, 100);
   const std::string a = "001010000000001";
-  table.Insert(MakeSession(1, a, kT0));
-  table.Insert(MakeSession(2, a, kT0));
-  ASSERT_TRUE(table.TakeByRand(a, Rand(2)).has_value());
-  table.Insert(MakeSession(3, a, kT0));
-  EXPECT_EQ(table.size(), 2u);
-  EXPECT_TRUE(table.Take(Id(1)).has_value());
-  EXPECT_TRUE(table.Take(Id(3)).has_value());
+  table->Insert(MakeSession(1, a, kT0));
+  table->Insert(MakeSession(2, a, kT0));
+  ASSERT_TRUE(table->TakeByRand(a, Rand(2)).has_value());
+  table->Insert(MakeSession(3, a, kT0));
+  EXPECT_EQ(table->size(), 2u);
+  EXPECT_TRUE(table->Take(Id(1)).has_value());
+  EXPECT_TRUE(table->Take(Id(3)).has_value());
 }
 
 // Taking the oldest session of an IMSI at its cap and then opening a new one
 // is the everyday path (a device enrols, then asks again); it must not hang.
-TEST(SessionTableTest, InsertAfterTakingTheOldestDoesNotHang) {
-  auto table = std::make_shared<SessionTable>(2, 100);
+TEST_P(SessionTableTest, InsertAfterTakingTheOldestDoesNotHang) {
+  auto table = Make(2, 100);
   const std::string a = "001010000000001";
   table->Insert(MakeSession(1, a, kT0));
   table->Insert(MakeSession(2, a, kT0));
@@ -219,135 +280,144 @@ TEST(SessionTableTest, InsertAfterTakingTheOldestDoesNotHang) {
   // On a hang the helper thread keeps `table` alive; the test fails.
   ASSERT_TRUE(FinishesPromptly([table, a] {
     table->Insert(MakeSession(3, a, kT0));
-  })) << "SessionTable::Insert did not return";
+  })) << "Insert did not return";
   EXPECT_EQ(table->size(), 2u);
   EXPECT_TRUE(table->Take(Id(2)).has_value());
   EXPECT_TRUE(table->Take(Id(3)).has_value());
 }
 
-TEST(SessionTableTest, TakeByRandFindsOnlyThatImsisSession) {
-  SessionTable table(4, 100);
+TEST_P(SessionTableTest, TakeByRandFindsOnlyThatImsisSession) {
+  auto table = Make(4, 100);
   const std::string a = "001010000000001";
   const std::string b = "001010000000002";
-  table.Insert(MakeSession(1, a, kT0, /*rand=*/7));
-  table.Insert(MakeSession(2, b, kT0, /*rand=*/7));
-  table.Insert(MakeSession(3, a, kT0, /*rand=*/8));
+  table->Insert(MakeSession(1, a, kT0, /*rand=*/7));
+  table->Insert(MakeSession(2, b, kT0, /*rand=*/7));
+  table->Insert(MakeSession(3, a, kT0, /*rand=*/8));
 
-  EXPECT_FALSE(table.TakeByRand("001010000000003", Rand(7)).has_value());
-  EXPECT_FALSE(table.TakeByRand(a, Rand(9)).has_value());
-  EXPECT_EQ(table.size(), 3u);
+  EXPECT_FALSE(table->TakeByRand("001010000000003", Rand(7)).has_value());
+  EXPECT_FALSE(table->TakeByRand(a, Rand(9)).has_value());
+  EXPECT_EQ(table->size(), 3u);
 
-  std::optional<Session> s = table.TakeByRand(a, Rand(7));
+  std::optional<Session> s = table->TakeByRand(a, Rand(7));
   ASSERT_TRUE(s.has_value());
   EXPECT_EQ(s->id, Id(1));
   EXPECT_EQ(s->imsi, a);
   EXPECT_EQ(s->rand, Rand(7));
-  EXPECT_EQ(s->xres, Bytes(8, 0xb0));
-  EXPECT_EQ(table.size(), 2u);
+  EXPECT_TRUE(ResMatches(*s, Bytes(8, 0xb0)));
+  EXPECT_FALSE(ResMatches(*s, Bytes(8, 0xb1)));
+  EXPECT_EQ(table->size(), 2u);
 
   // Consumed: neither by RAND nor by id again.
-  EXPECT_FALSE(table.TakeByRand(a, Rand(7)).has_value());
-  EXPECT_FALSE(table.Take(Id(1)).has_value());
+  EXPECT_FALSE(table->TakeByRand(a, Rand(7)).has_value());
+  EXPECT_FALSE(table->Take(Id(1)).has_value());
 
   // b's session with the same RAND and a's other session are untouched.
-  std::optional<Session> sb = table.TakeByRand(b, Rand(7));
+  std::optional<Session> sb = table->TakeByRand(b, Rand(7));
   ASSERT_TRUE(sb.has_value());
   EXPECT_EQ(sb->id, Id(2));
   EXPECT_EQ(sb->imsi, b);
-  std::optional<Session> s3 = table.Take(Id(3));
+  std::optional<Session> s3 = table->Take(Id(3));
   ASSERT_TRUE(s3.has_value());
   EXPECT_EQ(s3->rand, Rand(8));
-  EXPECT_EQ(table.size(), 0u);
+  EXPECT_EQ(table->size(), 0u);
 }
 
-TEST(SessionTableTest, TakeByRandNeedsTheWholeRand) {
-  SessionTable table(4, 100);
-  table.Insert(MakeSession(1, "001010000000001", kT0, 7));
+TEST_P(SessionTableTest, TakeByRandNeedsTheWholeRand) {
+  auto table = Make(4, 100);
+  table->Insert(MakeSession(1, "001010000000001", kT0, 7));
   Bytes almost = Rand(7);
   almost[15] ^= 1;
-  EXPECT_FALSE(table.TakeByRand("001010000000001", almost).has_value());
+  EXPECT_FALSE(table->TakeByRand("001010000000001", almost).has_value());
   Bytes shorter = Rand(7);
   shorter.pop_back();
-  EXPECT_FALSE(table.TakeByRand("001010000000001", shorter).has_value());
-  EXPECT_FALSE(table.TakeByRand("001010000000001", Bytes{}).has_value());
-  EXPECT_TRUE(table.TakeByRand("001010000000001", Rand(7)).has_value());
+  EXPECT_FALSE(table->TakeByRand("001010000000001", shorter).has_value());
+  EXPECT_FALSE(table->TakeByRand("001010000000001", Bytes{}).has_value());
+  EXPECT_TRUE(table->TakeByRand("001010000000001", Rand(7)).has_value());
 }
 
-TEST(SessionTableTest, ExpireBeforeDropsOnlyOldSessions) {
-  SessionTable table(10, 100);
-  table.Insert(MakeSession(1, "001010000000001", kT0));
-  table.Insert(MakeSession(2, "001010000000002", kT0 + absl::Seconds(10)));
-  table.Insert(MakeSession(3, "001010000000001", kT0 + absl::Seconds(20)));
-  table.Insert(MakeSession(4, "001010000000003", kT0 + absl::Seconds(30)));
+TEST_P(SessionTableTest, ExpireBeforeDropsOnlyOldSessions) {
+  auto table = Make(10, 100);
+  table->Insert(MakeSession(1, "001010000000001", kT0));
+  table->Insert(MakeSession(2, "001010000000002", kT0 + absl::Seconds(10)));
+  table->Insert(MakeSession(3, "001010000000001", kT0 + absl::Seconds(20)));
+  table->Insert(MakeSession(4, "001010000000003", kT0 + absl::Seconds(30)));
 
-  table.ExpireBefore(kT0);  // nothing is older than kT0
-  EXPECT_EQ(table.size(), 4u);
+  table->ExpireBefore(kT0);  // nothing is older than kT0
+  EXPECT_EQ(table->size(), 4u);
 
-  table.ExpireBefore(kT0 + absl::Seconds(20));  // created == cutoff stays
-  EXPECT_EQ(table.size(), 2u);
-  EXPECT_FALSE(table.Take(Id(1)).has_value());
-  EXPECT_FALSE(table.Take(Id(2)).has_value());
-  EXPECT_FALSE(table.TakeByRand("001010000000002", Rand(2)).has_value());
+  table->ExpireBefore(kT0 + absl::Seconds(20));  // created == cutoff stays
+  EXPECT_EQ(table->size(), 2u);
+  EXPECT_FALSE(table->Take(Id(1)).has_value());
+  EXPECT_FALSE(table->Take(Id(2)).has_value());
+  EXPECT_FALSE(table->TakeByRand("001010000000002", Rand(2)).has_value());
 
-  std::optional<Session> s3 = table.Take(Id(3));
+  std::optional<Session> s3 = table->Take(Id(3));
   ASSERT_TRUE(s3.has_value());
   EXPECT_EQ(s3->created, kT0 + absl::Seconds(20));
-  EXPECT_TRUE(table.Take(Id(4)).has_value());
+  EXPECT_TRUE(table->Take(Id(4)).has_value());
 }
 
-TEST(SessionTableTest, ExpireBeforeSkipsAlreadyTakenSessions) {
-  SessionTable table(10, 100);
-  table.Insert(MakeSession(1, "001010000000001", kT0));
-  table.Insert(MakeSession(2, "001010000000002", kT0 + absl::Seconds(10)));
-  table.Insert(MakeSession(3, "001010000000003", kT0 + absl::Seconds(20)));
-  ASSERT_TRUE(table.Take(Id(1)).has_value());
-  table.ExpireBefore(kT0 + absl::Seconds(15));
-  EXPECT_EQ(table.size(), 1u);
-  EXPECT_TRUE(table.Take(Id(3)).has_value());
-  table.ExpireBefore(kT0 + absl::Hours(1));
-  EXPECT_EQ(table.size(), 0u);
+TEST_P(SessionTableTest, ExpireBeforeSkipsAlreadyTakenSessions) {
+  auto table = Make(10, 100);
+  table->Insert(MakeSession(1, "001010000000001", kT0));
+  table->Insert(MakeSession(2, "001010000000002", kT0 + absl::Seconds(10)));
+  table->Insert(MakeSession(3, "001010000000003", kT0 + absl::Seconds(20)));
+  ASSERT_TRUE(table->Take(Id(1)).has_value());
+  table->ExpireBefore(kT0 + absl::Seconds(15));
+  EXPECT_EQ(table->size(), 1u);
+  EXPECT_TRUE(table->Take(Id(3)).has_value());
+  table->ExpireBefore(kT0 + absl::Hours(1));
+  EXPECT_EQ(table->size(), 0u);
 }
 
-TEST(SessionTableTest, ExpiredSessionsFreeTheirImsiSlots) {
-  SessionTable table(2, 100);
+TEST_P(SessionTableTest, ExpiredSessionsFreeTheirImsiSlots) {
+  auto table = Make(2, 100);
   const std::string a = "001010000000001";
-  table.Insert(MakeSession(1, a, kT0));
-  table.Insert(MakeSession(2, a, kT0));
-  table.ExpireBefore(kT0 + absl::Seconds(60));
-  EXPECT_EQ(table.size(), 0u);
-  table.Insert(MakeSession(3, a, kT0 + absl::Seconds(61)));
-  table.Insert(MakeSession(4, a, kT0 + absl::Seconds(62)));
-  EXPECT_EQ(table.size(), 2u);
-  EXPECT_TRUE(table.Take(Id(3)).has_value());
-  EXPECT_TRUE(table.Take(Id(4)).has_value());
+  table->Insert(MakeSession(1, a, kT0));
+  table->Insert(MakeSession(2, a, kT0));
+  table->ExpireBefore(kT0 + absl::Seconds(60));
+  EXPECT_EQ(table->size(), 0u);
+  table->Insert(MakeSession(3, a, kT0 + absl::Seconds(61)));
+  table->Insert(MakeSession(4, a, kT0 + absl::Seconds(62)));
+  EXPECT_EQ(table->size(), 2u);
+  EXPECT_TRUE(table->Take(Id(3)).has_value());
+  EXPECT_TRUE(table->Take(Id(4)).has_value());
 }
 
-TEST(SessionTableTest, GlobalCapDropsTheOldestOfAnybody) {
-  SessionTable table(10, 3);
-  table.Insert(MakeSession(1, "001010000000001", kT0));
-  table.Insert(MakeSession(2, "001010000000002", kT0));
-  table.Insert(MakeSession(3, "001010000000003", kT0));
-  EXPECT_EQ(table.size(), 3u);
-  table.Insert(MakeSession(4, "001010000000004", kT0));
-  EXPECT_EQ(table.size(), 3u);
-  EXPECT_FALSE(table.Take(Id(1)).has_value());
-  table.Insert(MakeSession(5, "001010000000001", kT0));
-  EXPECT_EQ(table.size(), 3u);
-  EXPECT_FALSE(table.Take(Id(2)).has_value());
-  EXPECT_TRUE(table.Take(Id(3)).has_value());
-  EXPECT_TRUE(table.Take(Id(4)).has_value());
-  EXPECT_TRUE(table.Take(Id(5)).has_value());
+TEST_P(SessionTableTest, GlobalCapDropsTheOldestOfAnybody) {
+  auto table = Make(10, 3);
+  table->Insert(MakeSession(1, "001010000000001", kT0));
+  table->Insert(MakeSession(2, "001010000000002", kT0));
+  table->Insert(MakeSession(3, "001010000000003", kT0));
+  EXPECT_EQ(table->size(), 3u);
+  table->Insert(MakeSession(4, "001010000000004", kT0));
+  EXPECT_EQ(table->size(), 3u);
+  EXPECT_FALSE(table->Take(Id(1)).has_value());
+  table->Insert(MakeSession(5, "001010000000001", kT0));
+  EXPECT_EQ(table->size(), 3u);
+  EXPECT_FALSE(table->Take(Id(2)).has_value());
+  EXPECT_TRUE(table->Take(Id(3)).has_value());
+  EXPECT_TRUE(table->Take(Id(4)).has_value());
+  EXPECT_TRUE(table->Take(Id(5)).has_value());
 }
 
-TEST(SessionTableTest, GlobalCapNeverExceeded) {
-  SessionTable table(2, 50);
+TEST_P(SessionTableTest, GlobalCapNeverExceeded) {
+  auto table = Make(2, 50);
   for (int i = 0; i < 500; ++i) {
-    table.Insert(MakeSession(i, Imsi(i % 37), kT0 + absl::Seconds(i)));
-    ASSERT_LE(table.size(), 50u);
+    table->Insert(MakeSession(i, Imsi(i % 37), kT0 + absl::Seconds(i)));
+    ASSERT_LE(table->size(), 50u);
   }
   // The newest session is always present.
-  EXPECT_TRUE(table.Take(Id(499)).has_value());
+  EXPECT_TRUE(table->Take(Id(499)).has_value());
 }
+
+INSTANTIATE_TEST_SUITE_P(Both, SessionTableTest,
+                         ::testing::Values(Kind::kMemory, Kind::kStore),
+                         [](const ::testing::TestParamInfo<Kind>& i) {
+                           return i.param == Kind::kMemory
+                                      ? std::string("InMemory")
+                                      : std::string("Store");
+                         });
 
 TEST(RateLimiterTest, BurstThenRefused) {
   FakeClock clock(kT0);

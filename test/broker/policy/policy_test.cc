@@ -417,8 +417,8 @@ TEST(FleetMigrationTest, VersionOneAuditRowsAreMigrated) {
   const std::string path = dir + "/store.db";
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  // Schema step 1 as released (broker/store/sqlite/sqlite_store.cc), with two
-  // rows.
+  // Schema step 1 as released (broker/store/sqlite/sqlite_store_schema.cc),
+  // with two rows.
   const char* v1 = R"sql(
 CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,
   applied_at INTEGER NOT NULL);

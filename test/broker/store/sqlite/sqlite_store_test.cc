@@ -110,11 +110,12 @@ TEST_F(SqliteStoreTest, ReopenKeepsSchemaVersionAndData) {
 }
 
 // The migration that records certificate hashes (a token's cnf names its
-// certificate by one) hashes the certificates issued before it. It is the
-// latest migration; one appended after it must be undone here as well.
+// certificate by one) hashes the certificates issued before it. Each
+// migration appended after it must be undone here as well.
 TEST_F(SqliteStoreTest, CertificateHashMigrationHashesEarlierCertificates) {
   constexpr int kCertificateHashMigration = 6;
-  ASSERT_EQ(SqliteStore::LatestSchemaVersion(), kCertificateHashMigration);
+  constexpr int kSharedStateMigration = 7;
+  ASSERT_EQ(SqliteStore::LatestSchemaVersion(), kSharedStateMigration);
   CertificateRecord cert = Cert("0e01", Imsi(1), "dev-1", kT0);
   cert.der = {0x30, 0x03, 0x02, 0x01, 0x0e};
   {
@@ -124,12 +125,19 @@ TEST_F(SqliteStoreTest, CertificateHashMigrationHashesEarlierCertificates) {
     ASSERT_TRUE(store->RecordIssuance(cert, Event(Imsi(1), "", kT0)).ok());
   }
   // The store as the previous schema left it.
+  for (const char* undo :
+       {"DROP TABLE sessions", "DROP TABLE rate_limits", "DROP TABLE leases",
+        "DROP TABLE admin_revocations",
+        "ALTER TABLE registry_outbox DROP COLUMN lease_holder",
+        "ALTER TABLE registry_outbox DROP COLUMN lease_expires_ms"}) {
+    RawQuery(undo);
+  }
   RawQuery("DROP TABLE certificate_sha256");
   RawQuery(absl::StrCat("DELETE FROM schema_migrations WHERE version >= ",
                         kCertificateHashMigration));
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(*store->SchemaVersion(), kCertificateHashMigration);
+  EXPECT_EQ(*store->SchemaVersion(), kSharedStateMigration);
   auto t = store->GetTokenSubjectByCertHash(Sha256(cert.der));
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ(t->serial, "0e01");
@@ -462,7 +470,7 @@ TEST_F(SqliteStoreTest, LineageMigrationSupersedesOlderValidCertificates) {
     issue("0e04", 1, t0);
   }
   // Back to the schema before the migration (its columns and indexes gone,
-  // and the later token-binding migration's table).
+  // and the later migrations' tables and columns).
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(db_path().c_str(), &db), SQLITE_OK);
   char* err = nullptr;
@@ -472,6 +480,11 @@ TEST_F(SqliteStoreTest, LineageMigrationSupersedesOlderValidCertificates) {
                          "ALTER TABLE certificates DROP COLUMN renewed_from;"
                          "ALTER TABLE certificates DROP COLUMN superseded_at;"
                          "DROP TABLE certificate_sha256;"
+                         "DROP TABLE sessions; DROP TABLE rate_limits;"
+                         "DROP TABLE leases; DROP TABLE admin_revocations;"
+                         "ALTER TABLE registry_outbox DROP COLUMN lease_holder;"
+                         "ALTER TABLE registry_outbox DROP COLUMN "
+                         "lease_expires_ms;"
                          "DELETE FROM schema_migrations WHERE version >= 5;",
                          nullptr, nullptr, &err),
             SQLITE_OK)
