@@ -198,7 +198,8 @@ absl::StatusOr<std::unique_ptr<KeyStore>> OpenKeyStore(const KeySpec& spec) {
     case KeySpec::Kind::kTpm2:
       return OpenTpm2KeyStore(spec.tcti);
     case KeySpec::Kind::kIotSafe:
-      return absl::UnimplementedError("--key iotsafe: not available yet");
+      return absl::InvalidArgumentError(
+          "--key iotsafe: not supported yet (use file or tpm2)");
   }
   return NewFileKeyStore();
 }

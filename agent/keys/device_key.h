@@ -85,6 +85,7 @@ class KeyStore {
 
 // Opens the store SPEC names. For tpm2 this connects to the TPM:
 // FailedPrecondition "TPM not reachable at TCTI ..." when it is not there.
+// iotsafe: InvalidArgument, not supported yet.
 absl::StatusOr<std::unique_ptr<KeyStore>> OpenKeyStore(const KeySpec& spec);
 
 // The file store (today's behaviour): keys generated in software.

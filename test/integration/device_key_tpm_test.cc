@@ -227,6 +227,7 @@ TEST_F(DeviceKeyTpmTest, BadKeySpecsAndAMissingTpmWriteNothing) {
       {"vault", "unknown key store 'vault'"},
       {"pkcs11:token=dev", "pkcs11: not supported yet"},
       {"iotsafe:container=0", "container=N"},
+      {"iotsafe:container=2", "iotsafe: not supported yet"},
       {"file:/etc/key", "takes no argument"},
       {"tpm2:swtpm:host=127.0.0.1,port=1", "TPM not reachable"},
   };
