@@ -31,6 +31,7 @@ namespace {
 struct Flags {
   std::string broker;
   std::string sim;
+  std::string key = "file";
   std::string out;
   std::string broker_ca;
   bool force = false;
@@ -73,6 +74,9 @@ absl::StatusOr<AgentConfig> Configure(const Flags& f) {
   if (!broker.ok()) return broker.status();
   c.broker = *broker;
   c.sim_spec = f.sim;
+  auto key = ParseKeySpec(f.key);
+  if (!key.ok()) return key.status();
+  c.key = *key;
   c.out = f.out;
   c.on_renew = f.on_renew;
   auto timeout = ParseHumanDuration(f.timeout);
@@ -148,7 +152,11 @@ int WaitForRegistries(const Flags& f, const AgentConfig& config) {
 int Bootstrap(const Flags& f) {
   auto config = Configure(f);
   if (!config.ok()) return Fail(config.status());
-  if (!f.force && CheckExistingCredentials(f.out, Clock::Real().Now()).ok()) {
+  // A store that is not there is a configuration error: nothing written.
+  auto keys = OpenKeyStore(config->key);
+  if (!keys.ok()) return Fail(keys.status());
+  if (!f.force &&
+      CheckExistingCredentials(f.out, Clock::Real().Now(), keys->get()).ok()) {
     std::cout << "credentials in " << f.out
               << " are valid; nothing to do (--force re-provisions)\n";
     return WaitForRegistries(f, *config);
@@ -221,6 +229,11 @@ int Token(const Flags& f) {
   if (!config.ok()) return Fail(config.status());
   auto spec = TokenSpec(f);
   if (!spec.ok()) return Fail(spec.status());
+  if (config->key.kind != KeySpec::Kind::kFile) {
+    return Fail(absl::FailedPreconditionError(
+        "device tokens are bound to a mutual-TLS client certificate, which a "
+        "key in hardware cannot present yet (docs/agent.md)"));
+  }
   auto token = RequestDeviceToken(config->broker, f.out, *spec,
                                   config->options.rpc_timeout);
   if (!token.ok()) {
@@ -243,8 +256,17 @@ int Run(const Flags& f, const sigset_t& stop) {
     config->token_file = f.token_file;
     config->token_spec = *spec;
   }
-  // A bad --sim is a configuration error: say so now, not in a loop.
+  // A bad --sim or --key is a configuration error: say so now, not in a
+  // loop.
   if (auto sim = OpenSim(f.sim); !sim.ok()) return Fail(sim.status());
+  if (auto keys = OpenKeyStore(config->key); !keys.ok()) {
+    return Fail(keys.status());
+  }
+  if (!f.token_file.empty() && config->key.kind != KeySpec::Kind::kFile) {
+    return Fail(absl::FailedPreconditionError(
+        "--token-file: device tokens need a mutual-TLS client certificate, "
+        "which a key in hardware cannot present yet (docs/agent.md)"));
+  }
   if (!f.verbose) SetLogLevel(LogLevel::kInfo);
   return RunDaemon(*config, stop, Clock::Real(), Random::Real());
 }
@@ -273,6 +295,12 @@ int main(int argc, char** argv) {
   };
   auto out = [&](CLI::App* c) {
     c->add_option("--out", f.out, "Credential directory")->required();
+  };
+  auto key = [&](CLI::App* c) {
+    c->add_option("--key", f.key,
+                  "Where the device key lives: file (DIR/device.key), "
+                  "tpm2[:TCTI] or iotsafe[:container=N] (docs/agent.md)")
+        ->capture_default_str();
   };
   auto common = [&](CLI::App* c) {
     c->add_option("--timeout", f.timeout, "Per-call timeout")
@@ -311,6 +339,7 @@ int main(int argc, char** argv) {
                  "After provisioning, wait until the IoT registries have the "
                  "device (--wait-registered=TIMEOUT, default 2m); "
                  "bootstrap.json follows the registration status");
+  key(boot);
   common(boot);
   boot->callback([&] { rc = simprov::Bootstrap(f); });
 
@@ -320,6 +349,7 @@ int main(int argc, char** argv) {
       "(no SIM); the broker is verified against DIR/ca.pem");
   broker(renew);
   out(renew);
+  key(renew);
   common(renew);
   renew->callback([&] { rc = simprov::Renew(f); });
 
@@ -345,6 +375,7 @@ int main(int argc, char** argv) {
   run->add_option("--token-ttl", f.ttl,
                   "Lifetime of the --token-file token (default: the "
                   "broker's, 10m)");
+  key(run);
   common(run);
   run->callback([&] { rc = simprov::Run(f, stop); });
 
@@ -361,6 +392,7 @@ int main(int argc, char** argv) {
   token->add_option("--scope", f.scopes, "Requested scope (repeatable)");
   token->add_option("--ttl", f.ttl,
                     "Lifetime (default: the broker's, 10m; at most 1h)");
+  key(token);
   common(token);
   token->callback([&] { rc = simprov::Token(f); });
 

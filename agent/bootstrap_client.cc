@@ -15,6 +15,7 @@
 #include "common/grpc_status.h"
 #include "common/kdf.h"
 #include "common/leaf_check.h"
+#include "common/renew_proof.h"
 #include "common/transcript.h"
 #include "simprov/v1/bootstrap.grpc.pb.h"
 
@@ -215,12 +216,18 @@ absl::StatusOr<BootstrapClient::Exchanged> BootstrapClient::Exchange(
   return out;
 }
 
-absl::StatusOr<Credentials> BootstrapClient::Run(SimCard& sim) {
+absl::StatusOr<Credentials> BootstrapClient::Run(SimCard& sim, KeyStore* keys) {
   auto imsi = sim.Imsi();
   if (!imsi.ok()) return imsi.status();
-  // The key is made here and never leaves the device.
-  EvpPkeyPtr key = GenerateP256Key();
-  auto csr = CreateCsr(key.get(), *imsi);
+  std::unique_ptr<KeyStore> file_store;
+  if (keys == nullptr) {
+    file_store = NewFileKeyStore();
+    keys = file_store.get();
+  }
+  // The key is made here (in the store) and never leaves the device.
+  auto key = keys->Generate();
+  if (!key.ok()) return key.status();
+  auto csr = (*key)->MakeCsr(*imsi);
   if (!csr.ok()) return csr.status();
   auto ex = Exchange(sim, Purpose::kEnrol, *csr);
   if (!ex.ok()) return ex.status();
@@ -230,9 +237,10 @@ absl::StatusOr<Credentials> BootstrapClient::Run(SimCard& sim) {
   for (const std::string& der : answer.trust_anchors()) {
     anchors.push_back(ToBytes(der));
   }
-  auto out = VerifyIssued(key.get(), chain, anchors,
+  auto out = VerifyIssued(**key, chain, anchors,
                           absl::FromUnixMillis(answer.server_time_unix_ms()));
   if (!out.ok()) return out.status();
+  out->key_json = keys->DescribeJson();
   out->imsi = ex->imsi;
   out->device_id = answer.device_id();
   out->round_trip = ex->round_trip;
@@ -252,10 +260,11 @@ absl::StatusOr<AuthenticatedTime> BootstrapClient::Time(SimCard& sim) {
   return t;
 }
 
-absl::StatusOr<Credentials> VerifyIssued(EVP_PKEY* key,
-                                         const std::vector<Bytes>& chain,
-                                         const std::vector<Bytes>& anchors_der,
-                                         absl::Time server_time) {
+namespace {
+// VerifyIssued without the key: `key` may be a public key.
+absl::StatusOr<Credentials> VerifyIssuedCert(
+    EVP_PKEY* key, const std::vector<Bytes>& chain,
+    const std::vector<Bytes>& anchors_der, absl::Time server_time) {
   if (chain.empty() || anchors_der.empty()) {
     return absl::UnauthenticatedError("broker answer has no chain or anchor");
   }
@@ -299,13 +308,35 @@ absl::StatusOr<Credentials> VerifyIssued(EVP_PKEY* key,
     out.cert_pem = CertToPem(leaf->get());
     out.leaf = DescribeCert(leaf->get());
   }
-  auto key_pem = PrivateKeyToPkcs8Pem(key);
-  if (!key_pem.ok()) return key_pem.status();
-  out.key_pem = std::move(*key_pem);
   out.chain_pem = out.cert_pem;
   for (auto& c : intermediates) out.chain_pem += CertToPem(c.get());
   for (auto& c : anchors) out.ca_pem += CertToPem(c.get());
   out.server_time = server_time;
+  return out;
+}
+}  // namespace
+
+absl::StatusOr<Credentials> VerifyIssued(EVP_PKEY* key,
+                                         const std::vector<Bytes>& chain,
+                                         const std::vector<Bytes>& anchors,
+                                         absl::Time server_time) {
+  auto out = VerifyIssuedCert(key, chain, anchors, server_time);
+  if (!out.ok()) return out.status();
+  auto key_pem = PrivateKeyToPkcs8Pem(key);
+  if (!key_pem.ok()) return key_pem.status();
+  out->key_pem = std::move(*key_pem);
+  return out;
+}
+
+absl::StatusOr<Credentials> VerifyIssued(const DeviceKey& key,
+                                         const std::vector<Bytes>& chain,
+                                         const std::vector<Bytes>& anchors,
+                                         absl::Time server_time) {
+  auto out = VerifyIssuedCert(key.public_key(), chain, anchors, server_time);
+  if (!out.ok()) return out.status();
+  auto stored = key.Stored();
+  if (!stored.ok()) return stored.status();
+  out->key_pem = std::move(*stored);
   return out;
 }
 
@@ -362,6 +393,65 @@ absl::StatusOr<Credentials> RenewCredentials(
   auto out = VerifyIssued(key.get(), chain, anchors,
                           absl::FromUnixMillis(resp.server_time_unix_ms()));
   if (!out.ok()) return out.status();
+  out->imsi = imsi;
+  out->device_id = resp.device_id();
+  out->round_trip = clock.Now() - sent;
+  out->registry_info_json = resp.registry_info_json();
+  return out;
+}
+
+absl::StatusOr<Credentials> RenewCredentialsInBand(
+    std::shared_ptr<grpc::Channel> channel, const std::string& imsi,
+    const InBandProof& proof, KeyStore& keys, Clock& clock,
+    const AgentOptions& options) {
+  auto stub = v1::Bootstrap::NewStub(channel);
+  auto deadline = [&] {
+    return std::chrono::system_clock::now() +
+           absl::ToChronoMilliseconds(options.rpc_timeout);
+  };
+  auto key = keys.Generate();  // always a new key, in the same store
+  if (!key.ok()) return key.status();
+  auto csr = (*key)->MakeCsr(imsi);
+  if (!csr.ok()) return csr.status();
+  const absl::Time sent = clock.Now();
+  v1::RenewNonceResponse nonce;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    if (absl::Status s =
+            Rpc(stub->RenewNonce(&ctx, v1::RenewNonceRequest(), &nonce),
+                "renewal nonce");
+        !s.ok()) {
+      return s;
+    }
+  }
+  const Bytes message = RenewProofMessage(
+      proof.broker_identity, ToBytes(nonce.nonce()), proof.leaf_der, *csr);
+  auto signature = proof.current->Sign(message);
+  if (!signature.ok()) return signature.status();
+  v1::RenewRequest req;
+  req.set_csr(ToString(*csr));
+  req.set_certificate(ToString(proof.leaf_der));
+  req.set_nonce(nonce.nonce());
+  req.set_broker_identity(proof.broker_identity);
+  req.set_signature(ToString(*signature));
+  v1::RenewResponse resp;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    if (absl::Status s = Rpc(stub->Renew(&ctx, req, &resp), "renew"); !s.ok()) {
+      return s;
+    }
+  }
+  std::vector<Bytes> chain, anchors;
+  for (const std::string& der : resp.chain()) chain.push_back(ToBytes(der));
+  for (const std::string& der : resp.trust_anchors()) {
+    anchors.push_back(ToBytes(der));
+  }
+  auto out = VerifyIssued(**key, chain, anchors,
+                          absl::FromUnixMillis(resp.server_time_unix_ms()));
+  if (!out.ok()) return out.status();
+  out->key_json = keys.DescribeJson();
   out->imsi = imsi;
   out->device_id = resp.device_id();
   out->round_trip = clock.Now() - sent;

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "agent/keys/device_key.h"
 #include "agent/sim/sim.h"
 #include "common/clock.h"
 #include "common/x509.h"
@@ -40,7 +41,8 @@ std::shared_ptr<grpc::Channel> MakeBrokerChannel(
     grpc::ChannelArguments args = grpc::ChannelArguments());
 
 struct Credentials {
-  std::string key_pem;    // PKCS#8
+  std::string key_pem;    // DIR/device.key: PKCS#8, or the store's reference
+  std::string key_json;   // bootstrap.json's "key" (KeyStore::DescribeJson)
   std::string cert_pem;   // leaf
   std::string chain_pem;  // leaf + issuing CA(s)
   std::string ca_pem;     // trust anchors
@@ -76,8 +78,9 @@ class BootstrapClient {
                   AgentOptions options = AgentOptions());
 
   // One full bootstrap. Unauthenticated/PermissionDenied: refused (by the
-  // SIM or the broker); Unavailable/DeadlineExceeded: retryable.
-  absl::StatusOr<Credentials> Run(SimCard& sim);
+  // SIM or the broker); Unavailable/DeadlineExceeded: retryable. The key is
+  // generated in `keys` (null: a file key, as the benchmark uses).
+  absl::StatusOr<Credentials> Run(SimCard& sim, KeyStore* keys = nullptr);
   // A fresh AKA exchange that returns only the broker's time (no
   // certificate), authenticated like an Enrol answer.
   absl::StatusOr<AuthenticatedTime> Time(SimCard& sim);
@@ -106,6 +109,11 @@ absl::StatusOr<Credentials> VerifyIssued(EVP_PKEY* key,
                                          const std::vector<Bytes>& chain,
                                          const std::vector<Bytes>& anchors,
                                          absl::Time server_time);
+// The same for a key in a store: key_pem is what the store keeps.
+absl::StatusOr<Credentials> VerifyIssued(const DeviceKey& key,
+                                         const std::vector<Bytes>& chain,
+                                         const std::vector<Bytes>& anchors,
+                                         absl::Time server_time);
 
 // A mutual-TLS channel: the broker must verify against `ca_pem`; the device
 // presents its current key and chain.
@@ -123,6 +131,22 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeDeviceChannel(
 absl::StatusOr<Credentials> RenewCredentials(
     std::shared_ptr<grpc::Channel> channel, const std::string& imsi,
     Clock& clock, const AgentOptions& options);
+
+// The current key and certificate of a device whose key cannot sign inside
+// TLS: renewal proves possession in band (common/renew_proof.h).
+struct InBandProof {
+  DeviceKey* current = nullptr;
+  Bytes leaf_der;
+  std::string broker_identity;
+};
+
+// Renews over `channel` (server-authenticated TLS, no client certificate)
+// with a new key generated in `keys`, the old key signing the broker's nonce
+// and the transcript.
+absl::StatusOr<Credentials> RenewCredentialsInBand(
+    std::shared_ptr<grpc::Channel> channel, const std::string& imsi,
+    const InBandProof& proof, KeyStore& keys, Clock& clock,
+    const AgentOptions& options);
 
 }  // namespace simprov
 

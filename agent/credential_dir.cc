@@ -1,6 +1,7 @@
 #include "agent/credential_dir.h"
 
 #include <dirent.h>
+#include <openssl/crypto.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -68,6 +69,12 @@ std::string BootstrapJson(const Credentials& c, const std::string& broker) {
   j["server_time"] = Rfc3339(c.server_time);
   // The server's time is at most one round trip old when it arrives.
   j["server_time_uncertainty_ms"] = absl::ToInt64Milliseconds(c.round_trip);
+  // Where the key lives (sets from before key stores: a file).
+  nlohmann::json key = nlohmann::json::parse(
+      c.key_json.empty() ? R"({"store":"file","file":"device.key"})"
+                         : c.key_json,
+      nullptr, false);
+  if (!key.is_discarded()) j["key"] = key;
   if (!c.registry_info_json.empty()) {
     nlohmann::json reg =
         nlohmann::json::parse(c.registry_info_json, nullptr, false);
@@ -140,7 +147,8 @@ absl::Status WriteCredentialSet(const std::string& dir, const Credentials& c,
   return absl::OkStatus();
 }
 
-absl::Status CheckExistingCredentials(const std::string& dir, absl::Time now) {
+absl::Status CheckExistingCredentials(const std::string& dir, absl::Time now,
+                                      KeyStore* keys) {
   for (const char* name : kCredentialFiles) {
     struct stat st;
     if (stat((dir + "/" + name).c_str(), &st) != 0) {
@@ -153,12 +161,22 @@ absl::Status CheckExistingCredentials(const std::string& dir, absl::Time now) {
   if (!cert_pem.ok() || !key_pem.ok()) {
     return absl::FailedPreconditionError("credentials unreadable");
   }
-  auto cert = CertFromPem(*cert_pem);
-  auto key = PrivateKeyFromPem(*key_pem);
-  if (!cert.ok() || !key.ok()) {
-    return absl::FailedPreconditionError("credentials do not parse");
+  std::unique_ptr<KeyStore> file_store;
+  if (keys == nullptr) {
+    file_store = NewFileKeyStore();
+    keys = file_store.get();
   }
-  if (!SamePublicKey(X509_get0_pubkey(cert->get()), key->get())) {
+  auto cert = CertFromPem(*cert_pem);
+  auto key = keys->Load(*key_pem);
+  OPENSSL_cleanse(key_pem->data(), key_pem->size());
+  if (!cert.ok() || !key.ok()) {
+    return absl::FailedPreconditionError(
+        !cert.ok() || keys->kind() == KeySpec::Kind::kFile
+            ? "credentials do not parse"
+            : absl::StrCat("credentials do not parse: ",
+                           key.status().message()));
+  }
+  if (!SamePublicKey(X509_get0_pubkey(cert->get()), (*key)->public_key())) {
     return absl::FailedPreconditionError(
         "device.crt does not match device.key");
   }

@@ -1,6 +1,8 @@
 // The device's credential directory, switched atomically as one set.
 //
-//   DIR/device.key      PKCS#8 PEM, 0600 (the key never leaves the device)
+//   DIR/device.key      PKCS#8 PEM, 0600 (the key never leaves the device),
+//                       or the reference a hardware key store keeps
+//                       (agent/keys/device_key.h)
 //   DIR/device.crt      leaf certificate
 //   DIR/chain.pem       leaf + issuing CA
 //   DIR/ca.pem          trust anchor(s)
@@ -41,8 +43,10 @@ absl::Status WriteCredentialSet(const std::string& dir, const Credentials& c,
 void SetCredentialWriteStepHookForTesting(void (*hook)(const char* step));
 
 // OK when DIR holds a complete set whose certificate matches its key and is
-// valid at `now`; FailedPrecondition (with the reason) otherwise.
-absl::Status CheckExistingCredentials(const std::string& dir, absl::Time now);
+// valid at `now`; FailedPrecondition (with the reason) otherwise. The key is
+// loaded through `keys` (null: a file key).
+absl::Status CheckExistingCredentials(const std::string& dir, absl::Time now,
+                                      KeyStore* keys = nullptr);
 
 }  // namespace simprov
 

@@ -1,5 +1,6 @@
 #include "agent/daemon.h"
 
+#include <openssl/crypto.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -19,6 +20,7 @@
 #include "common/atomic_file.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
+#include "common/x509.h"
 
 namespace simprov {
 
@@ -102,8 +104,13 @@ struct CurrentSet {
 
 // The set in `out`, if it is complete and valid now.
 absl::StatusOr<CurrentSet> ReadCurrentSet(const std::string& out,
-                                          absl::Time now) {
-  if (absl::Status s = CheckExistingCredentials(out, now); !s.ok()) return s;
+                                          const KeySpec& key, absl::Time now) {
+  auto keys = OpenKeyStore(key);
+  if (!keys.ok()) return keys.status();
+  if (absl::Status s = CheckExistingCredentials(out, now, keys->get());
+      !s.ok()) {
+    return s;
+  }
   auto meta = ReadFileToString(out + "/bootstrap.json", 1 << 20);
   if (!meta.ok()) return meta.status();
   nlohmann::json j = nlohmann::json::parse(*meta, nullptr, false);
@@ -152,12 +159,14 @@ absl::StatusOr<Credentials> BootstrapAndWrite(const AgentConfig& config,
                                               Clock& clock, Random& random) {
   auto sim = OpenSim(config.sim_spec);
   if (!sim.ok()) return sim.status();
+  auto keys = OpenKeyStore(config.key);
+  if (!keys.ok()) return keys.status();
   BootstrapClient client(MakeBrokerChannel(config.broker, config.pinned_ca_pem),
                          config.broker, clock, random, config.options);
   absl::StatusOr<Credentials> creds;
   absl::Duration backoff = config.min_backoff;
   for (int attempt = 1; attempt <= config.attempts; ++attempt) {
-    creds = client.Run(**sim);
+    creds = client.Run(**sim, keys->get());
     if (creds.ok() || !Retryable(creds.status()) ||
         attempt == config.attempts) {
       break;
@@ -183,6 +192,33 @@ absl::StatusOr<Credentials> BootstrapAndWrite(const AgentConfig& config,
   return creds;
 }
 
+namespace {
+// A key in hardware cannot sign inside gRPC's TLS: server-authenticated TLS
+// against DIR/ca.pem, and the proof of possession in band.
+absl::StatusOr<Credentials> RenewInBand(const AgentConfig& config,
+                                        const std::string& imsi,
+                                        const std::string& stored,
+                                        const std::string& ca_pem,
+                                        const std::string& chain_pem,
+                                        Clock& clock) {
+  auto keys = OpenKeyStore(config.key);
+  if (!keys.ok()) return keys.status();
+  auto current = (*keys)->Load(stored);
+  if (!current.ok()) return current.status();
+  auto chain = CertsFromPem(chain_pem);
+  if (!chain.ok() || chain->empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(config.out, "/chain.pem holds no certificate"));
+  }
+  InBandProof proof;
+  proof.current = current->get();
+  proof.leaf_der = CertToDer(chain->front().get());
+  proof.broker_identity = config.broker.identity;
+  return RenewCredentialsInBand(MakeBrokerChannel(config.broker, ca_pem), imsi,
+                                proof, **keys, clock, config.options);
+}
+}  // namespace
+
 absl::StatusOr<Credentials> RenewAndWrite(const AgentConfig& config,
                                           Clock& clock, Random& random) {
   auto ca = ReadFileToString(config.out + "/ca.pem", 1 << 20);
@@ -195,9 +231,24 @@ absl::StatusOr<Credentials> RenewAndWrite(const AgentConfig& config,
   }
   auto imsi = ImsiFromBootstrapJson(*meta);
   if (!imsi.ok()) return imsi.status();
-  auto creds =
-      RenewCredentials(MakeMutualTlsChannel(config.broker, *ca, *key, *chain),
-                       *imsi, clock, config.options);
+  const std::string wanted = KeyStoreName(config.key.kind);
+  if (const std::string store = StoreOfBootstrapJson(*meta); store != wanted) {
+    OPENSSL_cleanse(key->data(), key->size());
+    return absl::FailedPreconditionError(
+        absl::StrCat("the key in ", config.out, " is in the ", store,
+                     " store, not --key ", wanted,
+                     ": renew with the --key it was made "
+                     "with, or bootstrap again"));
+  }
+  absl::StatusOr<Credentials> creds;
+  if (config.key.kind == KeySpec::Kind::kFile) {
+    creds =
+        RenewCredentials(MakeMutualTlsChannel(config.broker, *ca, *key, *chain),
+                         *imsi, clock, config.options);
+    OPENSSL_cleanse(key->data(), key->size());
+  } else {
+    creds = RenewInBand(config, *imsi, *key, *ca, *chain, clock);
+  }
   if (!creds.ok()) return creds.status();
   if (absl::Status s =
           WriteCredentialSet(config.out, *creds, config.broker.target, random);
@@ -308,7 +359,7 @@ int RunDaemon(const AgentConfig& config, const sigset_t& stop, Clock& clock,
     token_keeper->Start();
   }
   while (true) {
-    auto current = ReadCurrentSet(config.out, clock.Now());
+    auto current = ReadCurrentSet(config.out, config.key, clock.Now());
     absl::StatusOr<Credentials> fresh;
     if (!current.ok()) {
       LogInfo("no valid credentials (%s): bootstrapping with the SIM",

@@ -27,6 +27,7 @@ namespace simprov {
 struct AgentConfig {
   BrokerEndpoint broker;
   std::string sim_spec;       // --sim
+  KeySpec key;                // --key (agent/keys/device_key.h)
   std::string out;            // --out
   std::string pinned_ca_pem;  // contents of --broker-ca; empty: none
   AgentOptions options;

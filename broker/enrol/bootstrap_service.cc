@@ -98,7 +98,8 @@ Bootstrapper::Bootstrapper(BootstrapOptions options, Store& store,
       random_(random),
       shared_(options_.shared_state || store.IsShared()),
       limiter_(options_.rate_burst, options_.rate_refill),
-      shared_limiter_(store, options_.rate_burst, options_.rate_refill) {
+      shared_limiter_(store, options_.rate_burst, options_.rate_refill),
+      nonces_(random) {
   if (shared_) {
     sessions_ = std::make_unique<StoreSessionTable>(
         store, kek, random, options_.max_sessions_per_imsi,
@@ -620,7 +621,30 @@ absl::StatusOr<CertificateRecord> Bootstrapper::Issue(
   return record;
 }
 
+v1::RenewNonceResponse Bootstrapper::RenewNonce() {
+  v1::RenewNonceResponse resp;
+  resp.set_nonce(ToString(nonces_.Issue(clock_.Now())));
+  return resp;
+}
+
 absl::StatusOr<v1::RenewResponse> Bootstrapper::Renew(
+    const std::string& client_cert_pem, const v1::RenewRequest& req) {
+  if (!HasInBandProof(req)) return RenewWithCertificate(client_cert_pem, req);
+  // One way per request: a TLS client certificate and an in-band proof
+  // together are refused rather than one of them silently ignored.
+  if (!client_cert_pem.empty()) {
+    return absl::InvalidArgumentError(
+        "a renewal over mutual TLS carries no in-band proof");
+  }
+  auto pem = VerifyInBandRenewal(req, nonces_, options_.names, clock_.Now());
+  if (!pem.ok()) {
+    LogWarning("renew: in-band proof refused: %s", pem.status().message());
+    return pem.status();
+  }
+  return RenewWithCertificate(*pem, req);
+}
+
+absl::StatusOr<v1::RenewResponse> Bootstrapper::RenewWithCertificate(
     const std::string& client_cert_pem, const v1::RenewRequest& req) {
   if (client_cert_pem.empty()) {
     return absl::UnauthenticatedError(
@@ -768,6 +792,13 @@ grpc::Status BootstrapGrpcService::Renew(grpc::ServerContext* ctx,
   auto r = b_.Renew(pem, *req);
   if (!r.ok()) return ToGrpcStatus(r.status());
   *resp = std::move(*r);
+  return grpc::Status::OK;
+}
+
+grpc::Status BootstrapGrpcService::RenewNonce(grpc::ServerContext*,
+                                              const v1::RenewNonceRequest*,
+                                              v1::RenewNonceResponse* resp) {
+  *resp = b_.RenewNonce();
   return grpc::Status::OK;
 }
 

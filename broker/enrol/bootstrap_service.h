@@ -16,6 +16,7 @@
 #include "broker/ca/ca.h"
 #include "broker/ca/crl_publisher.h"
 #include "broker/enrol/issuance_hooks.h"
+#include "broker/enrol/renew_nonce.h"
 #include "broker/enrol/session_table.h"
 #include "broker/keys/kek_rotation.h"
 #include "broker/ops/broker_metrics.h"
@@ -72,9 +73,11 @@ class Bootstrapper {
   absl::StatusOr<v1::EnrolResponse> Enrol(const v1::EnrolRequest& req);
   // The same AKA check as Enrol; answers with the server's time only.
   absl::StatusOr<v1::EnrolResponse> Time(const v1::EnrolRequest& req);
-  // `client_cert_pem`: the TLS peer's leaf certificate, empty if none.
+  // `client_cert_pem`: the TLS peer's leaf certificate, empty if none;
+  // without one, the request's in-band proof (renew_nonce.h) stands for it.
   absl::StatusOr<v1::RenewResponse> Renew(const std::string& client_cert_pem,
                                           const v1::RenewRequest& req);
+  v1::RenewNonceResponse RenewNonce();
   // Drops expired sessions and idle rate-limit buckets; call periodically.
   void Sweep();
 
@@ -108,6 +111,9 @@ class Bootstrapper {
       const CertificateRecord& presented, const Bytes& csr_der);
   absl::Status RefuseSuperseded(const std::string& imsi,
                                 const std::string& serial);
+  // Renew once the caller's certificate is known to be its own.
+  absl::StatusOr<v1::RenewResponse> RenewWithCertificate(
+      const std::string& client_cert_pem, const v1::RenewRequest& req);
 
   const BootstrapOptions options_;
   Store& store_;
@@ -120,6 +126,7 @@ class Bootstrapper {
   std::unique_ptr<SessionTable> sessions_;
   RateLimiter limiter_;              // when !shared_
   StoreRateLimiter shared_limiter_;  // when shared_
+  RenewNonces nonces_;
 };
 
 class BootstrapGrpcService final : public v1::Bootstrap::Service {
@@ -133,6 +140,8 @@ class BootstrapGrpcService final : public v1::Bootstrap::Service {
                      v1::RenewResponse* resp) override;
   grpc::Status Time(grpc::ServerContext*, const v1::EnrolRequest* req,
                     v1::EnrolResponse* resp) override;
+  grpc::Status RenewNonce(grpc::ServerContext*, const v1::RenewNonceRequest*,
+                          v1::RenewNonceResponse* resp) override;
 
  private:
   Bootstrapper& b_;

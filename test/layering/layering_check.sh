@@ -12,6 +12,7 @@ declare -A allowed=(
   [common]="common"
   [agent]="agent common"
   [agent/sim]="common"
+  [agent/keys]="agent/sim common"
   [broker/store]="broker/store common"
   [broker/store/sqlite]="broker/store common"
   [broker/store/postgres]="broker/store common"
