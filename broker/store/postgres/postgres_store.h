@@ -154,7 +154,40 @@ class PostgresStore : public Store {
   absl::StatusOr<RewrapCounts> RewrapSealedKeys(const RewrapFn& rewrap,
                                                 size_t batch_size) override;
 
+  // Shared broker state, in postgres_store_shared.cc. A PostgreSQL store
+  // is shared: every broker on it keeps sessions and limits here.
+  bool IsShared() const override;
+  absl::Status AppendAuditDurable(const AuditEvent& event) override;
+  absl::Status PutSession(const StoredSession& s,
+                          const SessionCaps& caps) override;
+  absl::StatusOr<StoredSession> TakeSession(const Bytes& id) override;
+  absl::StatusOr<StoredSession> TakeSessionByRand(const std::string& imsi,
+                                                  const Bytes& rand) override;
+  absl::StatusOr<int64_t> ExpireSessions(absl::Time before) override;
+  absl::StatusOr<int64_t> CountSessions(const std::string& imsi) override;
+  absl::StatusOr<bool> TakeRateToken(const std::string& key, int burst,
+                                     absl::Duration refill,
+                                     absl::Time now) override;
+  absl::StatusOr<int64_t> ForgetIdleRateLimits(absl::Time now) override;
+  absl::StatusOr<std::vector<RegistrationIntent>> ClaimIntents(
+      absl::Time now, size_t limit, const std::string& holder,
+      absl::Duration lease) override;
+  absl::StatusOr<bool> TryAcquireLease(const std::string& name,
+                                       const std::string& holder,
+                                       absl::Duration ttl,
+                                       absl::Time now) override;
+  absl::Status ReleaseLease(const std::string& name,
+                            const std::string& holder) override;
+  absl::StatusOr<LeaseRow> GetLease(const std::string& name) override;
+  absl::StatusOr<bool> RevokeAdminCertificate(const std::string& serial,
+                                              absl::Time at) override;
+  absl::StatusOr<bool> AdminCertificateRevoked(
+      const std::string& serial) override;
+  absl::StatusOr<std::vector<std::string>> ListAdminRevocations() override;
+
  private:
+  // Marks pending register entries of revoked certificates skipped.
+  absl::Status SkipRevokedRegistrations(absl::Time now);
   using TxFn = std::function<absl::Status(pg::Connection&)>;
   PostgresStore(ConnectOptions options, Clock& clock);
   // Runs `fn` in one transaction (READ COMMITTED) and commits; retried on

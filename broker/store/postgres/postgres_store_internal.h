@@ -31,6 +31,9 @@ absl::Status InsertAudit(pg::Connection& db, const AuditEvent& e);
 // The certificate's DER hash (what a token's cnf names), recorded with it.
 absl::Status InsertCertificateSha256(pg::Connection& db,
                                      const CertificateRecord& cert);
+// The registry outbox's columns and one row of them.
+extern const char kIntentColumns[];
+RegistrationIntent ReadIntent(const pg::Result& r, int row);
 // Every certificate row in `r`.
 std::vector<CertificateRecord> Certificates(const pg::Result& r);
 

@@ -10,7 +10,14 @@ namespace {
 
 using pg_internal::Unix;
 
-constexpr char kIntentColumns[] =
+using pg_internal::kIntentColumns;
+using pg_internal::ReadIntent;
+
+}  // namespace
+
+namespace pg_internal {
+
+const char kIntentColumns[] =
     "id, registry, kind, serial, imsi, device_id, payload, created_at, state, "
     "attempts, next_attempt_ms, last_error, result, done_at";
 
@@ -32,6 +39,10 @@ RegistrationIntent ReadIntent(const pg::Result& r, int i) {
   x.done_at = absl::FromUnixSeconds(r.Int(i, 13));
   return x;
 }
+
+}  // namespace pg_internal
+
+namespace {
 
 std::vector<RegistrationIntent> Intents(const pg::Result& r) {
   std::vector<RegistrationIntent> out;
@@ -74,8 +85,7 @@ absl::Status PostgresStore::RecordIssuanceWithIntents(
   });
 }
 
-absl::StatusOr<std::vector<RegistrationIntent>> PostgresStore::DueIntents(
-    absl::Time now, size_t limit) {
+absl::Status PostgresStore::SkipRevokedRegistrations(absl::Time now) {
   // Register entries of certificates revoked before delivery are skipped:
   // registering them would only be undone. (Looked up first: an idle
   // outbox costs no write.)
@@ -96,6 +106,12 @@ absl::StatusOr<std::vector<RegistrationIntent>> PostgresStore::DueIntents(
     });
     if (!skipped.ok()) return skipped;
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<RegistrationIntent>> PostgresStore::DueIntents(
+    absl::Time now, size_t limit) {
+  if (absl::Status s = SkipRevokedRegistrations(now); !s.ok()) return s;
   auto r = Read(absl::StrCat("SELECT ", kIntentColumns,
                              " FROM registry_outbox WHERE state = 'pending' "
                              "AND next_attempt_ms <= $1 ORDER BY "
@@ -111,7 +127,8 @@ absl::Status PostgresStore::FinishIntent(int64_t id, const std::string& state,
   return Tx([&](pg::Connection& db) -> absl::Status {
     return db.Exec(
         "UPDATE registry_outbox SET state = $1, result = $2, done_at = $3, "
-        "attempts = attempts + 1 WHERE id = $4 AND state = 'pending'",
+        "attempts = attempts + 1, lease_holder = '', lease_expires_ms = 0 "
+        "WHERE id = $4 AND state = 'pending'",
         {state, result, pg::Int(Unix(at)), pg::Int(id)});
   });
 }
@@ -121,7 +138,8 @@ absl::Status PostgresStore::DeferIntent(int64_t id, const std::string& error,
   return Tx([&](pg::Connection& db) -> absl::Status {
     return db.Exec(
         "UPDATE registry_outbox SET last_error = $1, next_attempt_ms = $2, "
-        "attempts = attempts + 1 WHERE id = $3 AND state = 'pending'",
+        "attempts = attempts + 1, lease_holder = '', lease_expires_ms = 0 "
+        "WHERE id = $3 AND state = 'pending'",
         {ErrorLine(error), pg::Int(absl::ToUnixMillis(next_attempt_at)),
          pg::Int(id)});
   });

@@ -117,6 +117,45 @@ CREATE TABLE registry_outbox (
 CREATE INDEX registry_outbox_due ON registry_outbox (state, next_attempt_ms);
 CREATE INDEX registry_outbox_serial ON registry_outbox (serial);
 )sql",
+    // 2: shared broker state: challenge sessions (seq gives insertion
+    // order), per-key rate limits (GCRA theoretical arrival time), leases
+    // on outbox entries, named leases for once-per-cluster work, and
+    // admin-certificate revocations.
+    R"sql(
+CREATE TABLE sessions (
+  seq           BIGSERIAL PRIMARY KEY,
+  id            BYTEA NOT NULL UNIQUE,
+  imsi          TEXT COLLATE "C" NOT NULL,
+  rand          BYTEA NOT NULL,
+  autn          BYTEA NOT NULL,
+  xres_hash     BYTEA NOT NULL,
+  sealed_keys   BYTEA NOT NULL,
+  created_ms    BIGINT NOT NULL,
+  decoy         BIGINT NOT NULL,
+  decoy_reason  TEXT NOT NULL,
+  device_id     TEXT NOT NULL,
+  group_name    TEXT NOT NULL
+);
+CREATE INDEX sessions_imsi ON sessions (imsi, seq);
+CREATE INDEX sessions_created ON sessions (created_ms);
+CREATE TABLE rate_limits (
+  key     TEXT COLLATE "C" PRIMARY KEY,
+  tat_ms  BIGINT NOT NULL
+);
+CREATE INDEX rate_limits_tat ON rate_limits (tat_ms);
+ALTER TABLE registry_outbox ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
+ALTER TABLE registry_outbox ADD COLUMN lease_expires_ms BIGINT NOT NULL
+  DEFAULT 0;
+CREATE TABLE leases (
+  name        TEXT COLLATE "C" PRIMARY KEY,
+  holder      TEXT NOT NULL,
+  expires_ms  BIGINT NOT NULL
+);
+CREATE TABLE admin_revocations (
+  serial      TEXT COLLATE "C" PRIMARY KEY,
+  revoked_at  BIGINT NOT NULL
+);
+)sql",
 };
 
 const int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -125,7 +164,7 @@ const char* const kTables[] = {
     "subscribers",     "certificates",      "certificate_sha256",
     "groups",          "crl_state",         "audit",
     "token_apps",      "token_revocations", "token_device_revocations",
-    "registry_outbox",
+    "registry_outbox", "admin_revocations",
 };
 
 const int kTableCount = sizeof(kTables) / sizeof(kTables[0]);
