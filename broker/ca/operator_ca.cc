@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
+#include "common/pkcs11/uri.h"
 #include "common/x509.h"
 
 namespace simprov {
@@ -72,15 +73,22 @@ absl::StatusOr<CaMaterial> ReadOperatorCaWithReference(
   if (absl::Status s = CheckIssuingCert(files, m.issuing.get()); !s.ok()) {
     return s;
   }
+  // Named without any pin-value it may carry (which is then refused).
+  auto parsed = pkcs11::ParseUri(files.key);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ca-key: ", parsed.status().message()));
+  }
+  const std::string shown = pkcs11::FormatUri(*parsed);
   auto key = resolve_reference(files.key);
   if (!key.ok()) {
     return absl::Status(
         key.status().code(),
-        absl::StrCat("--ca-key ", files.key, ": ", key.status().message()));
+        absl::StrCat("--ca-key ", shown, ": ", key.status().message()));
   }
   if (!SamePublicKey(key->get(), X509_get0_pubkey(m.issuing.get()))) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--ca-key ", files.key, " does not match --ca-cert ", files.cert));
+        "--ca-key ", shown, " does not match --ca-cert ", files.cert));
   }
   m.key_pem = files.key + "\n";
   return ReadOperatorCaChain(files, now, std::move(m));
