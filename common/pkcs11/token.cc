@@ -17,36 +17,16 @@
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
 #include "common/pkcs11/module.h"
+#include "common/pkcs11/session.h"
 
 namespace simprov::pkcs11 {
-
-// The pool, the login and the connection's generation.
-struct TokenState {
-  std::shared_ptr<Module> module;
-  Uri uri;  // the token's attributes (no object, no PIN)
-  std::string name;
-  std::string pin;  // wiped in ~Token
-  TokenOptions limits;
-
-  std::mutex mu;
-  std::condition_variable cv;
-  CK_SLOT_ID slot = 0;                  // guarded by mu
-  std::vector<CK_SESSION_HANDLE> idle;  // guarded by mu
-  size_t open = 0;                      // sessions of `epoch`, idle or lent
-  uint64_t epoch = 1;                   // bumped when the pool is dropped
-  uint64_t module_generation = 0;       // the module's when connected
-  bool connected = false;               // guarded by mu
-  // A key found before is gone: the next connect re-initializes the module.
-  bool reinitialize = false;  // guarded by mu
-  std::chrono::steady_clock::time_point retry_at{};
-};
-
-namespace {
 
 absl::Status Fail(const TokenState& s, absl::string_view what, CK_RV rv) {
   return absl::UnavailableError(
       absl::StrCat("PKCS#11 ", s.name, ": ", what, ": ", RvName(rv)));
 }
+
+namespace {
 
 absl::StatusOr<std::string> ReadPinFile(absl::string_view source,
                                         const std::string& path) {
@@ -149,6 +129,8 @@ absl::StatusOr<CK_SLOT_ID> FindSlot(TokenState& s, CK_RV* rv_out) {
   return found.front();
 }
 
+}  // namespace
+
 // Opens one session and logs it in (login is per application: later
 // sessions of the same connection are logged in already).
 absl::StatusOr<CK_SESSION_HANDLE> OpenSession(TokenState& s, CK_SLOT_ID slot,
@@ -218,141 +200,6 @@ void DropLocked(TokenState& s, uint64_t epoch) {
   s.cv.notify_all();
 }
 
-}  // namespace
-
-// A session lent from the pool, with the module's reader lock; returned
-// (or, after a lost connection, closed) when it goes. Lock order: the
-// module's reader lock, then s.mu.
-class Session {
- public:
-  static absl::StatusOr<Session> Acquire(TokenState& s) {
-    const auto deadline = std::chrono::steady_clock::now() +
-                          absl::ToChronoMilliseconds(s.limits.acquire_timeout);
-    for (int round = 0;; ++round) {
-      uint64_t generation = 0;
-      {
-        s.module->calls().ReaderLock();
-        auto lent = AcquireLocked(s, deadline, round > 0, &generation);
-        if (lent.ok() || generation == 0) {
-          if (!lent.ok()) s.module->calls().ReaderUnlock();
-          return lent;
-        }
-        s.module->calls().ReaderUnlock();
-      }
-      // The module needs C_Initialize again: no lock held here.
-      if (round > 0) {
-        return absl::UnavailableError(
-            absl::StrCat("PKCS#11 ", s.name, " is not available"));
-      }
-      (void)s.module->Reinitialize(generation - 1, s.limits.retry_after);
-    }
-  }
-
-  Session(Session&& o) noexcept
-      : s_(o.s_), h_(o.h_), epoch_(o.epoch_), generation_(o.generation_) {
-    o.s_ = nullptr;
-  }
-  Session& operator=(Session&&) = delete;
-  ~Session() {
-    if (s_ == nullptr) return;
-    {
-      std::lock_guard<std::mutex> lock(s_->mu);
-      if (epoch_ == s_->epoch) {
-        s_->idle.push_back(h_);
-        s_->cv.notify_one();
-      } else if (s_->module->generation() == generation_) {
-        s_->module->f()->C_CloseSession(h_);  // its pool was dropped
-      }
-    }
-    s_->module->calls().ReaderUnlock();
-  }
-
-  CK_SESSION_HANDLE handle() const { return h_; }
-  uint64_t epoch() const { return epoch_; }
-  CK_FUNCTION_LIST* f() const { return s_->module->f(); }
-  // After `rv`: drops the whole pool if the connection is gone.
-  void Failed(CK_RV rv) {
-    if (!ConnectionLost(rv)) return;
-    std::lock_guard<std::mutex> lock(s_->mu);
-    DropLocked(*s_, epoch_);
-  }
-  // A key found before is not in the token any more: the token may have
-  // gone and come back, which some modules see only after C_Initialize.
-  void KeyVanished() {
-    std::lock_guard<std::mutex> lock(s_->mu);
-    DropLocked(*s_, epoch_);
-    s_->reinitialize = true;
-  }
-
- private:
-  Session(TokenState* s, CK_SESSION_HANDLE h, uint64_t epoch)
-      : s_(s), h_(h), epoch_(epoch), generation_(s->module_generation) {}
-
-  // With the reader lock held. On a failure that C_Initialize may cure,
-  // sets *reinit_generation to the module's generation + 1 (never 0).
-  static absl::StatusOr<Session> AcquireLocked(
-      TokenState& s, std::chrono::steady_clock::time_point deadline,
-      bool after_reinit, uint64_t* reinit_generation) {
-    std::unique_lock<std::mutex> lock(s.mu);
-    for (;;) {
-      if (s.connected && s.module->generation() != s.module_generation) {
-        DropLocked(s, s.epoch);  // another Token re-initialized the module
-      }
-      if (!s.connected) {
-        const auto now = std::chrono::steady_clock::now();
-        if (now < s.retry_at && !after_reinit) {
-          return absl::UnavailableError(
-              absl::StrCat("PKCS#11 ", s.name, " is not available"));
-        }
-        if (s.reinitialize && !after_reinit) {
-          s.reinitialize = false;
-          *reinit_generation = s.module->generation() + 1;
-          return absl::UnavailableError("re-initializing");
-        }
-        bool reinit = false;
-        if (absl::Status c = ConnectLocked(s, &reinit); !c.ok()) {
-          s.retry_at = now + absl::ToChronoMilliseconds(s.limits.retry_after);
-          if (reinit && !after_reinit) {
-            *reinit_generation = s.module->generation() + 1;
-          }
-          return absl::UnavailableError(c.message());
-        }
-      }
-      if (!s.idle.empty()) {
-        CK_SESSION_HANDLE h = s.idle.back();
-        s.idle.pop_back();
-        return Session(&s, h, s.epoch);
-      }
-      if (s.open < s.limits.max_sessions) {
-        ++s.open;
-        const uint64_t epoch = s.epoch;
-        const CK_SLOT_ID slot = s.slot;
-        lock.unlock();
-        CK_RV rv = CKR_OK;
-        auto h = OpenSession(s, slot, false, &rv);
-        lock.lock();
-        if (h.ok()) return Session(&s, *h, epoch);
-        if (epoch == s.epoch) --s.open;
-        if (ConnectionLost(rv)) DropLocked(s, epoch);
-        return absl::UnavailableError(h.status().message());
-      }
-      if (s.cv.wait_until(lock, deadline) == std::cv_status::timeout) {
-        return absl::UnavailableError(
-            absl::StrCat("PKCS#11 ", s.name, ": all ", s.limits.max_sessions,
-                         " sessions busy for ",
-                         absl::FormatDuration(s.limits.acquire_timeout)));
-      }
-    }
-  }
-
-  TokenState* s_;
-  CK_SESSION_HANDLE h_;
-  uint64_t epoch_;
-  uint64_t generation_;  // the module's when the session was opened
-};
-
-namespace {
-
 // Every object of `cls` with the label and/or id (either may be absent).
 absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> FindObjects(
     Session& session, CK_OBJECT_CLASS cls, const std::string* label,
@@ -411,6 +258,8 @@ absl::StatusOr<std::string> Attribute(Session& session, CK_OBJECT_HANDLE obj,
   return absl::UnavailableError(
       absl::StrCat("PKCS#11 C_GetAttributeValue: ", RvName(rv)));
 }
+
+namespace {
 
 // The public key of the key pair labelled `label` / with id `id`: from its
 // public-key object.
@@ -535,23 +384,6 @@ absl::Status Token::Check() {
   }
   return absl::OkStatus();
 }
-
-struct Key::Cache {
-  std::mutex mu;
-  uint64_t epoch = 0;  // the connection `handle` belongs to
-  CK_OBJECT_HANDLE handle = 0;
-};
-
-Key::Key(std::shared_ptr<Token> token, KeyType type, std::string label,
-         std::string id, EvpPkeyPtr public_key)
-    : token_(std::move(token)),
-      type_(type),
-      label_(std::move(label)),
-      id_(std::move(id)),
-      public_key_(std::move(public_key)),
-      cache_(std::make_unique<Cache>()) {}
-
-Key::~Key() = default;
 
 absl::StatusOr<std::shared_ptr<Key>> Token::FindKey(const Uri& key_uri) {
   if (key_uri.object.empty() && !key_uri.has_id) {
@@ -716,109 +548,6 @@ absl::Status Token::DestroyKey(const std::string& label) {
         absl::StrCat("no key labelled ", label, " in ", s_->name));
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<bool> Key::BoolAttribute(unsigned long attribute) const {
-  auto session = Session::Acquire(*token_->s_);
-  if (!session.ok()) return session.status();
-  auto objs = FindObjects(*session, CKO_PRIVATE_KEY, &label_,
-                          id_.empty() ? nullptr : &id_);
-  if (!objs.ok()) return objs.status();
-  if (objs->size() != 1) return absl::NotFoundError("key not in the token");
-  auto v = Attribute(*session, objs->front(), attribute);
-  if (!v.ok()) return v.status();
-  return v->size() == 1 && (*v)[0] != 0;
-}
-
-absl::Status Key::Check() const {
-  TokenState& s = *token_->s_;
-  absl::Status last;
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    auto session = Session::Acquire(s);
-    if (!session.ok()) return session.status();
-    auto objs = FindObjects(*session, CKO_PRIVATE_KEY, &label_,
-                            id_.empty() ? nullptr : &id_);
-    if (!objs.ok()) {
-      last = objs.status();
-      continue;
-    }
-    if (objs->size() == 1) return absl::OkStatus();
-    last = absl::UnavailableError(absl::StrCat("PKCS#11 ", s.name, ": the key ",
-                                               label_, " is not in the token"));
-    session->KeyVanished();
-  }
-  return last;
-}
-
-absl::StatusOr<bool> Key::Extractable() const {
-  return BoolAttribute(CKA_EXTRACTABLE);
-}
-
-absl::StatusOr<bool> Key::Sensitive() const {
-  return BoolAttribute(CKA_SENSITIVE);
-}
-
-absl::StatusOr<std::string> Key::Sign(std::string_view input) const {
-  if (type_ == KeyType::kEcP256 && input.size() != 32) {
-    return absl::InvalidArgumentError("ECDSA P-256 signs a 32-byte digest");
-  }
-  TokenState& s = *token_->s_;
-  absl::Status last;
-  // Twice at most: a stale handle or a dropped connection gets one retry
-  // on a fresh session.
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    auto session = Session::Acquire(s);
-    if (!session.ok()) return session.status();
-    CK_OBJECT_HANDLE handle = 0;
-    {
-      std::lock_guard<std::mutex> lock(cache_->mu);
-      if (cache_->epoch == session->epoch()) handle = cache_->handle;
-    }
-    if (handle == 0) {
-      auto objs = FindObjects(*session, CKO_PRIVATE_KEY, &label_,
-                              id_.empty() ? nullptr : &id_);
-      if (!objs.ok()) {
-        last = objs.status();
-        continue;
-      }
-      if (objs->size() != 1) {
-        last = absl::UnavailableError(absl::StrCat(
-            "PKCS#11 ", s.name, ": the key ", label_, " is not in the token"));
-        session->KeyVanished();
-        continue;
-      }
-      handle = objs->front();
-      std::lock_guard<std::mutex> lock(cache_->mu);
-      cache_->epoch = session->epoch();
-      cache_->handle = handle;
-    }
-    CK_MECHANISM mech = {type_ == KeyType::kEd25519 ? CKM_EDDSA : CKM_ECDSA,
-                         nullptr, 0};
-    CK_FUNCTION_LIST* f = session->f();
-    CK_RV rv = f->C_SignInit(session->handle(), &mech, handle);
-    unsigned char sig[128];
-    CK_ULONG len = sizeof sig;
-    if (rv == CKR_OK) {
-      rv =
-          f->C_Sign(session->handle(),
-                    reinterpret_cast<CK_BYTE*>(const_cast<char*>(input.data())),
-                    input.size(), sig, &len);
-    }
-    if (rv == CKR_OK && len == 64) {
-      return std::string(reinterpret_cast<char*>(sig), len);
-    }
-    if (rv == CKR_OK) rv = CKR_FUNCTION_FAILED;
-    last = Fail(s, "C_Sign", rv);
-    if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) {
-      std::lock_guard<std::mutex> lock(cache_->mu);
-      cache_->epoch = 0;  // look the key up again
-    } else if (ConnectionLost(rv)) {
-      session->Failed(rv);
-    } else {
-      break;
-    }
-  }
-  return absl::UnavailableError(last.message());
 }
 
 }  // namespace simprov::pkcs11
