@@ -394,12 +394,22 @@ TEST_F(HsmTest, TokenGoneMidRunIsUnavailableThenRecovers) {
   const std::string root = MakeRoot("Acme");
   const std::string issuing = MakeIssuing("Acme", "issuing-ca", "01");
   broker_ = Start({"--ca-cert", issuing, "--ca-chain", root, "--ca-key",
-                   hsm_->KeyUri("issuing-ca")});
+                   hsm_->KeyUri("issuing-ca"), "--token-keys",
+                   "pkcs11:token=simprov", "--token-audiences", "billing"});
   ASSERT_NE(broker_, nullptr);
   std::string out;
   ASSERT_EQ(Bootstrap("001010000009031", &out).exit_code, 0);
+  auto token = [&] {
+    return RunProcess({testing::kAgentBin, "token", "--broker",
+                       broker_->address(), "--out", out, "--audience",
+                       "billing"});
+  };
+  ASSERT_EQ(token().exit_code, 0);
 
   hsm_->SetTokenPresent(false);
+  ProcessResult t = token();
+  EXPECT_NE(t.exit_code, 0);
+  EXPECT_TRUE(absl::StrContains(t.err, "token signing unavailable")) << t.err;
   std::string ready = Readyz();
   EXPECT_TRUE(absl::StartsWith(ready, "HSM unavailable: ")) << ready;
   TestSim sim = RandomSim("001010000009032");
@@ -419,6 +429,8 @@ TEST_F(HsmTest, TokenGoneMidRunIsUnavailableThenRecovers) {
   r = broker_->Bootstrap(WriteSoftSim(dir_, sim), out2);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(OpensslVerify(out2, root).exit_code, 0);
+  t = token();
+  EXPECT_EQ(t.exit_code, 0) << t.err;
 }
 
 }  // namespace
