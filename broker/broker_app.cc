@@ -123,9 +123,9 @@ struct TokensConfig {
   std::unique_ptr<TokenKeyManager> keys;
 };
 
-absl::StatusOr<TokensConfig> ConfigureTokens(const BrokerConfig& f,
-                                             const DataDirPaths& paths,
-                                             Clock& clock) {
+absl::StatusOr<TokensConfig> ConfigureTokens(
+    const BrokerConfig& f, const DataDirPaths& paths, Clock& clock,
+    std::shared_ptr<TokenKeyStore> store) {
   TokensConfig c;
   auto ttl = ParseHumanDuration(f.token_ttl);
   if (!ttl.ok()) return ttl.status();
@@ -157,6 +157,7 @@ absl::StatusOr<TokensConfig> ConfigureTokens(const BrokerConfig& f,
   ko.rotation_period = *rotation;
   ko.max_token_lifetime = *max_ttl;
   ko.path = paths.root + "/tokens/keys.json";
+  ko.store = std::move(store);
   auto keys = TokenKeyManager::Open(ko, clock);
   if (!keys.ok()) return keys.status();
   c.keys = std::move(*keys);
@@ -284,11 +285,47 @@ absl::Status BrokerApp::Init() {
     }
   }
 
+  // Keys in a PKCS#11 token (docs/hsm.md). A --ca-key URI without
+  // --ca-cert: a development CA whose keys are generated in that token.
+  const pkcs11::ModuleOptions pkcs11_options{.module_path = f.pkcs11_module,
+                                             .pin_file = f.pkcs11_pin_file};
+  const bool ca_in_token = pkcs11::IsPkcs11Uri(f.ca.key);
+  const bool development_in_token =
+      ca_in_token && f.ca.cert.empty() && f.ca.chain.empty();
+  const OperatorCaFiles operator_ca =
+      development_in_token ? OperatorCaFiles{} : f.ca;
+  ca_signers_ = std::make_unique<Pkcs11CaSignerFactory>(
+      pkcs11_options, development_in_token ? f.ca.key : "");
+  Pkcs11CaSignerFactory* signers = ca_signers_.get();
+  const CaKeyReferenceResolver resolve =
+      [signers](const std::string& uri) -> absl::StatusOr<EvpPkeyPtr> {
+    auto signer = signers->LoadUri(uri);
+    if (!signer.ok()) return signer.status();
+    EVP_PKEY* pub = signer->get()->public_key();
+    EVP_PKEY_up_ref(pub);
+    return EvpPkeyPtr(pub);
+  };
+  if (development_in_token) {
+    auto uri = pkcs11::ParseUri(f.ca.key);
+    if (!uri.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--ca-key: ", uri.status().message()));
+    }
+  }
   // Bad operator CA files are refused before the data dir is touched.
-  if (!f.ca.empty()) {
-    if (auto m = ReadOperatorCa(f.ca, clock_.Now()); !m.ok()) {
+  if (!operator_ca.empty()) {
+    if (auto m = ReadOperatorCa(operator_ca, clock_.Now(), resolve); !m.ok()) {
       return m.status();
     }
+  }
+  if (!f.token_keys.empty()) {
+    if (!pkcs11::IsPkcs11Uri(f.token_keys)) {
+      return absl::InvalidArgumentError(
+          "--token-keys must be a pkcs11: URI naming a token");
+    }
+    auto store = Pkcs11TokenKeyStore::Open(f.token_keys, pkcs11_options);
+    if (!store.ok()) return store.status();
+    token_key_store_ = *std::move(store);
   }
 
   // Every file the broker creates is private: keys, store, socket.
@@ -319,7 +356,8 @@ absl::Status BrokerApp::Init() {
   auto activate_after = ParseHumanDuration(f.ca_activate_after);
   if (!activate_after.ok()) return activate_after.status();
   activate_after_ = *activate_after;
-  auto ca = LoadOrCreateCa(paths_, clock_, random_, f.ca, activate_after_);
+  auto ca = LoadOrCreateCa(paths_, clock_, random_, operator_ca,
+                           activate_after_, *ca_signers_, resolve);
   if (!ca.ok()) return ca.status();
   ca_ = std::move(*ca);
   // A staged CA whose time has come signs from this start on.
@@ -358,7 +396,7 @@ absl::Status BrokerApp::Init() {
 absl::Status BrokerApp::InitServices() {
   const BrokerConfig& f = config_;
   policies_ = std::make_unique<GroupPolicies>(*store_);
-  auto tokens_config = ConfigureTokens(f, paths_, clock_);
+  auto tokens_config = ConfigureTokens(f, paths_, clock_, token_key_store_);
   if (!tokens_config.ok()) return tokens_config.status();
   tokens_config->options.policies = policies_.get();
   tokens_config->options.metrics = &metrics_;
@@ -542,6 +580,18 @@ absl::Status BrokerApp::StartGrpc() {
   return absl::OkStatus();
 }
 
+std::function<absl::Status()> BrokerApp::HsmCheck() const {
+  Pkcs11CaSignerFactory* ca = ca_signers_.get();
+  Pkcs11TokenKeyStore* tokens = token_key_store_.get();
+  if ((ca == nullptr || !ca->uses_tokens()) && tokens == nullptr) {
+    return nullptr;
+  }
+  return [ca, tokens]() -> absl::Status {
+    if (absl::Status s = ca->Check(); !s.ok()) return s;
+    return tokens == nullptr ? absl::OkStatus() : tokens->Check();
+  };
+}
+
 absl::Status BrokerApp::StartHttp() {
   const BrokerConfig& f = config_;
   bool loopback = false;
@@ -564,7 +614,8 @@ absl::Status BrokerApp::StartHttp() {
        .anchors_pem = ca_->TrustAnchorsPem(),
        .metrics = f.metrics_listen.empty() ? &metrics_registry_ : nullptr,
        .crl = *crl_,
-       .tokens = *tokens_});
+       .tokens = *tokens_,
+       .hsm = HsmCheck()});
   int http_port =
       hp->port == 0 ? http_->bind_to_any_port(hp->host)
                     : (http_->bind_to_port(hp->host, hp->port) ? hp->port : -1);

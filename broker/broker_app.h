@@ -12,6 +12,7 @@
 #define SIMPROV_BROKER_BROKER_APP_H_
 
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,10 +22,12 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "broker/ca/operator_ca.h"
+#include "broker/ca/pkcs11_signer.h"
 #include "broker/data_dir.h"
 #include "broker/ops/broker_metrics.h"
 #include "broker/ops/metrics.h"
 #include "broker/registry/registry_outbox.h"
+#include "broker/tokens/pkcs11_token_signer.h"
 #include "common/clock.h"
 #include "common/duration.h"
 
@@ -83,6 +86,7 @@ struct BrokerConfig {
   std::string token_rotation = "24h";
   std::string token_ttl = "10m";
   std::string token_max_ttl = "1h";
+  std::string token_keys;  // pkcs11:token=...: token keys in an HSM
   RegistryFlags registry;  // docs/registry.md
   // Operator CA and remote admin (docs/broker.md).
   OperatorCaFiles ca;
@@ -94,6 +98,9 @@ struct BrokerConfig {
   // postgresql://... / postgres://..., and a file holding its password.
   std::string store = "sqlite";
   std::string store_password_file;
+  // PKCS#11 (docs/hsm.md): the module and PIN for pkcs11: key URIs.
+  std::string pkcs11_module;
+  std::string pkcs11_pin_file;
 };
 
 class BrokerApp {
@@ -128,6 +135,8 @@ class BrokerApp {
   absl::Status InitServices();
   absl::Status StartGrpc();
   absl::Status StartHttp();
+  // /readyz's check of the PKCS#11 tokens in use; null when none is.
+  std::function<absl::Status()> HsmCheck() const;
   absl::Status StartMetricsHttp();
   void Sweep();
 
@@ -151,6 +160,9 @@ class BrokerApp {
 
   // Built by Init, in this order; destroyed in reverse.
   std::unique_ptr<KekRing> kek_;
+  // The CA's signers: key files holding PEM or a pkcs11: URI.
+  std::unique_ptr<Pkcs11CaSignerFactory> ca_signers_;
+  std::shared_ptr<Pkcs11TokenKeyStore> token_key_store_;  // --token-keys
   std::unique_ptr<CertificateAuthority> ca_;
   std::unique_ptr<CertificateAuthority> admin_ca_;
   std::unique_ptr<AdminRevocations> admin_revocations_;

@@ -20,23 +20,25 @@ void RegisterBrokerHttpRoutes(httplib::Server& http,
   http.Get("/healthz", [](const httplib::Request&, httplib::Response& r) {
     r.set_content("ok\n", "text/plain");
   });
-  // Ready: the store answers a read and the CA is loaded.
+  // Ready: the store answers a read, the CA is loaded, the HSM answers.
   Store* store = &routes.store;
-  http.Get("/readyz",
-           [store, anchors](const httplib::Request&, httplib::Response& r) {
-             std::string why;
-             if (absl::Status s = store->Ping(); !s.ok()) {
-               why = absl::StrCat("store unreachable: ", s.message());
-             } else if (anchors.empty()) {
-               why = "CA not loaded";
-             }
-             if (why.empty()) {
-               r.set_content("ready\n", "text/plain");
-             } else {
-               r.status = 503;
-               r.set_content(why + "\n", "text/plain");
-             }
-           });
+  http.Get("/readyz", [store, anchors, hsm = routes.hsm](
+                          const httplib::Request&, httplib::Response& r) {
+    std::string why;
+    if (absl::Status s = store->Ping(); !s.ok()) {
+      why = absl::StrCat("store unreachable: ", s.message());
+    } else if (anchors.empty()) {
+      why = "CA not loaded";
+    } else if (absl::Status h = hsm ? hsm() : absl::OkStatus(); !h.ok()) {
+      why = absl::StrCat("HSM unavailable: ", h.message());
+    }
+    if (why.empty()) {
+      r.set_content("ready\n", "text/plain");
+    } else {
+      r.status = 503;
+      r.set_content(why + "\n", "text/plain");
+    }
+  });
   if (routes.metrics != nullptr) RegisterMetricsRoute(http, *routes.metrics);
   http.Get("/ca.pem", [anchors](const httplib::Request&, httplib::Response& r) {
     r.set_content(anchors, "application/x-pem-file");

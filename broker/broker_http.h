@@ -4,6 +4,7 @@
 #ifndef SIMPROV_BROKER_BROKER_HTTP_H_
 #define SIMPROV_BROKER_BROKER_HTTP_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -27,11 +28,14 @@ struct BrokerHttpRoutes {
   MetricsRegistry* metrics;
   const CrlPublisher& crl;
   TokenService& tokens;
+  // /readyz: the HSM's keys answer (null: no HSM in use).
+  std::function<absl::Status()> hsm = nullptr;
 };
 
 //   GET /healthz   "ok": the process answers
-//   GET /readyz    "ready" when the store answers a read and the CA is
-//                  loaded, else 503 saying which is not
+//   GET /readyz    "ready" when the store answers a read, the CA is
+//                  loaded and the HSM (if any) answers, else 503 saying
+//                  which is not
 //   GET /metrics   Prometheus text format
 //   GET /ca.pem    the trust anchors (PEM)
 // and the CRL and token routes.

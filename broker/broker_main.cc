@@ -115,7 +115,8 @@ int main(int argc, char** argv) {
                  "Operator's issuing CA certificate (PEM); used instead of a "
                  "development CA at first start, staged for rollover later");
   app.add_option("--ca-key", f.ca.key,
-                 "Its private key (PEM, mode 0600); copied into the data dir");
+                 "Its private key (PEM, mode 0600; copied into the data dir), "
+                 "or a pkcs11: URI of the key in an HSM (docs/hsm.md)");
   app.add_option("--ca-chain", f.ca.chain,
                  "Certificates from --ca-cert up to the operator's root "
                  "(PEM bundle; the root is the devices' trust anchor)");
@@ -126,6 +127,15 @@ int main(int argc, char** argv) {
   app.add_option("--admin-listen", f.admin_listen,
                  "Remote admin API address HOST:PORT (mTLS with admin "
                  "certificates: simprov admin issue-cert)");
+  app.add_option("--pkcs11-module", f.pkcs11_module,
+                 "PKCS#11 module (shared library) for pkcs11: key URIs "
+                 "without module-path (docs/hsm.md)");
+  app.add_option("--pkcs11-pin-file", f.pkcs11_pin_file,
+                 "File (0600) holding the token's PIN (default: "
+                 "$SIMPROV_PKCS11_PIN)");
+  app.add_option("--token-keys", f.token_keys,
+                 "pkcs11:token=... : make and keep the token signing keys "
+                 "in that HSM token (default: in the data dir)");
   app.add_option("--kek-file", f.kek_file,
                  "Key-encryption key file outside the data dir (64 hex "
                  "digits, 0600); created on first start when absent");

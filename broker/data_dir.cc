@@ -74,17 +74,20 @@ DataDirLock::~DataDirLock() { close(fd_); }
 
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateCa(
     const DataDirPaths& paths, Clock& clock, Random& random,
-    const OperatorCaFiles& operator_ca, absl::Duration activate_after) {
+    const OperatorCaFiles& operator_ca, absl::Duration activate_after,
+    const CaSignerFactory& signers,
+    const CaKeyReferenceResolver& resolve_reference) {
   std::optional<CaMaterial> material;
   if (!operator_ca.empty()) {
-    auto m = ReadOperatorCa(operator_ca, clock.Now());
+    auto m = ReadOperatorCa(operator_ca, clock.Now(), resolve_reference);
     if (!m.ok()) return m.status();
     material = *std::move(m);
   }
   if (!PathExists(paths.ca_pem())) {
     if (!material) {
       LogInfo("creating a development CA in %s", paths.root);
-      return CertificateAuthority::CreateDevelopment(paths.root, clock, random);
+      return CertificateAuthority::CreateDevelopment(
+          paths.root, clock, random, "simprov development", signers);
     }
     const std::string subject = DescribeCert(material->issuing.get()).subject;
     if (absl::Status s = CertificateAuthority::InstallOperatorCa(
@@ -93,9 +96,9 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateCa(
       return s;
     }
     LogInfo("installed the operator's CA %s in %s", subject, paths.root);
-    return CertificateAuthority::Load(paths.root, clock, random);
+    return CertificateAuthority::Load(paths.root, clock, random, signers);
   }
-  auto ca = CertificateAuthority::Load(paths.root, clock, random);
+  auto ca = CertificateAuthority::Load(paths.root, clock, random, signers);
   if (!ca.ok() || !material) return ca;
   if (X509_cmp((*ca)->issuing_cert(), material->issuing.get()) == 0) {
     return ca;  // the CA in use: nothing to do
@@ -114,7 +117,7 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateCa(
   }
   LogInfo("staged CA %s: served as a trust anchor now, signs from %s",
           given.subject, absl::FormatTime(at, absl::UTCTimeZone()));
-  return CertificateAuthority::Load(paths.root, clock, random);
+  return CertificateAuthority::Load(paths.root, clock, random, signers);
 }
 
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateAdminCa(

@@ -8,8 +8,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
+#include "common/pkcs11/uri.h"
 #include "common/x509.h"
 
 namespace simprov {
@@ -35,13 +37,75 @@ absl::StatusOr<std::vector<X509Ptr>> ReadCerts(const char* flag,
 
 bool SelfSigned(X509* c) { return X509_check_issued(c, c) == X509_V_OK; }
 
+absl::Status CheckIssuingCert(const OperatorCaFiles& files, X509* issuing) {
+  if (X509_check_ca(issuing) == 0 || !DescribeCert(issuing).is_ca) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ca-cert ", files.cert,
+                     " is not a CA certificate (needs basicConstraints "
+                     "CA:TRUE and keyUsage keyCertSign)"));
+  }
+  if (X509_get0_subject_key_id(issuing) == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--ca-cert ", files.cert, " has no subjectKeyIdentifier extension"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CaMaterial> ReadOperatorCaChain(const OperatorCaFiles& files,
+                                               absl::Time now, CaMaterial m);
+
+// --ca-key names a key in a token: the token's key must be --ca-cert's.
+absl::StatusOr<CaMaterial> ReadOperatorCaWithReference(
+    const OperatorCaFiles& files, absl::Time now,
+    const CaKeyReferenceResolver& resolve_reference);
+
 }  // namespace
 
-absl::StatusOr<CaMaterial> ReadOperatorCa(const OperatorCaFiles& files,
-                                          absl::Time now) {
+namespace {
+
+absl::StatusOr<CaMaterial> ReadOperatorCaWithReference(
+    const OperatorCaFiles& files, absl::Time now,
+    const CaKeyReferenceResolver& resolve_reference) {
+  CaMaterial m;
+  auto certs = ReadCerts("--ca-cert", files.cert);
+  if (!certs.ok()) return certs.status();
+  m.issuing = std::move(certs->front());
+  if (absl::Status s = CheckIssuingCert(files, m.issuing.get()); !s.ok()) {
+    return s;
+  }
+  // Named without any pin-value it may carry (which is then refused).
+  auto parsed = pkcs11::ParseUri(files.key);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ca-key: ", parsed.status().message()));
+  }
+  const std::string shown = pkcs11::FormatUri(*parsed);
+  auto key = resolve_reference(files.key);
+  if (!key.ok()) {
+    return absl::Status(
+        key.status().code(),
+        absl::StrCat("--ca-key ", shown, ": ", key.status().message()));
+  }
+  if (!SamePublicKey(key->get(), X509_get0_pubkey(m.issuing.get()))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--ca-key ", shown, " does not match --ca-cert ", files.cert));
+  }
+  m.key_pem = files.key + "\n";
+  return ReadOperatorCaChain(files, now, std::move(m));
+}
+
+}  // namespace
+
+absl::StatusOr<CaMaterial> ReadOperatorCa(
+    const OperatorCaFiles& files, absl::Time now,
+    const CaKeyReferenceResolver& resolve_reference) {
   if (files.cert.empty() || files.key.empty()) {
     return absl::InvalidArgumentError(
         "--ca-cert and --ca-key go together (and --ca-chain needs both)");
+  }
+  if (resolve_reference != nullptr &&
+      absl::StartsWithIgnoreCase(files.key, "pkcs11:")) {
+    return ReadOperatorCaWithReference(files, now, resolve_reference);
   }
   // The key's mode first: never read a key that others could read too.
   struct stat st;
@@ -63,16 +127,8 @@ absl::StatusOr<CaMaterial> ReadOperatorCa(const OperatorCaFiles& files,
   auto certs = ReadCerts("--ca-cert", files.cert);
   if (!certs.ok()) return certs.status();
   m.issuing = std::move(certs->front());
-  if (X509_check_ca(m.issuing.get()) == 0 ||
-      !DescribeCert(m.issuing.get()).is_ca) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--ca-cert ", files.cert,
-                     " is not a CA certificate (needs basicConstraints "
-                     "CA:TRUE and keyUsage keyCertSign)"));
-  }
-  if (X509_get0_subject_key_id(m.issuing.get()) == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--ca-cert ", files.cert, " has no subjectKeyIdentifier extension"));
+  if (absl::Status s = CheckIssuingCert(files, m.issuing.get()); !s.ok()) {
+    return s;
   }
   auto key_pem = ReadFileToString(files.key, kMaxFileBytes);
   if (!key_pem.ok()) {
@@ -95,7 +151,14 @@ absl::StatusOr<CaMaterial> ReadOperatorCa(const OperatorCaFiles& files,
   OPENSSL_cleanse(key_pem->data(), key_pem->size());
   if (!pkcs8.ok()) return pkcs8.status();
   m.key_pem = *std::move(pkcs8);
+  return ReadOperatorCaChain(files, now, std::move(m));
+}
 
+namespace {
+
+// The walk up to the root, for either kind of key.
+absl::StatusOr<CaMaterial> ReadOperatorCaChain(const OperatorCaFiles& files,
+                                               absl::Time now, CaMaterial m) {
   // Walk from the issuing CA up to a self-signed root through the chain.
   std::vector<X509Ptr> pool;
   if (!files.chain.empty()) {
@@ -138,5 +201,7 @@ absl::StatusOr<CaMaterial> ReadOperatorCa(const OperatorCaFiles& files,
   }
   return m;
 }
+
+}  // namespace
 
 }  // namespace simprov

@@ -3,7 +3,8 @@
 // into the data dir.
 //
 // Checks, each a one-line error naming the flag and file:
-//  - the key file is not readable by group or others (mode & 077 == 0);
+//  - the key file is not readable by group or others (mode & 077 == 0),
+//    or the key a pkcs11: URI names is found in its token;
 //  - the certificate is a CA (basicConstraints CA:TRUE, keyCertSign);
 //  - the key is the certificate's key;
 //  - the chain file (intermediates, then the root; any order) leads from
@@ -12,6 +13,7 @@
 #ifndef SIMPROV_BROKER_CA_OPERATOR_CA_H_
 #define SIMPROV_BROKER_CA_OPERATOR_CA_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -27,8 +29,17 @@ struct OperatorCaFiles {
   bool empty() const { return cert.empty() && key.empty() && chain.empty(); }
 };
 
-absl::StatusOr<CaMaterial> ReadOperatorCa(const OperatorCaFiles& files,
-                                          absl::Time now);
+// The public key of the key a --ca-key reference names (a pkcs11: URI),
+// e.g. Pkcs11CaSignerFactory::LoadUri's; its errors are returned as they are.
+using CaKeyReferenceResolver =
+    std::function<absl::StatusOr<EvpPkeyPtr>(const std::string& reference)>;
+
+// With `resolve_reference`, a --ca-key that is a pkcs11: URI is checked
+// against --ca-cert through it (instead of the mode and PEM checks) and
+// CaMaterial::key_pem holds the URI: the key file's content.
+absl::StatusOr<CaMaterial> ReadOperatorCa(
+    const OperatorCaFiles& files, absl::Time now,
+    const CaKeyReferenceResolver& resolve_reference = nullptr);
 
 }  // namespace simprov
 

@@ -568,6 +568,10 @@ absl::StatusOr<CertificateRecord> Bootstrapper::Issue(
               cert.status().message())),
           absl::StrCat("policy: ", cert.status().message()));
     }
+    if (cert.status().code() == absl::StatusCode::kUnavailable) {
+      // The CA key's HSM does not answer: the device retries later.
+      return absl::UnavailableError("certificate signing unavailable");
+    }
     return absl::InternalError("certificate signing failed");
   }
   const absl::Time now = clock_.Now();

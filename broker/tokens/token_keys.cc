@@ -105,6 +105,28 @@ absl::StatusOr<std::shared_ptr<TokenKey>> TokenKeyManager::MakeKey(
   return k;
 }
 
+std::shared_ptr<TokenKey> TokenKeyManager::KeyFor(
+    std::shared_ptr<TokenSigner> signer) {
+  auto k = std::make_shared<TokenKey>();
+  k->signer = std::move(signer);
+  k->alg = k->signer->alg();
+  k->kid = k->signer->kid();
+  nlohmann::json header = {{"alg", k->alg}, {"kid", k->kid}, {"typ", "at+jwt"}};
+  k->header_b64 = jose::Base64UrlEncode(header.dump());
+  return k;
+}
+
+absl::StatusOr<std::shared_ptr<TokenKey>> TokenKeyManager::NewKey() const {
+  if (options_.store != nullptr) {
+    auto signer = options_.store->Generate(options_.alg);
+    if (!signer.ok()) return signer.status();
+    return KeyFor(*std::move(signer));
+  }
+  auto pkey = GenerateTokenKey(options_.alg);
+  if (!pkey.ok()) return pkey.status();
+  return MakeKey(std::move(*pkey));
+}
+
 absl::Status TokenKeyManager::Load() {
   auto text = ReadFileToString(options_.path, 1 << 20);
   if (!text.ok()) return text.status();
@@ -117,18 +139,33 @@ absl::Status TokenKeyManager::Load() {
   auto list = std::make_shared<KeyList>();
   for (const auto& e : doc["keys"]) {
     const std::string pem = e.value("private_pem", "");
+    std::shared_ptr<TokenKey> k;
+    if (pem.empty() && options_.store != nullptr) {
+      // A key in the store: found by its kid.
+      auto signer = options_.store->Find(e.value("kid", ""));
+      if (!signer.ok()) {
+        return absl::Status(
+            signer.status().code(),
+            absl::StrCat(options_.path, ": token key ", e.value("kid", ""),
+                         ": ", signer.status().message()));
+      }
+      k = KeyFor(*std::move(signer));
+    }
     BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
     EVP_PKEY* raw =
-        bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr)
+        (k == nullptr && bio)
+            ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr)
             : nullptr;
-    if (!raw || jose::AlgForKey(raw).empty()) {
-      EVP_PKEY_free(raw);
-      return absl::DataLossError(
-          absl::StrCat(options_.path, ": a token key does not load"));
+    if (k == nullptr) {
+      if (!raw || jose::AlgForKey(raw).empty()) {
+        EVP_PKEY_free(raw);
+        return absl::DataLossError(
+            absl::StrCat(options_.path, ": a token key does not load"));
+      }
+      auto made = MakeKey(jose::PkeyPtr(raw));
+      if (!made.ok()) return made.status();
+      k = std::move(*made);
     }
-    auto made = MakeKey(jose::PkeyPtr(raw));
-    if (!made.ok()) return made.status();
-    std::shared_ptr<TokenKey> k = std::move(*made);
     k->publish_at = absl::FromUnixSeconds(e.value("publish_at", int64_t{0}));
     k->sign_from = absl::FromUnixSeconds(e.value("sign_from", int64_t{0}));
     k->sign_until = absl::FromUnixSeconds(e.value("sign_until", int64_t{0}));
@@ -144,14 +181,19 @@ absl::Status TokenKeyManager::Save(const KeyList& keys) const {
   nlohmann::json doc;
   doc["keys"] = nlohmann::json::array();
   for (const auto& k : keys) {
-    auto pem = PrivatePem(k->pkey.get());
-    if (!pem.ok()) return pem.status();
-    doc["keys"].push_back({{"kid", k->kid},
-                           {"alg", k->alg},
-                           {"publish_at", absl::ToUnixSeconds(k->publish_at)},
-                           {"sign_from", absl::ToUnixSeconds(k->sign_from)},
-                           {"sign_until", absl::ToUnixSeconds(k->sign_until)},
-                           {"private_pem", *pem}});
+    nlohmann::json e = {{"kid", k->kid},
+                        {"alg", k->alg},
+                        {"publish_at", absl::ToUnixSeconds(k->publish_at)},
+                        {"sign_from", absl::ToUnixSeconds(k->sign_from)},
+                        {"sign_until", absl::ToUnixSeconds(k->sign_until)}};
+    if (k->pkey == nullptr) {
+      e["public_jwk"] = k->signer->PublicJwk();  // the key is in the store
+    } else {
+      auto pem = PrivatePem(k->pkey.get());
+      if (!pem.ok()) return pem.status();
+      e["private_pem"] = *pem;
+    }
+    doc["keys"].push_back(std::move(e));
   }
   return WriteFileAtomic(options_.path, doc.dump(2) + "\n", 0600);
 }
@@ -165,10 +207,12 @@ absl::Status TokenKeyManager::MaintainLocked(absl::Time now) {
   // Whole seconds: what the key file and the tokens hold.
   now = absl::FromUnixSeconds(absl::ToUnixSeconds(now));
   KeyList next;
+  std::vector<std::string> destroy;  // retired keys in the store
   bool changed = false;
   for (const auto& k : *keys_) {
     if (DropTime(*k) <= now) {
       changed = true;  // every token it signed has expired
+      if (k->pkey == nullptr && options_.store) destroy.push_back(k->kid);
       continue;
     }
     next.push_back(k);
@@ -179,9 +223,7 @@ absl::Status TokenKeyManager::MaintainLocked(absl::Time now) {
   if (next.empty()) {
     // First start (or after a very long downtime): nothing can have cached
     // a key, so the first one signs at once.
-    auto pkey = GenerateTokenKey(options_.alg);
-    if (!pkey.ok()) return pkey.status();
-    auto made = MakeKey(std::move(*pkey));
+    auto made = NewKey();
     if (!made.ok()) return made.status();
     std::shared_ptr<TokenKey> k = std::move(*made);
     k->publish_at = k->sign_from = now;
@@ -189,9 +231,7 @@ absl::Status TokenKeyManager::MaintainLocked(absl::Time now) {
     next.push_back(std::move(k));
     changed = true;
   } else if (now >= next.back()->sign_until - lead_) {
-    auto pkey = GenerateTokenKey(options_.alg);
-    if (!pkey.ok()) return pkey.status();
-    auto made = MakeKey(std::move(*pkey));
+    auto made = NewKey();
     if (!made.ok()) return made.status();
     std::shared_ptr<TokenKey> k = std::move(*made);
     const TokenKey& latest = *next.back();
@@ -222,6 +262,15 @@ absl::Status TokenKeyManager::MaintainLocked(absl::Time now) {
     }
     jwks_ = jwks.dump();
     keys_ = std::make_shared<KeyList>(std::move(next));
+    // No longer listed anywhere: gone from the store too.
+    for (const std::string& kid : destroy) {
+      if (absl::Status s = options_.store->Destroy(kid); !s.ok()) {
+        LogWarning("token keys: cannot destroy retired key %s: %s", kid,
+                   s.message());
+      } else {
+        LogInfo("token keys: destroyed retired key %s", kid);
+      }
+    }
   } else if (jwks_.empty()) {
     nlohmann::json jwks;
     jwks["keys"] = nlohmann::json::array();

@@ -10,8 +10,11 @@
 // the new one has been published for `lead`.
 //
 // Keys are kept in one 0600 file (PKCS#8 PEM inside JSON), written
-// atomically before a new key is used. Each key signs through the
-// TokenSigner (token_signer.h) that TokenKeyOptions::make_signer makes.
+// atomically before a new key is used; with a TokenKeyStore (an HSM) the
+// file holds only their kids and public JWKs, and a retired key is
+// destroyed in the store once the file no longer lists it. Each key signs
+// through the TokenSigner (token_signer.h) that TokenKeyOptions::make_signer
+// makes.
 #ifndef SIMPROV_BROKER_TOKENS_TOKEN_KEYS_H_
 #define SIMPROV_BROKER_TOKENS_TOKEN_KEYS_H_
 
@@ -30,6 +33,21 @@
 
 namespace simprov {
 
+// Where the keys live when not in the key file (an HSM): the key file then
+// keeps each key's kid, alg, schedule and public JWK, not the private key.
+class TokenKeyStore {
+ public:
+  virtual ~TokenKeyStore() = default;
+  // A new key for `alg`, kept in the store under its kid; its signer.
+  virtual absl::StatusOr<std::shared_ptr<TokenSigner>> Generate(
+      const std::string& alg) = 0;
+  // The signer of the stored key `kid`.
+  virtual absl::StatusOr<std::shared_ptr<TokenSigner>> Find(
+      const std::string& kid) = 0;
+  // Destroys the key `kid` (every token it signed has expired).
+  virtual absl::Status Destroy(const std::string& kid) = 0;
+};
+
 struct TokenKeyOptions {
   std::string alg = "ES256";  // for new keys: ES256 or EdDSA
   absl::Duration rotation_period = absl::Hours(24);
@@ -37,13 +55,17 @@ struct TokenKeyOptions {
   std::string path;  // the key file; empty: in memory only (tests)
   // Makes each key's signer; null: MakeSoftwareTokenSigner.
   TokenSignerFactory make_signer;
+  // New keys are made in this store (make_signer is then not used for
+  // them); null: in memory, saved in the key file.
+  std::shared_ptr<TokenKeyStore> store;
 };
 
 // A signing key and its schedule. Issuance signs only through `signer`.
 struct TokenKey {
   std::string kid;                      // the signer's: RFC 7638 JWK thumbprint
   std::string alg;                      // the signer's
-  std::shared_ptr<EVP_PKEY> pkey;       // as kept in the key file
+  std::shared_ptr<EVP_PKEY> pkey;       // as kept in the key file (null:
+                                        // the key is in options.store)
   std::shared_ptr<TokenSigner> signer;  // signs with pkey
   std::string header_b64;               // the JWS protected header for this key
   absl::Time publish_at, sign_from, sign_until;
@@ -74,6 +96,10 @@ class TokenKeyManager {
   absl::Status Load();
   // The key for `pkey`, its signer made by options_.make_signer.
   absl::StatusOr<std::shared_ptr<TokenKey>> MakeKey(jose::PkeyPtr pkey) const;
+  // The key around `signer` (a key in options_.store).
+  static std::shared_ptr<TokenKey> KeyFor(std::shared_ptr<TokenSigner> signer);
+  // A new key: in the store when there is one, else in memory.
+  absl::StatusOr<std::shared_ptr<TokenKey>> NewKey() const;
 
   const TokenKeyOptions options_;
   const absl::Duration lead_;

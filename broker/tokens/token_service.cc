@@ -408,6 +408,10 @@ absl::StatusOr<v1::IssueTokenResponse> TokenService::Issue(
   if (!token.ok()) {
     LogError("token signing with %s: %s", (*key)->kid,
              token.status().message());
+    if (token.status().code() == absl::StatusCode::kUnavailable) {
+      // The key's HSM does not answer: the device retries later.
+      return absl::UnavailableError("token signing unavailable");
+    }
     return absl::InternalError("token signing failed");
   }
   // No token leaves without its audit record.

@@ -283,7 +283,10 @@ TEST_F(TokenServiceTest, IssuesThroughTheTokenSigner) {
 
   signer.set_fail(true);
   auto failed = tokens_->Issue(pem_, req);
-  EXPECT_EQ(failed.status(), absl::InternalError("token signing failed"));
+  // The signer's UNAVAILABLE (an HSM that does not answer) stays
+  // UNAVAILABLE, with the broker's own message.
+  EXPECT_EQ(failed.status(),
+            absl::UnavailableError("token signing unavailable"));
   EXPECT_EQ(signer.inputs().size(), 2u);
   EXPECT_EQ(signer.signatures().size(), 1u);
   auto audit = store_->AuditOf(kImsi);
