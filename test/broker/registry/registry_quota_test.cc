@@ -99,8 +99,11 @@ class QuotaTest : public ::testing::Test {
   void MakeOutbox(const std::string& rate) {
     std::vector<std::unique_ptr<Registry>> regs;
     regs.push_back(Adapter(rate));
-    outbox_ = std::make_unique<RegistryOutbox>(*store_, std::move(regs),
-                                               nullptr, clock_, random_);
+    // As the broker runs it on a store of its own: no claims.
+    OutboxOptions options;
+    options.lease = absl::ZeroDuration();
+    outbox_ = std::make_unique<RegistryOutbox>(
+        *store_, std::move(regs), nullptr, clock_, random_, options);
     outbox_->OnThrottled([this](const std::string& name) {
       EXPECT_EQ(name, "aws-iot");
       ++throttled_;

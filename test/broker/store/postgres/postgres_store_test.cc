@@ -111,12 +111,14 @@ TEST_F(PostgresStoreTest, BrokersStartingTogetherMigrateOnce) {
     ASSERT_TRUE(v.ok()) << v.status();
     EXPECT_EQ(*v, PostgresStore::LatestSchemaVersion());
   }
-  ASSERT_TRUE(PostgresServer::Shared()
-                  .Exec(db_,
-                        "DO $$ BEGIN IF (SELECT COUNT(*) FROM schema_version) "
-                        "<> 1 THEN RAISE EXCEPTION 'migrated twice'; END IF; "
-                        "END $$")
-                  .ok());
+  ASSERT_TRUE(
+      PostgresServer::Shared()
+          .Exec(db_, absl::StrCat("DO $$ BEGIN IF (SELECT COUNT(*) FROM "
+                                  "schema_version) <> ",
+                                  PostgresStore::LatestSchemaVersion(),
+                                  " THEN RAISE EXCEPTION 'migrated "
+                                  "twice'; END IF; END $$"))
+          .ok());
 }
 
 TEST_F(PostgresStoreTest, NewerSchemaIsRefused) {
