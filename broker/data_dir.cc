@@ -74,7 +74,8 @@ DataDirLock::~DataDirLock() { close(fd_); }
 
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateCa(
     const DataDirPaths& paths, Clock& clock, Random& random,
-    const OperatorCaFiles& operator_ca, absl::Duration activate_after) {
+    const OperatorCaFiles& operator_ca, absl::Duration activate_after,
+    const std::string& root_crl_url) {
   std::optional<CaMaterial> material;
   if (!operator_ca.empty()) {
     auto m = ReadOperatorCa(operator_ca, clock.Now());
@@ -84,7 +85,9 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateCa(
   if (!PathExists(paths.ca_pem())) {
     if (!material) {
       LogInfo("creating a development CA in %s", paths.root);
-      return CertificateAuthority::CreateDevelopment(paths.root, clock, random);
+      return CertificateAuthority::CreateDevelopment(
+          paths.root, clock, random, "simprov development", SoftwareCaSigners(),
+          root_crl_url);
     }
     const std::string subject = DescribeCert(material->issuing.get()).subject;
     if (absl::Status s = CertificateAuthority::InstallOperatorCa(

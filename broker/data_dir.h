@@ -84,11 +84,14 @@ class DataDirLock {
 // with a CA: an `operator_ca` equal to the active or staged CA changes
 // nothing (the flags may stay in the config); another one is staged for
 // rollover, activating `activate_after` from now (see docs/broker.md).
-// Bad operator files are refused before anything is written.
+// Bad operator files are refused before anything is written. A new
+// development CA's issuing certificate names `root_crl_url` (if any) as
+// its CRL Distribution Point.
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateCa(
     const DataDirPaths& paths, Clock& clock, Random& random,
     const OperatorCaFiles& operator_ca = {},
-    absl::Duration activate_after = absl::ZeroDuration());
+    absl::Duration activate_after = absl::ZeroDuration(),
+    const std::string& root_crl_url = "");
 
 // The admin CA (DIR/admin-ca/, created at first start): signs remote admin
 // client certificates and the admin listener's server certificate only.

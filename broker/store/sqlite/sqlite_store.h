@@ -140,6 +140,7 @@ class SqliteStore : public Store {
       const std::vector<RegistrationIntent>& intents) override;
   absl::StatusOr<int64_t> EnqueueRemovals(absl::Time now) override;
   absl::StatusOr<OutboxStats> GetOutboxStats(absl::Time now) override;
+  absl::StatusOr<FleetStats> GetFleetStats(absl::Time now) override;
 
   // Operations, in sqlite_store_ops.cc.
   absl::StatusOr<RewrapCounts> RewrapSealedKeys(const RewrapFn& rewrap,
