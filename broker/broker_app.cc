@@ -34,6 +34,7 @@
 #include "broker/fleet/supersede_job.h"
 #include "broker/keys/kek_rotation.h"
 #include "broker/ops/backup.h"
+#include "broker/ops/fleet_gauges.h"
 #include "broker/ops/ops_service.h"
 #include "broker/policy/group_policies.h"
 #include "broker/registry/registry_service.h"
@@ -266,6 +267,12 @@ absl::Status BrokerApp::Init() {
   if (crl_validity_ < absl::Minutes(1)) {
     return absl::InvalidArgumentError("--crl-validity must be >= 1m");
   }
+  auto metrics_refresh = ParseHumanDuration(f.metrics_refresh);
+  if (!metrics_refresh.ok()) return metrics_refresh.status();
+  metrics_refresh_ = *metrics_refresh;
+  if (metrics_refresh_ < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("--metrics-refresh must be >= 1s");
+  }
   auto refill = ParseHumanDuration(f.rate_refill);
   if (!refill.ok()) return refill.status();
   rate_refill_ = *refill;
@@ -356,8 +363,21 @@ absl::Status BrokerApp::Init() {
   auto activate_after = ParseHumanDuration(f.ca_activate_after);
   if (!activate_after.ok()) return activate_after.status();
   activate_after_ = *activate_after;
-  auto ca = LoadOrCreateCa(paths_, clock_, random_, operator_ca,
-                           activate_after_, *ca_signers_, resolve);
+  // A new development CA's issuing certificate names the root's CRL URL,
+  // when it is known before the HTTP listener binds (--public-url, or
+  // --http-listen with a fixed port).
+  std::string root_crl_url;
+  if (auto hp = ParseHostPort(f.http_listen);
+      !f.public_url.empty() || (hp.ok() && hp->port > 0)) {
+    bool loopback = false;
+    auto base = PublicBaseUrl(
+        f.public_url, hp.ok() ? hp->host : "", hp.ok() ? hp->port : 0,
+        f.public_names.empty() ? "" : f.public_names.front(), &loopback);
+    if (base.ok()) root_crl_url = CrlUrl(*base, "", 0, "", kRootCrlHttpPath);
+  }
+  auto ca =
+      LoadOrCreateCa(paths_, clock_, random_, operator_ca, activate_after_,
+                     *ca_signers_, resolve, root_crl_url);
   if (!ca.ok()) return ca.status();
   ca_ = std::move(*ca);
   // A staged CA whose time has come signs from this start on.
@@ -425,6 +445,7 @@ absl::Status BrokerApp::InitServices() {
 
   crl_ = std::make_unique<CrlPublisher>(*store_, *ca_, clock_,
                                         paths_.root + "/ca.crl", crl_validity_);
+  if (absl::Status s = ConfigureRootCrl(); !s.ok()) return s;
   if (absl::Status s = crl_->Regenerate(); !s.ok()) return s;
   options.policies = policies_.get();
   options.crl = crl_.get();
@@ -479,7 +500,72 @@ absl::Status BrokerApp::InitServices() {
       *authorizer_, *ca_, *admin_ca_, *admin_revocations_, *store_, clock_);
   ops_service_ = std::make_unique<OpsGrpcService>(
       *authorizer_, *rotator_, kek_path_, *store_, paths_.root, clock_);
+  RegisterExpiryMetrics();
   return absl::OkStatus();
+}
+
+absl::Status BrokerApp::ConfigureRootCrl() {
+  // The development root's key (while it is in the data dir) signs its
+  // root's CRL; an operator's root CRLs come from --ca-root-crl.
+  std::unique_ptr<CaSigner> root_signer;
+  const std::string root_key = paths_.root + "/ca/root.key";
+  if (PathExists(root_key)) {
+    auto signer = SoftwareCaSigners().Load(root_key);
+    if (!signer.ok()) return signer.status();
+    root_signer = *std::move(signer);
+  }
+  crl_->SetRootCrlSource(std::move(root_signer), config_.ca_root_crl);
+  return absl::OkStatus();
+}
+
+void BrokerApp::RegisterExpiryMetrics() {
+  fleet_gauges_ = std::make_unique<FleetGauges>(metrics_registry_, *store_,
+                                                clock_, metrics_refresh_);
+  if (absl::Status s = fleet_gauges_->Refresh(); !s.ok()) {
+    LogError("counting certificates and subscribers: %s", s.message());
+  }
+  Store* store = store_.get();
+  metrics_registry_.AddGauge(
+      "simprov_ready",
+      "1 while the broker is ready (the store answers a read, as /readyz), "
+      "else 0",
+      [store] { return store->Ping().ok() ? 1.0 : 0.0; });
+  const CertificateAuthority* ca = ca_.get();
+  const CrlPublisher* crl = crl_.get();
+  TokenKeyManager* keys = token_keys_.get();
+  BrokerMetrics::ExpirySources sources;
+  sources.ca_not_after = [ca] {
+    MetricsRegistry::GaugeSamples out;
+    for (const CaCertificateRole& c : ca->Certificates()) {
+      out.push_back(
+          {{c.role, c.info.serial_hex},
+           static_cast<double>(absl::ToUnixSeconds(c.info.not_after))});
+    }
+    return out;
+  };
+  sources.crl_next_update = [crl] {
+    const absl::Time t = crl->NextUpdate();
+    return t == absl::InfinitePast()
+               ? 0.0
+               : static_cast<double>(absl::ToUnixSeconds(t));
+  };
+  sources.token_key_not_after = [keys] {
+    MetricsRegistry::GaugeSamples out;
+    for (const auto& k : keys->Keys()) {
+      out.push_back(
+          {{k->kid}, static_cast<double>(absl::ToUnixSeconds(k->sign_until))});
+    }
+    return out;
+  };
+  sources.ca_activation_pending = [ca] {
+    return ca->State().staged ? 1.0 : 0.0;
+  };
+  sources.ca_activation_time = [ca] {
+    const CaState st = ca->State();
+    return st.staged ? static_cast<double>(absl::ToUnixSeconds(st.activate_at))
+                     : 0.0;
+  };
+  metrics_.RegisterExpiry(std::move(sources));
 }
 
 absl::Status BrokerApp::Start() {
@@ -694,6 +780,12 @@ void BrokerApp::Sweep() {
     }
   });
   run("token-maintenance", Scope::kPerBroker, [this] { tokens_->Sweep(); });
+  // This broker's cached counts for /metrics.
+  run("fleet-gauges", Scope::kPerBroker, [this] {
+    if (absl::Status s = fleet_gauges_->MaybeRefresh(); !s.ok()) {
+      LogError("counting certificates and subscribers: %s", s.message());
+    }
+  });
   run("supersede-sweeper", Scope::kOncePerCluster, [this] {
     if (auto n = superseded_->RunOnce(); !n.ok()) {
       LogError("revoking superseded certificates: %s", n.status().message());

@@ -50,6 +50,7 @@ class CertificateAuthority;
 class ClusterJobs;
 class CrlPublisher;
 class DeviceRegistryGrpcService;
+class FleetGauges;
 class FleetGrpcService;
 class GroupPolicies;
 class KekRing;
@@ -76,7 +77,8 @@ struct BrokerConfig {
   std::string rate_refill = "2s";
   std::string log_level = "info";
   std::string log_format = "text";
-  std::string metrics_listen;  // empty: /metrics on --http-listen
+  std::string metrics_listen;           // empty: /metrics on --http-listen
+  std::string metrics_refresh = "60s";  // fleet counts' cache lifetime
   std::string public_url;
   std::string crl_validity = "24h";
   // Tokens (docs/tokens.md).
@@ -91,6 +93,7 @@ struct BrokerConfig {
   // Operator CA and remote admin (docs/broker.md).
   OperatorCaFiles ca;
   std::string ca_activate_after = "7d";
+  std::string ca_root_crl;  // the operator's root CRL file
   std::string admin_listen;
   // Operations (docs/operations.md).
   std::string kek_file;
@@ -138,6 +141,10 @@ class BrokerApp {
   // /readyz's check of the PKCS#11 tokens in use; null when none is.
   std::function<absl::Status()> HsmCheck() const;
   absl::Status StartMetricsHttp();
+  // The gauges of what expires and the fleet's counts (docs/operations.md).
+  void RegisterExpiryMetrics();
+  // Where the root CRLs come from (DIR/ca/root.key, --ca-root-crl).
+  absl::Status ConfigureRootCrl();
   void Sweep();
 
   // The data dir's lock, taken by Init before it writes anything there;
@@ -153,6 +160,7 @@ class BrokerApp {
   absl::Duration cert_ttl_;
   absl::Duration session_ttl_;
   absl::Duration crl_validity_;
+  absl::Duration metrics_refresh_;
   absl::Duration rate_refill_;
   absl::Duration activate_after_;
   std::string kek_path_;
@@ -192,6 +200,7 @@ class BrokerApp {
   std::unique_ptr<AdminGrpcService> admin_service_;
   std::unique_ptr<AccessGrpcService> access_service_;
   std::unique_ptr<OpsGrpcService> ops_service_;
+  std::unique_ptr<FleetGauges> fleet_gauges_;  // refreshed by the sweeper
 
   // Started by Start.
   int device_port_ = 0;

@@ -59,6 +59,10 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", f.metrics_listen,
                  "Serve /metrics on this HOST:PORT instead of on "
                  "--http-listen (keep it off the public port)");
+  app.add_option("--metrics-refresh", f.metrics_refresh,
+                 "How often the certificate and subscriber gauges are "
+                 "counted from the store")
+      ->capture_default_str();
   app.add_option("--crl-validity", f.crl_validity,
                  "CRL nextUpdate - thisUpdate (regenerated at half)")
       ->capture_default_str();
@@ -120,6 +124,10 @@ int main(int argc, char** argv) {
   app.add_option("--ca-chain", f.ca.chain,
                  "Certificates from --ca-cert up to the operator's root "
                  "(PEM bundle; the root is the devices' trust anchor)");
+  app.add_option("--ca-root-crl", f.ca_root_crl,
+                 "The operator's root CRL (DER or PEM; PEM may add the "
+                 "intermediates' CRLs), served at /crl/root.crl and "
+                 "/crl/chain.pem; re-read when it changes");
   app.add_option("--ca-activate-after", f.ca_activate_after,
                  "How long a staged CA is only served as a trust anchor "
                  "before it signs (or: simprov ca activate)")

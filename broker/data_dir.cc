@@ -76,7 +76,8 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateCa(
     const DataDirPaths& paths, Clock& clock, Random& random,
     const OperatorCaFiles& operator_ca, absl::Duration activate_after,
     const CaSignerFactory& signers,
-    const CaKeyReferenceResolver& resolve_reference) {
+    const CaKeyReferenceResolver& resolve_reference,
+    const std::string& root_crl_url) {
   std::optional<CaMaterial> material;
   if (!operator_ca.empty()) {
     auto m = ReadOperatorCa(operator_ca, clock.Now(), resolve_reference);
@@ -86,8 +87,9 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateCa(
   if (!PathExists(paths.ca_pem())) {
     if (!material) {
       LogInfo("creating a development CA in %s", paths.root);
-      return CertificateAuthority::CreateDevelopment(
-          paths.root, clock, random, "simprov development", signers);
+      return CertificateAuthority::CreateDevelopment(paths.root, clock, random,
+                                                     "simprov development",
+                                                     signers, root_crl_url);
     }
     const std::string subject = DescribeCert(material->issuing.get()).subject;
     if (absl::Status s = CertificateAuthority::InstallOperatorCa(

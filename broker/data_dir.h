@@ -86,13 +86,16 @@ class DataDirLock {
 // rollover, activating `activate_after` from now (see docs/broker.md).
 // Bad operator files are refused before anything is written. Every
 // generation's signer comes from `signers`; `resolve_reference` checks a
-// --ca-key that names a key in a token (ReadOperatorCa).
+// --ca-key that names a key in a token (ReadOperatorCa). A new
+// development CA's issuing certificate names `root_crl_url` (if any) as
+// its CRL Distribution Point.
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreateCa(
     const DataDirPaths& paths, Clock& clock, Random& random,
     const OperatorCaFiles& operator_ca = {},
     absl::Duration activate_after = absl::ZeroDuration(),
     const CaSignerFactory& signers = SoftwareCaSigners(),
-    const CaKeyReferenceResolver& resolve_reference = nullptr);
+    const CaKeyReferenceResolver& resolve_reference = nullptr,
+    const std::string& root_crl_url = "");
 
 // The admin CA (DIR/admin-ca/, created at first start): signs remote admin
 // client certificates and the admin listener's server certificate only.

@@ -145,6 +145,32 @@ CaState CertificateAuthority::State() const {
   return st;
 }
 
+std::vector<CaCertificateRole> CertificateAuthority::Certificates() const {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  std::vector<CaCertificateRole> out;
+  auto add = [&out](const std::string& role, X509* cert) {
+    CertInfo info = DescribeCert(cert);
+    for (const CaCertificateRole& r : out) {
+      if (r.role == role && r.info.serial_hex == info.serial_hex) return;
+    }
+    out.push_back({role, std::move(info), CertToDer(cert)});
+  };
+  auto add_generation = [&add](const std::string& prefix, const Generation& g) {
+    add(prefix + "root", g.root.get());
+    for (const X509Ptr& c : g.intermediates) {
+      add(prefix + "intermediate", c.get());
+    }
+    add(prefix + "issuing", g.issuing.get());
+  };
+  add_generation("", *active_);
+  if (staged_ != nullptr) add_generation("staged_", *staged_);
+  for (const GenerationPtr& g : retired_) {
+    if (g->not_after > now) add_generation("retired_", *g);
+  }
+  return out;
+}
+
 absl::Status CertificateAuthority::VerifyIssued(
     X509* leaf, absl::Time at, std::string_view purpose) const {
   std::vector<X509*> intermediates;
@@ -298,6 +324,35 @@ absl::StatusOr<Bytes> CertificateAuthority::IssueCrl(
   if (!crl.ok()) return crl.status();
   if (absl::Status s = g->signer->SignCrl(crl->get()); !s.ok()) return s;
   return CrlToDer(crl->get());
+}
+
+absl::StatusOr<std::vector<IssuerCrl>> CertificateAuthority::IssueCrls(
+    const std::vector<RevokedEntry>& revoked, uint64_t crl_number,
+    absl::Time this_update, absl::Time next_update) const {
+  std::vector<GenerationPtr> signing;
+  {
+    absl::MutexLock lock(&mu_);
+    signing.push_back(active_);
+    for (const GenerationPtr& g : retired_) {
+      if (g->signer != nullptr && g->not_before <= this_update &&
+          this_update < g->not_after) {
+        signing.push_back(g);
+      }
+    }
+  }
+  std::vector<IssuerCrl> out;
+  for (const GenerationPtr& g : signing) {
+    absl::StatusOr<X509CrlPtr> crl =
+        BuildCrl(X509_get_subject_name(g->issuing.get()), g->ski, revoked,
+                 crl_number, this_update, next_update);
+    if (!crl.ok()) return crl.status();
+    if (absl::Status s = g->signer->SignCrl(crl->get()); !s.ok()) return s;
+    auto der = CrlToDer(crl->get());
+    if (!der.ok()) return der.status();
+    out.push_back({DescribeCert(g->issuing.get()), HexEncode(g->ski),
+                   g == signing.front(), *std::move(der)});
+  }
+  return out;
 }
 
 std::string CertificateAuthority::ChainPem() const {

@@ -99,6 +99,24 @@ struct CaState {
   size_t retired = 0;  // earlier generations still trusted for renewal
 };
 
+// One CA certificate the CA holds, for expiry gauges: its role
+// ("root", "intermediate", "issuing" of the active generation; the same
+// with "staged_" or "retired_" in front for the staged generation and the
+// retired ones still trusted) and what it is.
+struct CaCertificateRole {
+  std::string role;
+  CertInfo info;
+  Bytes der;
+};
+
+// One issuing CA's CRL (CertificateAuthority::IssueCrls).
+struct IssuerCrl {
+  CertInfo issuing;    // the CA that signed it
+  std::string key_id;  // its subjectKeyIdentifier, lower-case hex
+  bool active = false;
+  Bytes der;
+};
+
 class CertificateAuthority {
  public:
   // Validity of the development CA certificates, counted from creation.
@@ -113,10 +131,13 @@ class CertificateAuthority {
   // overwritten. `name` prefixes the CAs' common names. Both keys come from
   // `signers` (Generate: the root's, then the issuing CA's), which also
   // says what their key files hold.
+  // `root_crl_url`, if not empty, is the issuing CA certificate's CRL
+  // Distribution Point: where the root's CRL is served (crl_http.h).
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>>
   CreateDevelopment(const std::string& dir, Clock& clock, Random& random,
                     const std::string& name = "simprov development",
-                    const CaSignerFactory& signers = SoftwareCaSigners());
+                    const CaSignerFactory& signers = SoftwareCaSigners(),
+                    const std::string& root_crl_url = "");
 
   // Writes an operator's CA into an empty data dir `dir` (the layout of
   // ca_files.h; chain.pem = issuing + intermediates). AlreadyExists if
@@ -178,6 +199,15 @@ class CertificateAuthority {
                                  uint64_t crl_number, absl::Time this_update,
                                  absl::Time next_update) const;
 
+  // The same CRL signed by every issuing CA that can sign: the active one
+  // (first) and each retired one whose key was kept at activation
+  // (DIR/ca/retired/SERIAL.key) while its certificate is valid at
+  // `this_update`, so the certificates it issued stay checkable until the
+  // last has expired (none outlives its issuer).
+  absl::StatusOr<std::vector<IssuerCrl>> IssueCrls(
+      const std::vector<RevokedEntry>& revoked, uint64_t crl_number,
+      absl::Time this_update, absl::Time next_update) const;
+
   // Verifies that `leaf` was issued by this CA's active or a retired
   // generation (never the staged one), at `at`, for `purpose` (e.g.
   // "sslclient").
@@ -191,6 +221,10 @@ class CertificateAuthority {
   // FailedPrecondition when `force` and nothing is staged.
   absl::StatusOr<bool> MaybeActivateStaged(bool force);
   CaState State() const;
+  // Every CA certificate held, by role (CaCertificateRole), once per role
+  // and serial; retired generations only while their issuing CA is valid
+  // at the clock's now.
+  std::vector<CaCertificateRole> Certificates() const;
 
   // Borrowed; valid for the CA's lifetime (the active generation).
   X509* issuing_cert() const;

@@ -115,6 +115,23 @@ absl::StatusOr<X509Ptr> ReadCert(const std::string& path) {
   return cert;
 }
 
+// Where a retired issuing CA's key file is kept, by the CA's key id
+// (subjectKeyIdentifier, hex: serials are only unique per issuer).
+std::string RetiredKeyPath(const std::string& dir, const std::string& key_id) {
+  return absl::StrCat(dir, "/ca/retired/", key_id, ".key");
+}
+
+// Copies the active issuing CA's key file to its retired path (0600).
+absl::Status KeepRetiredKey(const std::string& dir, const std::string& key_id) {
+  if (absl::Status s = MakeDir(dir + "/ca/retired", 0700, /*force_mode=*/true);
+      !s.ok()) {
+    return s;
+  }
+  auto key = ReadFileToString(dir + "/ca/issuing.key", kMaxFileBytes);
+  if (!key.ok()) return key.status();
+  return WriteSecretFile(RetiredKeyPath(dir, key_id), *key);
+}
+
 }  // namespace
 
 absl::StatusOr<GenerationFiles> ReadGeneration(const std::string& root_path,
@@ -200,7 +217,8 @@ absl::Status FinishActivation(const std::string& dir) {
 absl::StatusOr<std::unique_ptr<CertificateAuthority>>
 CertificateAuthority::CreateDevelopment(const std::string& dir, Clock& clock,
                                         Random& random, const std::string& name,
-                                        const CaSignerFactory& signers) {
+                                        const CaSignerFactory& signers,
+                                        const std::string& root_crl_url) {
   const std::string ca_dir = dir + "/ca";
   const std::string root_pem_path = dir + "/ca.pem";
   const std::string root_key_path = ca_dir + "/root.key";
@@ -270,6 +288,7 @@ CertificateAuthority::CreateDevelopment(const std::string& dir, Clock& clock,
   issuing_spec.issuer_ski = &root_ski;
   issuing_spec.basic_constraints = "critical,CA:TRUE,pathlen:0";
   issuing_spec.key_usage = "critical,keyCertSign,cRLSign,digitalSignature";
+  issuing_spec.crl_url = root_crl_url;
   absl::StatusOr<X509Ptr> issuing = BuildCertificate(issuing_spec);
   if (!issuing.ok()) return issuing.status();
   if (absl::Status s = root_signer.SignCertificate(issuing->get()); !s.ok()) {
@@ -411,8 +430,19 @@ CertificateAuthority::Load(const std::string& dir, Clock& clock, Random& random,
       if (chain.empty()) chain.push_back(X509Ptr(X509_dup(c.get())));
       X509Ptr issuing = std::move(chain.front());
       chain.erase(chain.begin());
+      // Its key, if kept at activation, signs its CRL while it is valid.
+      std::unique_ptr<CaSigner> signer;
+      const CertInfo info = DescribeCert(issuing.get());
+      const std::string key =
+          RetiredKeyPath(dir, HexEncode(SkiOf(issuing.get())));
+      if (info.not_before <= clock.Now() && clock.Now() < info.not_after &&
+          PathExists(key)) {
+        auto loaded = signers.Load(key);
+        if (!loaded.ok()) return loaded.status();
+        signer = *std::move(loaded);
+      }
       auto g = MakeGeneration(std::move(c), std::move(issuing),
-                              std::move(chain), nullptr, clock.Now());
+                              std::move(chain), std::move(signer), clock.Now());
       chain.clear();
       if (!g.ok()) return g.status();
       self.retired_.push_back(*std::move(g));
@@ -445,6 +475,12 @@ absl::StatusOr<bool> CertificateAuthority::MaybeActivateStaged(bool force) {
       retired = *old;
     }
     retired += active_->chain_pem + CertToPem(active_->root.get());
+    // The retiring CA's key is kept: it signs the CA's CRL until the
+    // certificates it issued have expired (IssueCrls).
+    if (absl::Status s = KeepRetiredKey(dir_, HexEncode(active_->ski));
+        !s.ok()) {
+      return s;
+    }
     // next/ already holds the new generation's files (as staged); the
     // journal makes the switch redoable after a crash (FinishActivation).
     if (absl::Status s = WriteFileAtomic(next + "/activating", retired, 0644);

@@ -137,4 +137,28 @@ std::function<void(const std::string&)> BrokerMetrics::RegisterRegistries(
   };
 }
 
+void BrokerMetrics::RegisterExpiry(ExpirySources sources) {
+  registry_.AddGaugeFamily(
+      "simprov_ca_not_after_seconds",
+      "notAfter of each CA certificate the broker holds, Unix seconds, by "
+      "role (root, intermediate, issuing; staged_* and retired_* for the "
+      "staged and the retired generations) and serial",
+      {"ca", "serial"}, std::move(sources.ca_not_after));
+  registry_.AddGauge("simprov_crl_next_update_seconds",
+                     "nextUpdate of the device CRL served, Unix seconds (0 "
+                     "before the first)",
+                     std::move(sources.crl_next_update));
+  registry_.AddGaugeFamily(
+      "simprov_token_key_not_after_seconds",
+      "When each token signing key stops signing, Unix seconds, by kid",
+      {"kid"}, std::move(sources.token_key_not_after));
+  registry_.AddGauge("simprov_ca_activation_pending",
+                     "1 while an operator CA is staged and not yet active",
+                     std::move(sources.ca_activation_pending));
+  registry_.AddGauge("simprov_ca_activation_time_seconds",
+                     "When the staged CA activates, Unix seconds (0: none "
+                     "staged)",
+                     std::move(sources.ca_activation_time));
+}
+
 }  // namespace simprov

@@ -45,6 +45,21 @@ class BrokerMetrics {
   std::function<void(const std::string&)> RegisterRegistries(
       const std::vector<std::string>& names);
 
+  // What expires, read at every scrape (each callback thread-safe and
+  // cheap: in-memory state only). Times are Unix seconds.
+  struct ExpirySources {
+    // (ca role, serial) -> notAfter of each CA certificate held.
+    std::function<MetricsRegistry::GaugeSamples()> ca_not_after;
+    // nextUpdate of the CRL served (0 before the first).
+    std::function<double()> crl_next_update;
+    // (kid) -> when each token signing key stops signing.
+    std::function<MetricsRegistry::GaugeSamples()> token_key_not_after;
+    // Whether an operator CA is staged, and when it activates (0: none).
+    std::function<double()> ca_activation_pending;
+    std::function<double()> ca_activation_time;
+  };
+  void RegisterExpiry(ExpirySources sources);
+
   // The label value a refusal reason maps to.
   static std::string RefusalLabel(absl::string_view reason);
   static std::string StatusLabel(const absl::Status& status);

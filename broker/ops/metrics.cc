@@ -183,6 +183,15 @@ void MetricsRegistry::AddGauge(const std::string& name, const std::string& help,
   e.gauge = std::move(fn);
 }
 
+void MetricsRegistry::AddGaugeFamily(const std::string& name,
+                                     const std::string& help,
+                                     std::vector<std::string> label_names,
+                                     std::function<GaugeSamples()> fn) {
+  Entry& e = Add(name, help, "gauge");
+  e.gauge_labels = std::move(label_names);
+  e.gauge_family = std::move(fn);
+}
+
 std::string MetricsRegistry::Render() const {
   std::vector<const Entry*> entries;
   {
@@ -217,6 +226,12 @@ std::string MetricsRegistry::Render() const {
       absl::StrAppend(&out, e->name, "_count ", cumulative, "\n");
     } else if (e->gauge) {
       absl::StrAppend(&out, e->name, " ", FormatSampleValue(e->gauge()), "\n");
+    } else if (e->gauge_family) {
+      for (const auto& [values, v] : e->gauge_family()) {
+        if (values.size() != e->gauge_labels.size()) continue;
+        absl::StrAppend(&out, e->name, Labels(e->gauge_labels, values), " ",
+                        FormatSampleValue(v), "\n");
+      }
     }
   }
   return out;

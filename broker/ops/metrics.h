@@ -85,6 +85,14 @@ class MetricsRegistry {
   void AddGauge(const std::string& name, const std::string& help,
                 std::function<double()> fn);
 
+  // A labelled gauge whose samples `fn` computes at every scrape (must be
+  // thread-safe): one (label values, value) per series, values in
+  // `label_names` order. No samples: only HELP and TYPE are rendered.
+  using GaugeSamples = std::vector<std::pair<std::vector<std::string>, double>>;
+  void AddGaugeFamily(const std::string& name, const std::string& help,
+                      std::vector<std::string> label_names,
+                      std::function<GaugeSamples()> fn);
+
   // The whole registry in the text format, metrics in registration order.
   std::string Render() const;
 
@@ -97,6 +105,8 @@ class MetricsRegistry {
     std::unique_ptr<CounterFamily> family;
     std::unique_ptr<Histogram> histogram;
     std::function<double()> gauge;
+    std::vector<std::string> gauge_labels;
+    std::function<GaugeSamples()> gauge_family;
   };
   Entry& Add(const std::string& name, const std::string& help,
              const std::string& type);

@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "broker/store/store_stats.h"
 #include "broker/store/store_types.h"
 #include "common/bytes.h"
 #include "common/sqn.h"
@@ -347,6 +348,10 @@ class Store {
   // none yet (idempotent). Returns how many were added.
   virtual absl::StatusOr<int64_t> EnqueueRemovals(absl::Time now) = 0;
   virtual absl::StatusOr<OutboxStats> GetOutboxStats(absl::Time now) = 0;
+  // Certificates by status and time to expiry, subscribers by status, at
+  // `now` (store_stats.h). Reads every certificate: for a cache refreshed
+  // on a timer, not for every scrape.
+  virtual absl::StatusOr<FleetStats> GetFleetStats(absl::Time now) = 0;
   // Queues registrations again (a group's policy changed). Each entry is a
   // register intent (registry, serial, imsi, device_id, payload,
   // created_at, next_attempt_at): when the certificate has no entry for that

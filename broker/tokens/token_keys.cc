@@ -89,6 +89,12 @@ absl::Time TokenKeyManager::DropTime(const TokenKey& k) const {
   return k.sign_until + options_.max_token_lifetime + kRetireLeeway;
 }
 
+std::vector<std::shared_ptr<const TokenKey>> TokenKeyManager::Keys() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (keys_ == nullptr) return {};
+  return *keys_;
+}
+
 absl::StatusOr<std::shared_ptr<TokenKey>> TokenKeyManager::MakeKey(
     jose::PkeyPtr pkey) const {
   auto k = std::make_shared<TokenKey>();

@@ -87,6 +87,8 @@ class TokenKeyManager {
   // The JWKS Cache-Control max-age.
   absl::Duration jwks_max_age() const;
   absl::Time DropTime(const TokenKey& k) const;
+  // Every key held (published, signing or kept until its tokens expire).
+  std::vector<std::shared_ptr<const TokenKey>> Keys();
 
  private:
   using KeyList = std::vector<std::shared_ptr<const TokenKey>>;

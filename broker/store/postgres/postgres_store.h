@@ -154,6 +154,9 @@ class PostgresStore : public Store {
   absl::StatusOr<RewrapCounts> RewrapSealedKeys(const RewrapFn& rewrap,
                                                 size_t batch_size) override;
 
+  // Fleet counts for the gauges, in postgres_store_stats.cc.
+  absl::StatusOr<FleetStats> GetFleetStats(absl::Time now) override;
+
   // Shared broker state, in postgres_store_shared.cc. A PostgreSQL store
   // is shared: every broker on it keeps sessions and limits here.
   bool IsShared() const override;

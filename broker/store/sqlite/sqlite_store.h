@@ -141,6 +141,7 @@ class SqliteStore : public Store {
       const std::vector<RegistrationIntent>& intents) override;
   absl::StatusOr<int64_t> EnqueueRemovals(absl::Time now) override;
   absl::StatusOr<OutboxStats> GetOutboxStats(absl::Time now) override;
+  absl::StatusOr<FleetStats> GetFleetStats(absl::Time now) override;
 
   // Shared broker state: sqlite_store_shared.cc.
   absl::Status PutSession(const StoredSession& s,

@@ -20,9 +20,11 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "broker/ca/ca.h"
 #include "broker/ca/ca_signer.h"
+#include "broker/ca/leaf_builder.h"
 #include "broker/ca/software_signer.h"
 #include "common/atomic_file.h"
 #include "common/bytes.h"
@@ -459,12 +461,16 @@ TEST(CaSignerFactoryTest, StagedSignerComesFromTheFactoryAndSignsOnceActive) {
   EXPECT_EQ(active.certificates, 1);
   EXPECT_EQ(active.crls, 1);
 
-  // After the switch on disk, the next start loads the new key as active.
+  // After the switch on disk, the next start loads the new key as active,
+  // and the retired CA's kept key (it signs that CA's CRL).
   CountingSignerFactory restart;
   auto reloaded = CertificateAuthority::Load(dir, clock, random, restart);
   ASSERT_TRUE(reloaded.ok()) << reloaded.status();
   EXPECT_EQ(restart.loaded(),
-            std::vector<std::string>{dir + "/ca/issuing.key"});
+            (std::vector<std::string>{
+                dir + "/ca/issuing.key",
+                absl::StrCat(dir, "/ca/retired/",
+                             HexEncode(SkiOf(old_issuing->get())), ".key")}));
   auto again = (*reloaded)->IssueDeviceCertificate(req);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(X509_verify(again->get(), X509_get0_pubkey(next_issuing->get())),

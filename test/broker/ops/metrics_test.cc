@@ -57,6 +57,26 @@ TEST(MetricsTest, GaugesAreComputedAtEveryScrape) {
   EXPECT_NE(r.Render().find("simprov_calls 2\n"), std::string::npos);
 }
 
+TEST(MetricsTest, GaugeFamiliesRenderEverySampleOfTheScrape) {
+  MetricsRegistry r;
+  int calls = 0;
+  r.AddGaugeFamily("simprov_expiry_seconds", "Expiry", {"ca", "serial"},
+                   [&calls]() -> MetricsRegistry::GaugeSamples {
+                     if (++calls == 1) return {};
+                     return {{{"root", "0a"}, 1.7e9},
+                             {{"issuing", "b\"c"}, 42},
+                             {{"only-one-label"}, 7}};  // dropped
+                   });
+  EXPECT_EQ(r.Render(),
+            "# HELP simprov_expiry_seconds Expiry\n"
+            "# TYPE simprov_expiry_seconds gauge\n");
+  EXPECT_EQ(r.Render(),
+            "# HELP simprov_expiry_seconds Expiry\n"
+            "# TYPE simprov_expiry_seconds gauge\n"
+            "simprov_expiry_seconds{ca=\"root\",serial=\"0a\"} 1700000000\n"
+            "simprov_expiry_seconds{ca=\"issuing\",serial=\"b\\\"c\"} 42\n");
+}
+
 TEST(MetricsTest, ConcurrentIncrementsAreAllCounted) {
   MetricsRegistry r;
   CounterFamily& f = r.AddCounterFamily("simprov_x_total", "X", {"k"});
