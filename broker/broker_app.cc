@@ -33,6 +33,7 @@
 #include "broker/fleet/fleet_service.h"
 #include "broker/fleet/supersede_job.h"
 #include "broker/keys/kek_rotation.h"
+#include "broker/listen_socket.h"
 #include "broker/ops/backup.h"
 #include "broker/ops/fleet_gauges.h"
 #include "broker/ops/ops_service.h"
@@ -41,6 +42,7 @@
 #include "broker/store/cluster_lease.h"
 #include "broker/store/postgres/postgres_store.h"
 #include "broker/store/sqlite/sqlite_store.h"
+#include "broker/store_select.h"
 #include "broker/tokens/token_keys.h"
 #include "broker/tokens/token_service.h"
 #include "common/atomic_file.h"
@@ -59,64 +61,6 @@ constexpr absl::Duration kJobLeaseTtl = absl::Seconds(30);
 int Fail(const absl::Status& s) {
   std::cerr << "simprov-broker: " << s.message() << "\n";
   return ExitCodeFor(s) == kExitOk ? kExitError : ExitCodeFor(s);
-}
-
-bool IsWildcard(const std::string& host) {
-  return host == "0.0.0.0" || host == "::" || host.empty();
-}
-
-// "HOST:PORT", with an IPv6 host in brackets.
-std::string JoinHostPort(const std::string& host, int port) {
-  return host.find(':') != std::string::npos
-             ? absl::StrCat("[", host, "]:", port)
-             : absl::StrCat(host, ":", port);
-}
-
-// Why a listener could not bind HOST:PORT: tries the bind itself the way
-// the servers do (SO_REUSEADDR, never SO_REUSEPORT). "address in use" when
-// another process listens there.
-std::string BindProblem(const std::string& host_port) {
-  auto hp = ParseHostPort(host_port);
-  if (!hp.ok() || hp->port == 0) return "";
-  addrinfo hints = {};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  const std::string port = std::to_string(hp->port);
-  if (getaddrinfo(hp->host.empty() ? nullptr : hp->host.c_str(), port.c_str(),
-                  &hints, &res) != 0) {
-    return "";
-  }
-  std::string problem;
-  for (addrinfo* a = res; a != nullptr && problem.empty(); a = a->ai_next) {
-    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
-    if (fd < 0) continue;
-    int yes = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, 1) != 0) {
-      problem = errno == EADDRINUSE
-                    ? "address in use (another process listens there)"
-                    : strerror(errno);
-    }
-    close(fd);
-  }
-  freeaddrinfo(res);
-  return problem;
-}
-
-absl::Status CannotListen(const std::string& what) {
-  const std::string why = BindProblem(what);
-  return absl::UnavailableError(
-      absl::StrCat("cannot listen on ", what, why.empty() ? "" : ": ", why));
-}
-
-// Listening sockets are this broker's alone: SO_REUSEADDR so a restart
-// binds while old connections linger in TIME_WAIT, but never SO_REUSEPORT
-// (with it a second broker binds the same port and the kernel splits the
-// connections between the two).
-void ExclusiveSocketOptions(int sock) {
-  int yes = 1;
-  setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
 }
 
 struct TokensConfig {
@@ -163,62 +107,6 @@ absl::StatusOr<TokensConfig> ConfigureTokens(
   if (!keys.ok()) return keys.status();
   c.keys = std::move(*keys);
   return c;
-}
-
-// The store --store names: SQLite in the data dir, or PostgreSQL. A
-// PostgreSQL server that cannot be reached at start is waited for (retried
-// with backoff for up to kStoreWait, each attempt logged), not given up on
-// at once: brokers and their database often start together.
-constexpr absl::Duration kStoreWait = absl::Minutes(5);
-
-bool IsPostgresUri(const std::string& store) {
-  return absl::StartsWith(store, "postgresql://") ||
-         absl::StartsWith(store, "postgres://");
-}
-
-absl::StatusOr<std::unique_ptr<Store>> OpenStore(
-    const BrokerConfig& f, const DataDirPaths& paths, Clock& clock,
-    std::function<void(absl::Duration)> write_observer) {
-  if (f.store == "sqlite") {
-    if (!f.store_password_file.empty()) {
-      return absl::InvalidArgumentError(
-          "--store-password-file needs --store postgresql://...");
-    }
-    auto store = SqliteStore::Open(paths.store(), clock);
-    if (!store.ok()) return store.status();
-    (*store)->SetWriteObserver(std::move(write_observer));
-    return std::unique_ptr<Store>(std::move(*store));
-  }
-  PostgresStore::ConnectOptions options;
-  options.conninfo = f.store;
-  if (!f.store_password_file.empty()) {
-    auto password = ReadFileToString(f.store_password_file, 4096);
-    if (!password.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--store-password-file: ", password.status().message()));
-    }
-    options.password = std::string(absl::StripAsciiWhitespace(*password));
-  }
-  const std::string shown = pg::RedactConnInfo(f.store);
-  const absl::Time deadline = absl::Now() + kStoreWait;
-  absl::Duration backoff = absl::Milliseconds(250);
-  for (int attempt = 1;; ++attempt) {
-    auto store = PostgresStore::Open(options, clock);
-    if (store.ok()) {
-      LogInfo("store: PostgreSQL %s", shown);
-      return std::unique_ptr<Store>(std::move(*store));
-    }
-    if (!absl::IsUnavailable(store.status()) || absl::Now() >= deadline) {
-      return store.status();
-    }
-    LogWarning(
-        "store: PostgreSQL %s not reachable (attempt %d), retrying "
-        "in %s: %s",
-        shown, attempt, absl::FormatDuration(backoff),
-        store.status().message());
-    absl::SleepFor(backoff);
-    backoff = std::min(backoff * 2, absl::Seconds(5));
-  }
 }
 
 }  // namespace
@@ -385,9 +273,9 @@ absl::Status BrokerApp::Init() {
   auto admin_ca = LoadOrCreateAdminCa(paths_, clock_, random_);
   if (!admin_ca.ok()) return admin_ca.status();
   admin_ca_ = std::move(*admin_ca);
-  auto store = OpenStore(f, paths_, clock_, [this](absl::Duration d) {
-    metrics_.ObserveStoreWrite(d);
-  });
+  auto store =
+      OpenStore(f.store, f.store_password_file, paths_.store(), clock_,
+                [this](absl::Duration d) { metrics_.ObserveStoreWrite(d); });
   if (!store.ok()) return store.status();
   store_ = std::move(*store);
   // Admin-certificate revocations live in the store (a file of the data dir
@@ -505,12 +393,13 @@ absl::Status BrokerApp::InitServices() {
 }
 
 absl::Status BrokerApp::ConfigureRootCrl() {
-  // The development root's key (while it is in the data dir) signs its
-  // root's CRL; an operator's root CRLs come from --ca-root-crl.
+  // The development root's key (while it is in the data dir, or in the
+  // token it names) signs its root's CRL; an operator's root CRLs come
+  // from --ca-root-crl.
   std::unique_ptr<CaSigner> root_signer;
   const std::string root_key = paths_.root + "/ca/root.key";
   if (PathExists(root_key)) {
-    auto signer = SoftwareCaSigners().Load(root_key);
+    auto signer = ca_signers_->Load(root_key);
     if (!signer.ok()) return signer.status();
     root_signer = *std::move(signer);
   }
@@ -866,53 +755,6 @@ int RunBroker(const BrokerConfig& config) {
   LogInfo("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   (*app)->Shutdown();
   LogInfo("stopped");
-  return kExitOk;
-}
-
-int RunRestore(const RestoreConfig& r) {
-  umask(077);
-  std::string target = r.data_dir;
-  while (target.size() > 1 && target.back() == '/') target.pop_back();
-  // Restore writes the data dir: it holds the data dir's lock, like a
-  // broker, so neither starts on a directory the other is writing. An
-  // absent target is created to hold the lock, and removed on failure.
-  struct stat st;
-  bool created = false;
-  if (lstat(target.c_str(), &st) != 0 && errno == ENOENT) {
-    if (absl::Status s = MakeDirectories(target, 0700); !s.ok()) {
-      return Fail(s);
-    }
-    created = true;
-  }
-  std::unique_ptr<DataDirLock> lock;
-  if (created || (lstat(target.c_str(), &st) == 0 && S_ISDIR(st.st_mode))) {
-    auto l = DataDirLock::Acquire(target);
-    if (!l.ok()) {
-      if (created) rmdir(target.c_str());
-      return Fail(l.status());
-    }
-    lock = std::move(*l);
-  }
-  auto s = RestoreBackup(
-      r.archive, target, r.kek_file,
-      [](const std::string& path) -> absl::StatusOr<std::unique_ptr<Store>> {
-        return SqliteStore::Open(path);
-      });
-  if (!s.ok()) {
-    // Leave the target as it was: absent, or empty.
-    if (lock != nullptr && (created || lock->created())) {
-      unlink(lock->path().c_str());
-    }
-    if (created) rmdir(target.c_str());
-    return Fail(s.status());
-  }
-  std::cout << "restored " << s->entries << " files (" << s->bytes
-            << " bytes, backup of " << s->created_at << ") into " << r.data_dir
-            << "\n";
-  if (!s->kek_included) {
-    std::cerr << "simprov-broker: start it with --kek-file " << r.kek_file
-              << "\n";
-  }
   return kExitOk;
 }
 

@@ -54,6 +54,9 @@ struct BootstrapOptions {
   BrokerMetrics* metrics = nullptr;
 };
 
+// The largest CSR an Enrol or Renew carries (DER bytes).
+inline constexpr size_t kMaxCsrSize = 16 * 1024;
+
 // How long a renewal whose answer was lost may be asked again with the
 // certificate it superseded (docs/fleet.md, "Lineage").
 inline constexpr absl::Duration kRenewalRetryWindow = absl::Minutes(10);
