@@ -9,7 +9,6 @@
 #include <sys/socket.h>
 
 #include <filesystem>
-#include <regex>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -59,20 +58,31 @@ int FreePort() {
 std::string CdpOf(const std::string& cert_path) {
   ProcessResult r = RunProcess({kOpenssl, "x509", "-noout", "-ext",
                                 "crlDistributionPoints", "-in", cert_path});
-  std::smatch m;
-  std::regex uri("URI:(\\S+)");
-  return std::regex_search(r.out, m, uri) ? m[1].str() : "";
+  const size_t at = r.out.find("URI:");
+  if (at == std::string::npos) return "";
+  const size_t start = at + 4;
+  size_t end = start;
+  while (end < r.out.size() && !absl::ascii_isspace(r.out[end])) ++end;
+  return r.out.substr(start, end - start);
 }
 
 // GET of an http://HOST:PORT/PATH URL; the body, "" unless 200.
 std::string Fetch(const std::string& url) {
-  std::smatch m;
-  std::regex re("http://([^/:]+):([0-9]+)(/.*)");
-  if (!std::regex_match(url, m, re)) return "";
+  constexpr absl::string_view kScheme = "http://";
+  if (!absl::StartsWith(url, kScheme)) return "";
+  const std::string rest = url.substr(kScheme.size());
+  const size_t colon = rest.find(':');
+  const size_t slash = rest.find('/');
+  if (colon == std::string::npos || slash == std::string::npos || colon == 0 ||
+      slash < colon) {
+    return "";
+  }
   int port = 0;
-  if (!absl::SimpleAtoi(m[2].str(), &port)) return "";
-  httplib::Client client(m[1].str(), port);
-  auto r = client.Get(m[3].str());
+  if (!absl::SimpleAtoi(rest.substr(colon + 1, slash - colon - 1), &port)) {
+    return "";
+  }
+  httplib::Client client(rest.substr(0, colon), port);
+  auto r = client.Get(rest.substr(slash));
   return r && r->status == 200 ? r->body : "";
 }
 
