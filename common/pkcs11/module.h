@@ -45,7 +45,8 @@ class Module {
   Module(std::string path, void* handle, CK_FUNCTION_LIST* f)
       : path_(std::move(path)), handle_(handle), f_(f) {}
   const std::string path_;
-  void* const handle_;
+  // The dlopen handle: the module stays loaded for the process's life.
+  [[maybe_unused]] void* const handle_;
   CK_FUNCTION_LIST* const f_;
   absl::Mutex calls_;
   absl::Time last_reinit_ = absl::InfinitePast();  // guarded by calls_
