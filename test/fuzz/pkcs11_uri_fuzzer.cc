@@ -18,6 +18,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<Uri> u = ParseUri(text);
   if (!u.ok()) return 0;
   const std::string formatted = FormatUri(*u);
+  // Percent-encoding can take a URI near the size bound past it, and the
+  // parser refuses what is over the bound.
+  if (formatted.size() > kMaxUriBytes) return 0;
   absl::StatusOr<Uri> again = ParseUri(formatted);
   if (!again.ok()) abort();
   if (again->token != u->token || again->manufacturer != u->manufacturer ||
